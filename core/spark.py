@@ -1,0 +1,94 @@
+"""The one place a SparkSession is made, with its config set before the JVM starts.
+
+``master`` defaults to ``$SPARK_MASTER`` or ``local[*]``; any Spark setting can be passed as
+``key=value`` pairs, and ``spark-submit`` settings (``SPARK_*`` environment, spark-defaults.conf)
+still apply because the builder only fills in what the user did not set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from core.errors import UserError
+
+DEFAULT_MASTER = "local[*]"
+SUPPORTED_JAVA = (17, 21)
+
+# Small defaults for runtime SQL settings, applied only where neither the caller nor
+# spark-submit set them: 200 shuffle partitions on 2 cores is pure overhead.
+SQL_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def java_major_version(java: str) -> int | None:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for token in (out.stderr + out.stdout).split():
+        token = token.strip('"')
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            if head.isdigit():
+                major = int(head)
+                return int(token.split(".")[1]) if major == 1 else major
+    return None
+
+
+def check_java() -> None:
+    """Spark 4 needs Java 17 or 21: say so plainly rather than fail inside py4j."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise UserError(
+            "Java was not found; Spark needs Java 17 or 21. On Debian/Ubuntu: "
+            "apt-get install openjdk-17-jre-headless (or run bin/setup)"
+        )
+    major = java_major_version(java)
+    if major not in SUPPORTED_JAVA:
+        raise UserError(
+            f"{java} is Java {major}; Spark 4 needs Java 17 or 21. Install "
+            "openjdk-17-jre-headless and set JAVA_HOME to it"
+        )
+
+
+def parse_conf(pairs: list[str] | None) -> dict[str, str]:
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"Spark setting {pair!r} is not key=value")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None):
+    """Build (or return the running) SparkSession for a job."""
+    check_java()
+    # Executors' Python must be this interpreter, so they see the same packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
+    chosen_master = master or os.environ.get("SPARK_MASTER")
+    if chosen_master:
+        builder = builder.master(chosen_master)
+    elif not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Not under spark-submit (which already chose a master): default to local mode.
+        builder = builder.master(DEFAULT_MASTER)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    already_set = spark.sparkContext.getConf()
+    for key, value in SQL_DEFAULTS.items():
+        if not already_set.contains(key) and key not in (conf or {}):
+            spark.conf.set(key, value)
+    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    return spark

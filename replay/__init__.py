@@ -1,0 +1,1 @@
+"""Replay stage: score history with registered models and compare them in MLflow."""

@@ -1,0 +1,1 @@
+"""Streaming stage: the Spark Structured Streaming monitor and the streamer that feeds it."""

@@ -1,0 +1,333 @@
+"""Step 2, train: fit a Spark ML KMeans pipeline and register it as one MLflow model.
+
+Input: a feature table (CSV with a header: ``timestamp`` and the feature columns), any
+Hadoop-compatible URI or local path.
+Output, in one MLflow run of the training experiment:
+- params: k, seed, features, rule, threshold quantile, the data URI, its sha256, row counts;
+- metrics: every cluster's size, the expected label (the most populous cluster) and its
+  share, the distance threshold, training cost (WSSSE), silhouette, timings;
+- artifacts: ``cluster_summary.json``/``.csv`` (centroids in original units, sizes,
+  expected label) and ``cluster_summary.png``;
+- the model (pyfunc, with signature and input example), registered under ``--model-name``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError, main_guard
+from core.schema import DEFAULT_FEATURES, DEFAULT_MODEL_NAME, TIMESTAMP, TRAINING_EXPERIMENT
+from core.scoring import RULE_DISTANCE, RULES, ModelParams, bounds_for
+
+DEFAULT_K = 10
+DEFAULT_SEED = 42
+DEFAULT_MAX_ITER = 20
+DEFAULT_THRESHOLD_QUANTILE = 0.99
+QUANTILE_RELATIVE_ERROR = 1e-4
+
+
+@dataclass
+class FeatureTable:
+    valid: object  # Spark DataFrame of valid rows, features as doubles
+    total_rows: int
+    invalid_rows: int
+
+
+def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
+    """Read the table with every column as text, then validate by name in our own code.
+
+    Reading as text (not with Spark's CSV type coercion) keeps reordered columns and
+    values like 'NaN' or '-1' from slipping through unnoticed.
+    """
+    from pyspark.sql import functions as F
+
+    try:
+        raw = spark.read.option("header", True).option("inferSchema", False).csv(uri)
+    except Exception as error:  # noqa: BLE001 - AnalysisException: path missing or unreadable
+        raise UserError(f"cannot read feature table {uri}: {str(error).splitlines()[0]}") from None
+    missing = [name for name in features if name not in raw.columns]
+    if missing:
+        raise UserError(
+            f"feature table {uri} lacks column(s) {', '.join(missing)} "
+            f"(it has {', '.join(raw.columns) or 'no header'})"
+        )
+    typed = raw.select(
+        *([F.col(TIMESTAMP)] if TIMESTAMP in raw.columns else []),
+        *[F.col(name).try_cast("double").alias(name) for name in features],
+    )
+    checks = []
+    for name in features:
+        lo, hi = bounds_for(name)
+        value = F.col(name)
+        checks.append(value.isNotNull() & ~F.isnan(value) & (value >= F.lit(lo)) & (value <= F.lit(hi)))
+    is_valid = checks[0]
+    for check in checks[1:]:
+        is_valid = is_valid & check
+    flagged = typed.withColumn("_valid", is_valid).cache()
+    counts = flagged.groupBy("_valid").count().collect()
+    by_flag = {row["_valid"]: row["count"] for row in counts}
+    total = sum(by_flag.values())
+    if total == 0:
+        raise UserError(f"feature table {uri} has no data rows")
+    valid_rows = by_flag.get(True, 0)
+    if valid_rows == 0:
+        raise UserError(f"feature table {uri} has no valid rows (all {total} are invalid)")
+    valid = flagged.where("_valid").drop("_valid")
+    return FeatureTable(valid, total, total - valid_rows)
+
+
+def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    pipeline = Pipeline(
+        stages=[
+            VectorAssembler(inputCols=features, outputCol="raw_features"),
+            StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True),
+            KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster"),
+        ]
+    )
+    return pipeline.fit(table)
+
+
+def params_from_pipeline(pipeline_model, features, rule, threshold=0.0) -> ModelParams:
+    scaler, kmeans = pipeline_model.stages[1], pipeline_model.stages[2]
+    std = np.asarray(scaler.std.toArray(), dtype=float)
+    sizes = kmeans.summary.clusterSizes
+    return ModelParams(
+        features=list(features),
+        mean=[float(v) for v in scaler.mean.toArray()],
+        # Spark's StandardScaler maps a feature with no spread to 0; so does a zero scale.
+        scale=[float(1.0 / s) if s > 0 else 0.0 for s in std],
+        centroids=[[float(v) for v in c] for c in kmeans.clusterCenters()],
+        expected_label=int(np.argmax(sizes)),
+        rule=rule,
+        threshold=float(threshold),
+        bounds={f: list(bounds_for(f)) for f in features},
+    )
+
+
+def distance_threshold(table, params: ModelParams, quantile: float) -> float:
+    from core.spark_scoring import score_dataframe
+
+    scored = score_dataframe(table, params)
+    (value,) = scored.approxQuantile("distance", [quantile], QUANTILE_RELATIVE_ERROR)
+    return float(value)
+
+
+def cluster_summary(params: ModelParams, sizes: list[int]) -> pd.DataFrame:
+    centroids = params.centroids_in_original_units()
+    total = sum(sizes)
+    summary = pd.DataFrame(centroids, columns=params.features)
+    summary.insert(0, "cluster", range(len(sizes)))
+    summary.insert(1, "size", sizes)
+    summary.insert(2, "share", [s / total for s in sizes])
+    summary.insert(3, "expected", summary["cluster"] == params.expected_label)
+    return summary
+
+
+def plot_cluster_summary(summary: pd.DataFrame, features: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (sizes_ax, centres_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = ["tab:green" if e else "tab:blue" for e in summary["expected"]]
+    sizes_ax.bar(summary["cluster"].astype(str), summary["size"], color=colours)
+    sizes_ax.set_title("Cluster sizes (green: expected label)")
+    sizes_ax.set_xlabel("cluster")
+    sizes_ax.set_ylabel("rows")
+    # Each feature normalised to its largest centroid value so different units fit one chart.
+    centres = summary[features].to_numpy(dtype=float)
+    peak = np.abs(centres).max(axis=0)
+    image = centres_ax.imshow(centres / np.where(peak == 0, 1, peak), aspect="auto", cmap="viridis")
+    centres_ax.set_xticks(range(len(features)), features)
+    centres_ax.set_yticks(range(len(summary)), summary["cluster"].astype(str))
+    for (i, j), value in np.ndenumerate(centres):
+        centres_ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="white", fontsize=8)
+    centres_ax.set_title("Centroids in original units (colour: share of column max)")
+    fig.colorbar(image, ax=centres_ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def data_sha256(spark, uri: str) -> str:
+    """sha256 over the bytes of every file behind ``uri``, computed where the data lives."""
+    from pyspark.sql import functions as F
+
+    files = (
+        spark.read.format("binaryFile").load(uri).select("path", F.sha2("content", 256).alias("sha"))
+    ).orderBy("path").collect()
+    if len(files) == 1:
+        return files[0]["sha"]
+    import hashlib
+
+    combined = hashlib.sha256()
+    for row in files:
+        combined.update(f"{row['path'].rsplit('/', 1)[-1]}:{row['sha']}\n".encode())
+    return combined.hexdigest()
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_name: str | None
+    model_version: str | None
+    params: ModelParams
+    cluster_sizes: list[int]
+
+
+def train(spark, service, args) -> TrainResult:
+    import mlflow
+
+    from core.model import log_anomaly_model
+    from core.paths import to_uri
+
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    if args.rule not in RULES:
+        raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
+    if args.k < 2:
+        raise UserError("k must be at least 2")
+    if not 0 < args.threshold_quantile < 1:
+        raise UserError("threshold quantile must be between 0 and 1")
+    uri = to_uri(args.data)
+    started = time.perf_counter()
+    table = load_feature_table(spark, uri, features)
+    valid_rows = table.total_rows - table.invalid_rows
+    if valid_rows < args.k:
+        raise UserError(f"{valid_rows} valid rows cannot make {args.k} clusters")
+    with service.start_run(TRAINING_EXPERIMENT, run_name=f"train-k{args.k}-{args.rule}") as run:
+        mlflow.set_tag("step", "train")
+        mlflow.log_params(
+            {
+                "k": args.k,
+                "seed": args.seed,
+                "max_iter": args.max_iter,
+                "features": ",".join(features),
+                "rule": args.rule,
+                "threshold_quantile": args.threshold_quantile,
+                "data": uri,
+                "data_sha256": data_sha256(spark, uri),
+                "rows": table.total_rows,
+                "valid_rows": valid_rows,
+                "invalid_rows": table.invalid_rows,
+            }
+        )
+        fit_started = time.perf_counter()
+        pipeline_model = fit_pipeline(table.valid, features, args.k, args.seed, args.max_iter)
+        fit_seconds = time.perf_counter() - fit_started
+        kmeans = pipeline_model.stages[2]
+        sizes = [int(s) for s in kmeans.summary.clusterSizes]
+        params = params_from_pipeline(pipeline_model, features, args.rule)
+        threshold = distance_threshold(table.valid, params, args.threshold_quantile)
+        params = ModelParams(**{**params.__dict__, "threshold": threshold})
+        silhouette = _silhouette(pipeline_model, table.valid)
+        metrics = {f"cluster_size_{i}": size for i, size in enumerate(sizes)}
+        metrics.update(
+            expected_label=params.expected_label,
+            expected_label_share=sizes[params.expected_label] / valid_rows,
+            distance_threshold=threshold,
+            training_cost=float(kmeans.summary.trainingCost),
+            silhouette=silhouette,
+            fit_seconds=fit_seconds,
+        )
+        mlflow.log_metrics(metrics)
+        summary = cluster_summary(params, sizes)
+        _log_summary(summary, params)
+        example = table.valid.limit(3).toPandas()
+        log_started = time.perf_counter()
+        info = log_anomaly_model(params, example, args.model_name or None)
+        log_model_seconds = time.perf_counter() - log_started
+        mlflow.log_metrics(
+            {"log_model_seconds": log_model_seconds, "train_seconds": time.perf_counter() - started}
+        )
+        version = getattr(info, "registered_model_version", None)
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(
+            f"expected label {params.expected_label} ({metrics['expected_label_share']:.1%} of rows); "
+            f"rule {params.rule}; distance threshold {threshold:.4g}"
+        )
+        print(f"run {run.info.run_id}" + (f"; registered {args.model_name} version {version}" if version else ""))
+        print(f"log_model took {log_model_seconds:.1f} s")
+        return TrainResult(run.info.run_id, args.model_name or None, str(version) if version else None, params, sizes)
+
+
+def _silhouette(pipeline_model, table) -> float:
+    from pyspark.ml.evaluation import ClusteringEvaluator
+
+    predictions = pipeline_model.transform(table)
+    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="cluster", metricName="silhouette")
+    return float(evaluator.evaluate(predictions))
+
+
+def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        summary.to_csv(folder / "cluster_summary.csv", index=False)
+        (folder / "cluster_summary.json").write_text(
+            json.dumps(
+                {
+                    "expected_label": params.expected_label,
+                    "rule": params.rule,
+                    "distance_threshold": params.threshold,
+                    "features": params.features,
+                    "clusters": summary.to_dict(orient="records"),
+                },
+                indent=2,
+            )
+        )
+        plot_cluster_summary(summary, params.features, folder / "cluster_summary.png")
+        mlflow.log_artifacts(scratch)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Train and register the anomaly model.")
+    parser.add_argument("--data", default="data/sample/metrics.csv", help="feature table (path or URI)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER)
+    parser.add_argument("--rule", default=RULE_DISTANCE, choices=RULES)
+    parser.add_argument("--threshold-quantile", type=float, default=DEFAULT_THRESHOLD_QUANTILE)
+    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered name ('' to skip)")
+    parser.add_argument("--master", default=None, help="Spark master (default local[*])")
+    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    return parser.parse_args(argv)
+
+
+@main_guard
+def main(argv=None) -> int:
+    from core.spark import create_spark, parse_conf
+    from core.tracking import MlflowService
+
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with MlflowService() as service:
+        spark = create_spark("train", args.master, parse_conf(args.conf))
+        jvm_seconds = time.perf_counter() - started
+        try:
+            result = train(spark, service, args)
+        finally:
+            spark.stop()
+        service.client.log_metric(result.run_id, "jvm_start_seconds", jvm_seconds)
+        service.client.log_metric(result.run_id, "wall_seconds", time.perf_counter() - started)
+    print(f"train wall time {time.perf_counter() - started:.1f} s (JVM start {jvm_seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
