@@ -218,7 +218,8 @@ def train(spark, service, args) -> TrainResult:
                 "features": ",".join(features),
                 "rule": args.rule,
                 "threshold_quantile": args.threshold_quantile,
-                "data": uri,
+                "data": args.data,  # as given (mlflow run logs it so too)
+                "data_uri": uri,
                 "data_sha256": data_sha256(spark, uri),
                 "rows": table.total_rows,
                 "valid_rows": valid_rows,

@@ -1,0 +1,87 @@
+"""Download NAB's realAWSCloudwatch series and label windows (optional; tests never download).
+
+Input: a base URL laid out like NAB's repository (``data/realAWSCloudwatch/<file>.csv`` and
+``labels/combined_windows.json``).
+Output: ``<dest>/data/realAWSCloudwatch/*.csv`` and ``<dest>/labels/combined_windows.json``,
+each written to a temporary name and renamed, and checked to be in NAB's format.
+
+    mlflow run . -e download_nab --env-manager local -P dest=data/nab
+    export NAB_DATA_DIR=data/nab
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from core.errors import UserError, main_guard
+
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/numenta/NAB/master"
+SERIES = (
+    "ec2_cpu_utilization_24ae8d", "ec2_cpu_utilization_53ea38", "ec2_cpu_utilization_5f5533",
+    "ec2_cpu_utilization_77c1ca", "ec2_cpu_utilization_825cc2", "ec2_cpu_utilization_ac20cd",
+    "ec2_cpu_utilization_c6585a", "ec2_cpu_utilization_fe7f93", "ec2_disk_write_bytes_1ef3de",
+    "ec2_disk_write_bytes_c0d644", "ec2_network_in_257a54", "ec2_network_in_5abac7",
+    "elb_request_count_8c0756", "grok_asg_anomaly", "iio_us-east-1_i-a2eb1cd9_NetworkIn",
+    "rds_cpu_utilization_cc0c53", "rds_cpu_utilization_e47b3b",
+)
+LABELS = "labels/combined_windows.json"
+TIMEOUT_SECONDS = 60
+
+
+def fetch(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        raise UserError(f"download of {url} failed: HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise UserError(f"download of {url} failed: {getattr(error, 'reason', error)}") from None
+
+
+def save(content: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.part")
+    staging.write_bytes(content)
+    staging.replace(path)
+
+
+def download(base_url: str, dest: Path, series=SERIES) -> list[Path]:
+    base = base_url.rstrip("/")
+    written = []
+    for stem in series:
+        relative = f"data/realAWSCloudwatch/{stem}.csv"
+        content = fetch(f"{base}/{relative}")
+        if not content.startswith(b"timestamp,value"):
+            raise UserError(f"{base}/{relative} is not a NAB series (no 'timestamp,value' header)")
+        save(content, dest / relative)
+        written.append(dest / relative)
+    labels = fetch(f"{base}/{LABELS}")
+    try:
+        windows = json.loads(labels)
+    except json.JSONDecodeError:
+        raise UserError(f"{base}/{LABELS} is not JSON") from None
+    # NAB's file covers every corpus; keep only what this project uses.
+    kept = {k: v for k, v in windows.items() if k.startswith("realAWSCloudwatch/")}
+    save(json.dumps(kept, indent=2).encode(), dest / LABELS)
+    written.append(dest / LABELS)
+    return written
+
+
+@main_guard
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Download NAB's realAWSCloudwatch series.")
+    parser.add_argument("--dest", default="data/nab")
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL)
+    args = parser.parse_args(argv)
+    written = download(args.base_url, Path(args.dest))
+    print(f"downloaded {len(written)} files to {args.dest}; export NAB_DATA_DIR={args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
