@@ -28,6 +28,13 @@ def registered_model_or_error(client, name: str):
         ) from None
 
 
+def alias_versions(client, name: str) -> dict[str, str]:
+    """alias -> version number as text (MLflow hands back ints here, strings elsewhere)."""
+    # search_model_versions leaves aliases empty: the registered model has the mapping.
+    model = registered_model_or_error(client, name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
 def version_or_error(client, name: str, version: str):
     from mlflow.exceptions import MlflowException
 
@@ -39,9 +46,7 @@ def version_or_error(client, name: str, version: str):
 
 
 def version_for_alias(client, name: str, alias: str):
-    model = registered_model_or_error(client, name)
-    # search_model_versions leaves aliases empty: the registered model has the mapping.
-    version = model.aliases.get(alias)
+    version = alias_versions(client, name).get(alias)
     if version is None:
         raise UserError(
             f"model {name!r} has no version under alias {alias!r}; promote one: {promote_hint(name)}"

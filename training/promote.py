@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from core.errors import UserError, main_guard
-from core.registry import registered_model_or_error, version_or_error
+from core.registry import alias_versions, version_or_error
 from core.schema import DEFAULT_MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
 
 
@@ -48,7 +48,7 @@ def choose_version(client, name: str, version: str | None = None, run_id: str | 
 
 
 def promote(client, name: str, version: str | None = None, run_id: str | None = None) -> Promotion:
-    current = registered_model_or_error(client, name).aliases.get(PRODUCTION_ALIAS)
+    current = alias_versions(client, name).get(PRODUCTION_ALIAS)
     target = choose_version(client, name, version, run_id)
     if current == target:
         return Promotion(name, target, None, changed=False)
@@ -59,7 +59,7 @@ def promote(client, name: str, version: str | None = None, run_id: str | None = 
 
 
 def rollback(client, name: str) -> Promotion:
-    aliases = registered_model_or_error(client, name).aliases
+    aliases = alias_versions(client, name)
     current, previous = aliases.get(PRODUCTION_ALIAS), aliases.get(PREVIOUS_ALIAS)
     if previous is None:
         raise UserError(f"model {name!r} has no {PREVIOUS_ALIAS!r} version to roll back to")

@@ -1,0 +1,127 @@
+"""Training on the NAB table with a real SparkSession and a real MLflow store in tmp_path."""
+
+import argparse
+import hashlib
+import json
+import re
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UserError
+from core.model import load_params
+from core.scoring import score_frame
+from core.spark_scoring import score_dataframe
+from training import train as train_job
+
+
+def train_args(data, **overrides):
+    defaults = dict(
+        data=str(data), k=10, seed=42, max_iter=20, rule="distance", threshold_quantile=0.99,
+        features="cpu,disk,network", model_name="test-detector", master=None, conf=[],
+    )
+    return argparse.Namespace(**{**defaults, **overrides})
+
+
+@pytest.fixture
+def trained(spark, mlflow_service, nab_table):
+    return train_job.train(spark, mlflow_service, train_args(nab_table))
+
+
+def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(trained, mlflow_service, nab_table):
+    client = mlflow_service.client
+    run = client.get_run(trained.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    rows = len(pd.read_csv(nab_table))
+    # params
+    assert params["k"] == "10" and params["seed"] == "42" and params["rule"] == "distance"
+    assert params["features"] == "cpu,disk,network"
+    assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
+    assert params["rows"] == str(rows)
+    # metrics: every cluster's size, the expected label and its share
+    sizes = [metrics[f"cluster_size_{i}"] for i in range(10)]
+    assert sum(sizes) == int(params["valid_rows"]) == rows
+    assert metrics["expected_label"] == int(np.argmax(sizes))
+    assert metrics["expected_label_share"] == pytest.approx(max(sizes) / rows)
+    assert metrics["training_cost"] > 0 and -1 <= metrics["silhouette"] <= 1
+    assert metrics["distance_threshold"] > 0 and metrics["log_model_seconds"] > 0
+    # artifacts
+    names = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"cluster_summary.json", "cluster_summary.csv", "cluster_summary.png"} <= names
+    summary = json.loads(mlflow.artifacts.load_text(f"runs:/{trained.run_id}/cluster_summary.json"))
+    assert summary["expected_label"] == trained.params.expected_label
+    assert [c["size"] for c in summary["clusters"]] == sizes
+    # the registered model: version 1, from this run, with a signature and an input example
+    version = client.get_model_version("test-detector", "1")
+    assert version.run_id == trained.run_id and trained.model_version == "1"
+    info = mlflow.models.get_model_info("models:/test-detector/1")
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["cpu", "disk", "network"]
+    assert "is_anomaly" in [c["name"] for c in info.signature.outputs.to_dict()]
+    assert info.saved_input_example_info is not None
+    # the expected label travels inside the model
+    assert load_params("models:/test-detector/1").expected_label == metrics["expected_label"]
+
+
+def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
+    # given the Spark ML pipeline fitted on the NAB table
+    table = train_job.load_feature_table(spark, str(nab_table), ["cpu", "disk", "network"]).valid
+    pipeline = train_job.fit_pipeline(table, ["cpu", "disk", "network"], 10, 42, 20)
+    params = train_job.params_from_pipeline(pipeline, ["cpu", "disk", "network"], "distance", 0.5)
+    # when Spark ML, Spark scoring (mapInPandas) and pandas scoring each label the rows
+    spark_ml = pipeline.transform(table).select("cluster").toPandas()["cluster"]
+    spark_core = score_dataframe(table, params).toPandas()
+    pandas_core = score_frame(params, pd.read_csv(nab_table))
+    # then they agree row for row
+    assert len(pandas_core) == len(spark_core) == len(spark_ml)
+    assert (spark_ml.to_numpy() == pandas_core["cluster"].to_numpy()).all()
+    for column in ["cluster", "is_anomaly", "is_valid"]:
+        assert (spark_core[column].to_numpy() == pandas_core[column].to_numpy()).all(), column
+    np.testing.assert_allclose(spark_core["distance"], pandas_core["distance"], rtol=1e-12)
+    np.testing.assert_allclose(spark_core["anomaly_score"], pandas_core["anomaly_score"], rtol=1e-12)
+
+
+def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(trained, nab_table):
+    distances = score_frame(trained.params, pd.read_csv(nab_table))["distance"]
+    share_above = (distances > trained.params.threshold).mean()
+    assert share_above == pytest.approx(0.01, abs=0.002)
+
+
+def test_cluster_rule_is_the_original_rule(spark, mlflow_service, nab_table):
+    result = train_job.train(spark, mlflow_service, train_args(nab_table, rule="cluster", model_name=""))
+    scored = score_frame(result.params, pd.read_csv(nab_table))
+    assert result.model_version is None  # model_name '' logs without registering
+    assert (scored["is_anomaly"] == (scored["cluster"] != result.params.expected_label)).all()
+
+
+def test_invalid_training_rows_are_counted_and_left_out(spark, mlflow_service, tmp_path):
+    table = tmp_path / "t.csv"
+    rows = ["timestamp,network,cpu,disk"]  # reordered columns are read by name
+    rows += [f"2024-01-01 00:{i:02d}:00,{100 + i},{i % 7}.5,{i * 3}" for i in range(40)]
+    rows += ["2024-01-01 01:00:00,5,-1,1", "2024-01-01 01:05:00,5,abc,1", "2024-01-01 01:10:00,,1,1"]
+    table.write_text("\n".join(rows) + "\n")
+    result = train_job.train(spark, mlflow_service, train_args(table, k=3, model_name=""))
+    params = mlflow_service.client.get_run(result.run_id).data.params
+    assert params["rows"] == "43" and params["invalid_rows"] == "3"
+    assert sum(result.cluster_sizes) == 40
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("timestamp,cpu,disk\n2024-01-01,1,2\n", "lacks column(s) network"),
+        ("timestamp,cpu,disk,network\n", "has no data rows"),
+        ("timestamp,cpu,disk,network\n2024-01-01,-5,1,1\n", "has no valid rows"),
+    ],
+)
+def test_bad_training_tables_are_clear_errors(spark, mlflow_service, tmp_path, content, message):
+    table = tmp_path / "t.csv"
+    table.write_text(content)
+    with pytest.raises(UserError, match=re.escape(message)):
+        train_job.train(spark, mlflow_service, train_args(table, k=2))
+
+
+def test_a_missing_training_table_is_a_clear_error(spark, mlflow_service, tmp_path):
+    with pytest.raises(UserError, match="cannot read feature table"):
+        train_job.train(spark, mlflow_service, train_args(tmp_path / "absent.csv"))
