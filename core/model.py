@@ -38,10 +38,14 @@ class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         try:
-            return score_frame(self.params, frame)
+            scored = score_frame(self.params, frame)
         except MissingFeaturesError as error:
             # A client error: the scoring server turns this code into HTTP 400.
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        # NaN is not JSON: an invalid row's distance and score go out as null.
+        for column in ("distance", "anomaly_score"):
+            scored[column] = scored[column].astype(object).where(scored["is_valid"], None)
+        return scored
 
 
 def serving_requirements() -> list[str]:
