@@ -1,0 +1,54 @@
+"""The README's two commands, word for word, in a copy of the project as a clone has it."""
+
+import re
+import subprocess
+
+from mlflow import MlflowClient
+
+from conftest import PROJECT_ROOT, PYTHON
+from test_end_to_end import _env_without_tracking, copy_project
+
+README = (PROJECT_ROOT / "README.md").read_text()
+
+
+def readme_commands() -> list[str]:
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", quick_start, flags=re.S)
+
+
+def test_the_readme_gives_exactly_two_commands_and_ci_runs_the_second():
+    commands = readme_commands()
+    assert commands == ["bash bin/setup", "bash bin/test"]
+    assert commands[1] in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def run_readme_command(command, cwd, *extra):
+    # PROJECT_VENV reuses this suite's virtualenv instead of installing 1.5 GB again.
+    env = {**_env_without_tracking(), "PROJECT_VENV": str(PROJECT_ROOT / ".venv"), "PYTHON": PYTHON}
+    return subprocess.run(["bash", "-c", " ".join([command, *extra])], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_the_setup_command_runs_the_main_job_on_the_sample(tmp_path):
+    project = copy_project(tmp_path / "clone")
+    setup, _ = readme_commands()
+    result = run_readme_command(setup, project)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "prepared 2016 rows" in out
+    assert "model version: server-anomaly-detector version 1, alias production" in out
+    run_id = re.search(r"training run:\s+(\w+)", out).group(1)
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert str(client.get_registered_model("server-anomaly-detector").aliases["production"]) == "1"
+
+
+def test_the_test_command_runs_pytest(tmp_path):
+    project = copy_project(tmp_path / "clone")
+    _, test_command = readme_commands()
+    # the whole suite is what CI runs; here one quick module proves the command works as written
+    result = run_readme_command(test_command, project, "tests/test_scoring.py", "-q")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
