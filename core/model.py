@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,6 @@ from core.scoring import MissingFeaturesError, ModelParams, score_frame
 PARAMS_ARTIFACT = "params"
 MODEL_ARTIFACT_PATH = "model"
 CORE_PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-# MLflow nags about type hints on predict; ours takes any DataFrame-like input on purpose.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):

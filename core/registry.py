@@ -12,6 +12,12 @@ _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<
 _SHORT = re.compile(r"^(?P<name>[^/@:]+)(?:@(?P<alias>[^/]+)|[/:](?P<version>\d+))$")
 
 
+def parse_registry_spec(spec: str) -> tuple[str, str | None, str | None] | None:
+    """(name, alias, version) for ``models:/n@a``, ``models:/n/3``, ``n@a`` or ``n/3``; else None."""
+    match = _REGISTRY_URI.match(spec) or _SHORT.match(spec)
+    return (match["name"], match["alias"], match["version"]) if match else None
+
+
 def promote_hint(name: str) -> str:
     return f"mlflow run . -e promote --env-manager local -P model_name={name}"
 
@@ -59,13 +65,13 @@ def resolve_model(client, spec: str, default_name: str | None = None) -> LoadedM
     spec = spec.strip() if spec else ""
     if not spec and default_name:
         spec = f"{default_name}@{PRODUCTION_ALIAS}"
-    match = _REGISTRY_URI.match(spec) or _SHORT.match(spec)
-    if match:
-        name = match["name"]
-        if match["alias"]:
-            version = version_for_alias(client, name, match["alias"])
+    parsed = parse_registry_spec(spec)
+    if parsed:
+        name, alias, number = parsed
+        if alias:
+            version = version_for_alias(client, name, alias)
         else:
-            version = version_or_error(client, name, match["version"])
+            version = version_or_error(client, name, number)
         uri = f"models:/{name}/{version.version}"
         return LoadedModel(uri, load_params(uri), name, str(version.version), version.run_id)
     try:

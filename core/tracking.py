@@ -140,3 +140,21 @@ class MlflowService:
         if os.environ.get("MLFLOW_RUN_ID"):
             return mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], tags=tags)
         return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+
+    def create_run(self, experiment: str, run_name: str | None = None, tags: dict | None = None) -> str:
+        """A run for jobs that log from callback threads (foreachBatch) through the client.
+
+        Fluent logging there would silently open a second run, so such jobs hold a run id.
+        """
+        if os.environ.get("MLFLOW_RUN_ID"):
+            run_id = os.environ["MLFLOW_RUN_ID"]
+            for key, value in (tags or {}).items():
+                self.client.set_tag(run_id, key, value)
+            return run_id
+        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        # mlflow run closes its own run from the exit code; close only the ones we made.
+        if run_id != os.environ.get("MLFLOW_RUN_ID"):
+            self.client.set_terminated(run_id, status)

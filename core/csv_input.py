@@ -1,0 +1,176 @@
+"""Parse metric CSV files in our own code, so no bad file can stop or skew a job.
+
+Spark's CSV reader was measured to stop a stream for good on one bad file (FAILFAST, a
+reordered header with enforceSchema=false, an over-long line), to pass empty fields, NaN, Inf
+and huge numbers through PERMISSIVE mode, and to swap reordered columns silently. So the
+monitor and replay read raw bytes and call ``score_files``: every data line of every file
+comes back exactly once, either scored or quarantined with a reason.
+
+Plain Python and pandas (no Spark): the same function runs on executors and in tests.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from core.schema import SOURCE_COLUMNS, TIMESTAMP
+from core.scoring import INVALID_CLUSTER, MissingFeaturesError, ModelParams, score_frame
+
+MAX_LINE_BYTES = 64 * 1024
+RAW_KEEP_CHARS = 200
+BINARY_SNIFF_BYTES = 8192
+
+
+def record_columns(features: list[str]) -> list[str]:
+    return [
+        "source_file", "line_number", "series", TIMESTAMP, *features,
+        "cluster", "distance", "anomaly_score", "is_anomaly", "is_valid", "reason", "raw",
+    ]
+
+
+def record_ddl(features: list[str]) -> str:
+    feature_ddl = ", ".join(f"`{f}` double" for f in features)
+    return (
+        "source_file string, line_number long, series string, timestamp string, "
+        f"{feature_ddl}, cluster int, distance double, anomaly_score double, "
+        "is_anomaly boolean, is_valid boolean, reason string, raw string"
+    )
+
+
+def _raw_text(line: bytes) -> str:
+    return line[:RAW_KEEP_CHARS * 4].decode("utf-8", errors="replace")[:RAW_KEEP_CHARS]
+
+
+def _split_lines(content: bytes) -> list[bytes]:
+    lines = content.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # a trailing newline ends the last line; it is not a blank line
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def parse_file(path: str, content: bytes, features: list[str]) -> tuple[pd.DataFrame, list[dict]]:
+    """Split one file into parseable rows (features as text) and quarantine records."""
+    quarantine: list[dict] = []
+
+    def reject(line_number: int, raw: str, reason: str) -> None:
+        quarantine.append({"line_number": line_number, "raw": raw, "reason": reason})
+
+    if not content:
+        reject(0, "", "empty file")
+        return pd.DataFrame(), quarantine
+    if b"\x00" in content[:BINARY_SNIFF_BYTES]:
+        reject(0, _raw_text(content[:RAW_KEEP_CHARS]), "binary file (NUL bytes)")
+        return pd.DataFrame(), quarantine
+    lines = _split_lines(content)
+    header, header_at, header_problem = None, None, None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES:
+            reject(number, _raw_text(line), f"line too long ({len(line)} bytes, limit {MAX_LINE_BYTES})")
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            reject(number, _raw_text(line), f"invalid UTF-8 at byte {error.start}")
+            continue
+        if not text.strip():
+            reject(number, "", "blank line")
+            continue
+        fields = next(csv.reader([text]))
+        if header is None and header_at is None:
+            header_at = number
+            header = [name.strip() for name in fields]
+            missing = [name for name in (TIMESTAMP, *features) if name not in header]
+            if missing:
+                header_problem = f"header lacks column(s) {', '.join(missing)}"
+            elif len(set(header)) != len(header):
+                header_problem = "header repeats a column"
+            continue
+        if header_problem:
+            reject(number, _raw_text(line), header_problem)
+            continue
+        if len(fields) != len(header):
+            reject(number, _raw_text(line), f"{len(fields)} fields, header has {len(header)}")
+            continue
+        records.append((number, text, fields))
+    if header is not None and not records and not quarantine:
+        reject(header_at, _raw_text(lines[header_at - 1]), "header only, no data rows")
+    if header is None and not quarantine:
+        reject(0, "", "empty file")
+    if not records:
+        return pd.DataFrame(), quarantine
+    columns = {name: [r[2][i].strip() for r in records] for i, name in enumerate(header)}
+    rows = pd.DataFrame({name: columns[name] for name in (TIMESTAMP, *features)})
+    rows.insert(0, "line_number", [r[0] for r in records])
+    series_column = next((c for c in SOURCE_COLUMNS if c in columns), None)
+    rows["series"] = columns[series_column] if series_column else PurePosixPath(path).stem
+    rows["raw"] = [r[1][:RAW_KEEP_CHARS] for r in records]
+    return rows, quarantine
+
+
+def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.DataFrame:
+    """One record per data line of every file: scored, or quarantined with a reason."""
+    features = params.features
+    parts = []
+    for path, content in files:
+        rows, quarantine = parse_file(path, bytes(content) if content is not None else b"", features)
+        if len(rows):
+            parts.append(_score_rows(params, path, rows))
+        if quarantine:
+            parts.append(_quarantine_records(path, quarantine, features))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c, features)) for c in record_columns(features)})
+    return pd.concat(parts, ignore_index=True)[record_columns(features)]
+
+
+def _score_rows(params: ModelParams, path: str, rows: pd.DataFrame) -> pd.DataFrame:
+    try:
+        scored = score_frame(params, rows)
+    except MissingFeaturesError as error:  # parse_file checks the header first; kept as a guard
+        scored = pd.DataFrame({"is_valid": False, "invalid_reason": str(error)}, index=rows.index)
+    stamps = pd.to_datetime(rows[TIMESTAMP], errors="coerce", format="mixed")
+    bad_time = stamps.isna().to_numpy() & scored["is_valid"].to_numpy()
+    reason = scored["invalid_reason"].to_numpy(dtype=object).copy()
+    reason[bad_time] = "unreadable timestamp"
+    valid = scored["is_valid"].to_numpy() & ~bad_time
+    out = pd.DataFrame({"source_file": path, "line_number": rows["line_number"].astype("int64"),
+                        "series": rows["series"].astype(str), TIMESTAMP: rows[TIMESTAMP]})
+    for feature in params.features:
+        out[feature] = pd.to_numeric(rows[feature], errors="coerce").astype(float)
+    out["cluster"] = np.where(valid, scored["cluster"], INVALID_CLUSTER).astype("int32")
+    out["distance"] = np.where(valid, scored["distance"], np.nan)
+    out["anomaly_score"] = np.where(valid, scored["anomaly_score"], np.nan)
+    out["is_anomaly"] = scored["is_anomaly"].to_numpy() & valid
+    out["is_valid"] = valid
+    out["reason"] = np.where(valid, "", reason).astype(str)
+    out["raw"] = rows["raw"].astype(str)
+    return out
+
+
+def _quarantine_records(path: str, quarantine: list[dict], features: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(quarantine)
+    out.insert(0, "source_file", path)
+    out["line_number"] = out["line_number"].astype("int64")
+    out["series"] = PurePosixPath(path).stem
+    out[TIMESTAMP] = None
+    for feature in features:
+        out[feature] = np.nan
+    out["cluster"] = np.int32(INVALID_CLUSTER)
+    out["distance"] = np.nan
+    out["anomaly_score"] = np.nan
+    out["is_anomaly"] = False
+    out["is_valid"] = False
+    return out
+
+
+def _dtype(column: str, features: list[str]):
+    if column in features or column in ("distance", "anomaly_score"):
+        return "float64"
+    return {"line_number": "int64", "cluster": "int32", "is_anomaly": "bool", "is_valid": "bool"}.get(
+        column, "object"
+    )

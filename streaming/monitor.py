@@ -1,0 +1,308 @@
+"""The monitor: Spark Structured Streaming over a directory of metric CSV files.
+
+Input: CSV files dropped (atomically renamed) into ``--input``, with a header naming
+``timestamp``, the model's features and optionally ``host`` or ``source``; the model
+``models:/<name>@production`` by default, or any model URI / ``name@alias`` / ``name/version``.
+Output, under ``--output``: per micro-batch the anomaly events, the quarantined rows and a
+summary (see ``streaming/sinks.py``), exactly once across restarts; one line per window on
+stdout; and an MLflow run in the monitor experiment with per-batch counts (step = batch id),
+the model version in use and every switch.
+
+    python -m streaming.monitor --input streamdata --window 3
+    mlflow run . -e monitor --env-manager local -P input=streamdata -P window=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from core.errors import UserError, main_guard
+from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
+
+MONITOR_EXPERIMENT = "server-anomaly-monitor"
+FAULT_ENV = "MONITOR_FAULT"  # test hook: "<point>:<batch id>", point in FAULT_POINTS
+FAULT_POINTS = ("before_write", "after_write", "after_commit")
+
+
+def crash_now(point: str, batch_id: int) -> None:
+    """Simulate a hard crash (kill -9 of driver and JVM) at a chosen point."""
+    print(f"FAULT INJECTED: {point} at batch {batch_id}", flush=True)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def fault_at(point: str) -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    name, _, batch = spec.partition(":")
+    return int(batch) if name == point and batch.isdigit() else None
+
+
+class ModelTracker:
+    """The model in use; follows a registry alias between batches, never within one."""
+
+    def __init__(self, client, spec: str, default_name: str):
+        from core.registry import parse_registry_spec, resolve_model
+
+        self._client = client
+        self._resolve = resolve_model
+        self.spec = spec or f"{default_name}@{PRODUCTION_ALIAS}"
+        self.name, self.alias, _ = parse_registry_spec(self.spec) or (None, None, None)
+        self.current = resolve_model(client, self.spec)
+        self._alias_missing_warned = False
+
+    @property
+    def label(self) -> str:
+        if self.current.name:
+            return f"{self.current.name} v{self.current.version}"
+        return self.current.uri
+
+    def refresh(self) -> str | None:
+        """Check the alias; returns a message when the model changed or went missing."""
+        if not self.alias:
+            return None
+        from core.registry import alias_versions
+
+        try:
+            version = alias_versions(self._client, self.name).get(self.alias)
+        except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop monitoring
+            return f"WARNING: cannot read alias {self.alias!r} ({error}); keeping {self.label}"
+        if version is None:
+            if self._alias_missing_warned:
+                return None
+            self._alias_missing_warned = True
+            return f"WARNING: alias {self.alias!r} of {self.name} disappeared; keeping {self.label}"
+        self._alias_missing_warned = False
+        if version == self.current.version:
+            return None
+        previous = self.label
+        self.current = self._resolve(self._client, f"{self.name}/{version}")
+        return f"MODEL SWITCH: {self.alias} moved from {previous} to {self.label}"
+
+
+class Monitor:
+    def __init__(self, spark, service, args, tracker: ModelTracker):
+        from core.paths import to_uri
+        from streaming.sinks import BatchSink
+
+        self.spark = spark
+        self.service = service
+        self.args = args
+        self.input_uri = to_uri(args.input)
+        self.output_uri = to_uri(args.output)
+        self.checkpoint_uri = to_uri(args.checkpoint) if args.checkpoint else f"{self.output_uri}/checkpoint"
+        self.tracker = tracker
+        self.sink = BatchSink(spark, self.output_uri)
+        self.run_id = None
+        self.last_activity = time.monotonic()
+        self.batches_seen = 0
+        self.totals = {"rows": 0, "anomalies": 0, "invalid_rows": 0}
+        self._lock = threading.Lock()
+
+    # -- the stream -------------------------------------------------------------------------
+    def source(self):
+        # Streaming file sources need the schema up front; binaryFile's is fixed.
+        schema = "path string, modificationTime timestamp, length long, content binary"
+        self.sink.fs.mkdirs(self.input_uri)
+        return (
+            self.spark.readStream.format("binaryFile").schema(schema)
+            .option("pathGlobFilter", "*.csv")
+            .option("maxFilesPerTrigger", self.args.max_files_per_trigger)
+            .load(self.input_uri)
+        )
+
+    def start(self):
+        self.run_id = self.service.create_run(
+            MONITOR_EXPERIMENT, run_name="monitor", tags={"step": "monitor"}
+        )
+        client = self.service.client
+        for key, value in {
+            "input": self.input_uri, "output": self.output_uri, "checkpoint": self.checkpoint_uri,
+            "window_seconds": self.args.window, "model": self.tracker.spec,
+            "initial_model_version": self.tracker.current.version or "",
+            "initial_model_uri": self.tracker.current.uri,
+        }.items():
+            client.log_param(self.run_id, key, value)
+        client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
+        print(f"monitoring {self.input_uri} every {self.args.window:g} s with {self.tracker.label}; "
+              f"output {self.output_uri}; MLflow run {self.run_id}", flush=True)
+        return (
+            self.source().writeStream.foreachBatch(self.process_batch)
+            .option("checkpointLocation", self.checkpoint_uri)
+            .trigger(processingTime=f"{self.args.window} seconds")
+            .queryName("anomaly-monitor")
+            .start()
+        )
+
+    def process_batch(self, files, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        from core.csv_input import record_ddl, score_files
+
+        started = time.perf_counter()
+        message = self.tracker.refresh()
+        if message:
+            print(message + f" (from batch {batch_id})", flush=True)
+            self._log_switch(batch_id, message)
+        model = self.tracker.current
+        if self.sink.committed(batch_id):
+            # Re-run of a batch that was written before a crash: its output already stands.
+            print(f"batch {batch_id}: already written before a restart; not written again", flush=True)
+            return
+        params = model.params
+
+        def score(batches):
+            for batch in batches:
+                yield score_files(params, zip(batch["path"], batch["content"]))
+
+        records = (
+            files.select("path", "content").mapInPandas(score, record_ddl(params.features))
+            .withColumn("model_version", F.lit(model.version or ""))
+            .withColumn("model_uri", F.lit(model.uri))
+            .withColumn("batch_id", F.lit(batch_id).cast("long"))
+            .persist()
+        )
+        try:
+            counts = records.agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
+                F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
+                F.countDistinct("source_file").alias("files"),
+            ).first().asDict()
+            events = records.where("is_anomaly")
+            quarantine = records.where("NOT is_valid")
+            shown = events.limit(self.args.show).toPandas() if counts["anomalies"] else None
+            if fault_at("before_write") == batch_id:
+                crash_now("before_write", batch_id)
+            summary = {"batch_id": batch_id, "model_version": model.version, "model_uri": model.uri, **counts}
+            self.sink.write(batch_id, events, quarantine, summary)
+            if fault_at("after_write") == batch_id:
+                crash_now("after_write", batch_id)
+        finally:
+            records.unpersist()
+        seconds = time.perf_counter() - started
+        self._report(batch_id, counts, seconds, shown, model)
+
+    def _report(self, batch_id, counts, seconds, shown, model) -> None:
+        from mlflow.entities import Metric
+
+        rows_per_second = counts["rows"] / seconds if seconds > 0 else 0.0
+        print(
+            f"batch {batch_id}: rows {counts['rows']}, anomalies {counts['anomalies']}, "
+            f"invalid {counts['invalid_rows']}, files {counts['files']}, model {self.tracker.label}, "
+            f"{seconds:.2f} s", flush=True,
+        )
+        if shown is not None and len(shown):
+            columns = ["source_file", "line_number", "timestamp", *model.params.features,
+                       "cluster", "distance", "anomaly_score"]
+            table = shown[columns].assign(source_file=shown["source_file"].str.rsplit("/", n=1).str[-1])
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
+            if counts["anomalies"] > len(shown):
+                print(f"... and {counts['anomalies'] - len(shown)} more anomalies", flush=True)
+        now = int(time.time() * 1000)
+        metrics = {
+            "rows": counts["rows"], "anomalies": counts["anomalies"],
+            "invalid_rows": counts["invalid_rows"], "files": counts["files"],
+            "rows_per_second": rows_per_second, "batch_seconds": seconds,
+            "model_version": float(model.version) if model.version else -1.0,
+        }
+        self.service.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, batch_id) for k, v in metrics.items()]
+        )
+        with self._lock:
+            self.batches_seen += 1
+            self.last_activity = time.monotonic()
+            for key in self.totals:
+                self.totals[key] += counts[key]
+
+    def _log_switch(self, batch_id: int, message: str) -> None:
+        client = self.service.client
+        client.set_tag(self.run_id, f"model_switch_batch_{batch_id}", message)
+        client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
+
+    # -- running until told to stop ------------------------------------------------------------
+    def run(self) -> int:
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        query = self.start()
+        deadline = time.monotonic() + self.args.timeout if self.args.timeout > 0 else None
+        idle_limit = self.args.idle_windows * self.args.window if self.args.idle_windows > 0 else None
+        crash_after_commit = fault_at("after_commit")
+        status = "FINISHED"
+        try:
+            while not stop.is_set():
+                if query.awaitTermination(0.25):
+                    break
+                progress = query.lastProgress
+                if crash_after_commit is not None and progress and progress["batchId"] >= crash_after_commit \
+                        and progress["numInputRows"] > 0:
+                    crash_now("after_commit", crash_after_commit)
+                if deadline and time.monotonic() > deadline:
+                    print(f"time limit of {self.args.timeout:g} s reached; stopping", flush=True)
+                    break
+                with self._lock:
+                    idle = time.monotonic() - self.last_activity
+                if idle_limit and idle > idle_limit and not query.status["isTriggerActive"]:
+                    print(f"no new data for {self.args.idle_windows} windows; stopping", flush=True)
+                    break
+        except KeyboardInterrupt:
+            print("interrupted; stopping", flush=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            error = query.exception()
+            query.stop()
+            if error is not None:
+                status = "FAILED"
+            self.service.end_run(self.run_id, status)
+        if error is not None:
+            raise UserError(f"the monitor's query failed: {str(error).splitlines()[0]}")
+        print(
+            f"monitor stopped after {self.batches_seen} batches: rows {self.totals['rows']}, "
+            f"anomalies {self.totals['anomalies']}, invalid {self.totals['invalid_rows']}; "
+            f"events under {self.output_uri}/batches", flush=True,
+        )
+        return 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Monitor a directory of metric CSV files for anomalies.")
+    parser.add_argument("--input", required=True, help="directory (path or URI) that files are renamed into")
+    parser.add_argument("--window", type=float, default=3.0, help="trigger interval in seconds")
+    parser.add_argument("--model", default="", help="model URI, name@alias or name/version "
+                        "(default: models:/<model-name>@production, followed live)")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--output", default="data/monitor", help="output root for events and quarantine")
+    parser.add_argument("--checkpoint", default="", help="checkpoint URI (default <output>/checkpoint)")
+    parser.add_argument("--show", type=int, default=10, help="anomalous rows printed per window")
+    parser.add_argument("--max-files-per-trigger", type=int, default=1000)
+    parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")
+    parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")
+    parser.add_argument("--master", default=None)
+    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    args = parser.parse_args(argv)
+    if args.window <= 0:
+        parser.error("--window must be positive")
+    return args
+
+
+@main_guard
+def main(argv=None) -> int:
+    from core.spark import create_spark, parse_conf
+    from core.tracking import MlflowService
+
+    args = parse_args(argv)
+    with MlflowService() as service:
+        # Resolve the model before starting Spark: a missing alias fails in a second, not twenty.
+        tracker = ModelTracker(service.client, args.model, args.model_name)
+        spark = create_spark("monitor", args.master, parse_conf(args.conf))
+        try:
+            return Monitor(spark, service, args, tracker).run()
+        finally:
+            spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

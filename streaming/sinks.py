@@ -1,0 +1,111 @@
+"""The monitor's output: one directory per micro-batch, made visible by one rename.
+
+Layout under the output root (any Hadoop-compatible URI)::
+
+    checkpoint/                         Spark's offsets and commits (one query, one checkpoint)
+    batches/batch_id=000000000007/      one committed micro-batch
+        events/*.parquet                the anomalous rows (row, cluster, distance, score, model version, batch, file)
+        quarantine/*.parquet            rows that could not be scored, with line, raw text and reason
+        summary.json                    counts and the model version that scored the batch
+    _staging/                           work in progress; never read
+
+``foreachBatch`` is at-least-once: after a crash Spark re-runs the last planned batch with the
+same id and the same files. A batch whose directory exists is therefore skipped, and a batch is
+written in staging and renamed into place whole, which makes the sink exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+BATCHES = "batches"
+STAGING = "_staging"
+
+
+def batch_dir_name(batch_id: int) -> str:
+    return f"batch_id={batch_id:012d}"
+
+
+class HadoopFs:
+    """Just enough of Hadoop's FileSystem API, so paths may be file://, hdfs:// or s3a://."""
+
+    def __init__(self, spark):
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str):
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path, path.getFileSystem(self._conf)
+
+    def exists(self, uri: str) -> bool:
+        path, fs = self._path(uri)
+        return bool(fs.exists(path))
+
+    def mkdirs(self, uri: str) -> None:
+        path, fs = self._path(uri)
+        fs.mkdirs(path)
+
+    def rename(self, source: str, target: str) -> bool:
+        source_path, fs = self._path(source)
+        target_path, _ = self._path(target)
+        return bool(fs.rename(source_path, target_path))
+
+    def delete(self, uri: str) -> None:
+        path, fs = self._path(uri)
+        fs.delete(path, True)
+
+    def write_text(self, uri: str, text: str) -> None:
+        path, fs = self._path(uri)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+
+class BatchSink:
+    def __init__(self, spark, output_uri: str):
+        self.fs = HadoopFs(spark)
+        self.root = output_uri.rstrip("/")
+        self.batches = f"{self.root}/{BATCHES}"
+        self.staging = f"{self.root}/{STAGING}"
+        self.fs.mkdirs(self.batches)
+        self.fs.mkdirs(self.staging)
+
+    def committed(self, batch_id: int) -> bool:
+        return self.fs.exists(f"{self.batches}/{batch_dir_name(batch_id)}")
+
+    def write(self, batch_id: int, events, quarantine, summary: dict, after_write=None) -> None:
+        stage = f"{self.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
+        events.coalesce(1).write.parquet(f"{stage}/events")
+        quarantine.coalesce(1).write.parquet(f"{stage}/quarantine")
+        self.fs.write_text(f"{stage}/summary.json", json.dumps(summary, sort_keys=True))
+        target = f"{self.batches}/{batch_dir_name(batch_id)}"
+        if not self.fs.rename(stage, target):
+            raise RuntimeError(f"could not move batch {batch_id} from {stage} to {target}")
+
+
+def read_output(output_root: str, part: str):
+    """All committed rows of ``part`` ('events' or 'quarantine') as pandas, local roots only."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from core.paths import local_path
+
+    root = local_path(output_root)
+    files = sorted((root / BATCHES).glob(f"batch_id=*/{part}/*.parquet")) if root else []
+    frames = [pd.read_parquet(f) for f in files]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_summaries(output_root: str) -> list[dict]:
+    from core.paths import local_path
+
+    root = local_path(output_root)
+    return [
+        json.loads(p.read_text())
+        for p in sorted((root / BATCHES).glob("batch_id=*/summary.json"))
+    ]
