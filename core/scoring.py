@@ -121,6 +121,10 @@ def validity(params: ModelParams, frame: pd.DataFrame) -> tuple[np.ndarray, np.n
             numeric = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             blank = raw.isna().to_numpy() | (text == "").to_numpy()
             spelled_nan = text.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
+            # pandas gives up on out-of-range numbers such as 1e999; Python reads them as inf.
+            retry = np.flatnonzero(np.isnan(numeric) & ~blank & ~spelled_nan)
+            for i in retry:
+                numeric[i] = _float_or_nan(text.iat[i])
         values[:, j] = numeric
         lo, hi = params.feature_bounds(feature)
         checks = (
@@ -133,6 +137,13 @@ def validity(params: ModelParams, frame: pd.DataFrame) -> tuple[np.ndarray, np.n
         for mask, reason in checks:
             reasons[(reasons == "") & mask] = reason
     return values, reasons
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:

@@ -158,9 +158,11 @@ class Monitor:
             for batch in batches:
                 yield score_files(params, zip(batch["path"], batch["content"]))
 
+        canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
+        scored = files.select(canonical, "content").mapInPandas(score, record_ddl(params.features))
+        records = self._with_skipped_files(files, scored, batch_id, params)
         records = (
-            files.select("path", "content").mapInPandas(score, record_ddl(params.features))
-            .withColumn("model_version", F.lit(model.version or ""))
+            records.withColumn("model_version", F.lit(model.version or ""))
             .withColumn("model_uri", F.lit(model.uri))
             .withColumn("batch_id", F.lit(batch_id).cast("long"))
             .persist()
@@ -185,6 +187,27 @@ class Monitor:
             records.unpersist()
         seconds = time.perf_counter() - started
         self._report(batch_id, counts, seconds, shown, model)
+
+    def _with_skipped_files(self, files, scored, batch_id: int, params):
+        """Add a quarantine record for each file of the batch that Spark's scan skipped.
+
+        Spark drops zero-length files before reading; without this they would vanish unseen.
+        """
+        from core.csv_input import record_ddl, score_files
+        from streaming.sinks import files_in_batch
+
+        planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
+        if not planned:
+            return scored
+        from pyspark.sql import functions as F
+
+        # Only the path column: binaryFile then lists the files without reading them.
+        seen = {row[0] for row in files.select(F.regexp_replace("path", "^file:/+", "file:///")).collect()}
+        skipped = [path for path in planned if path not in seen]
+        if not skipped:
+            return scored
+        records = score_files(params, [(path, b"") for path in skipped])
+        return scored.unionByName(self.spark.createDataFrame(records, record_ddl(params.features)))
 
     def _report(self, batch_id, counts, seconds, shown, model) -> None:
         from mlflow.entities import Metric

@@ -17,6 +17,7 @@ written in staging and renamed into place whole, which makes the sink exactly-on
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 BATCHES = "batches"
@@ -55,6 +56,14 @@ class HadoopFs:
         path, fs = self._path(uri)
         fs.delete(path, True)
 
+    def read_text(self, uri: str) -> str:
+        path, fs = self._path(uri)
+        stream = fs.open(path)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+        finally:
+            stream.close()
+
     def write_text(self, uri: str, text: str) -> None:
         path, fs = self._path(uri)
         stream = fs.create(path, True)
@@ -84,6 +93,30 @@ class BatchSink:
         target = f"{self.batches}/{batch_dir_name(batch_id)}"
         if not self.fs.rename(stage, target):
             raise RuntimeError(f"could not move batch {batch_id} from {stage} to {target}")
+
+
+def canonical_path(uri: str) -> str:
+    """One spelling per file: Spark writes file:/x in data and file:///x in its logs."""
+    return re.sub(r"^file:/+", "file:///", uri)
+
+
+def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str]:
+    """The files Spark's file source assigned to a batch, from its source log.
+
+    Spark drops zero-length files from the scan, so the batch's DataFrame never shows them;
+    the log still lists them, which is how the monitor quarantines empty files.
+    """
+    log = f"{checkpoint_uri.rstrip('/')}/sources/0/{batch_id}"
+    if not fs.exists(log):
+        log = f"{log}.compact"
+        if not fs.exists(log):
+            return []
+    paths = []
+    for line in fs.read_text(log).splitlines()[1:]:
+        entry = json.loads(line) if line.strip() else None
+        if entry and entry.get("batchId") == batch_id:
+            paths.append(canonical_path(entry["path"]))
+    return paths
 
 
 def read_output(output_root: str, part: str):

@@ -1,0 +1,204 @@
+"""The monitor in-process: real SparkSession, real file stream, real MLflow registry (tmp_path)."""
+
+import argparse
+import os
+import uuid
+
+import pandas as pd
+import pytest
+
+from conftest import PROJECT_ROOT
+from core.csv_input import score_files
+from core.errors import UserError
+from core.tracking import MlflowService
+from streaming import monitor as monitor_job
+from streaming.sinks import read_output, read_summaries
+from streaming_cases import CASES, HEADER, NORMAL
+from training import promote
+from training import train as train_job
+from test_train import train_args
+
+MODEL = "monitor-detector"
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, spark):
+    """A real store with version 1 (distance rule) promoted to production."""
+    folder = tmp_path_factory.mktemp("monitor-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
+            patch.delenv(key, raising=False)
+        service = MlflowService().start()
+        train_job.train(spark, service, train_args(SAMPLE, model_name=MODEL))
+        promote.promote(service.client, MODEL)
+        yield service
+        service.stop()
+
+
+def monitor_args(tmp_path, **overrides):
+    defaults = dict(
+        input=str(tmp_path / "in"), window=0.5, model="", model_name=MODEL,
+        output=str(tmp_path / "out"), checkpoint="", show=5, max_files_per_trigger=1000,
+        idle_windows=0, timeout=0, master=None, conf=[],
+    )
+    return argparse.Namespace(**{**defaults, **overrides})
+
+
+def drop(folder, content: bytes, name=None):
+    """Write a file the way the streamer does: elsewhere first, then rename into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or f"{uuid.uuid4().hex}.csv"
+    staged = folder.parent / f".{name}.tmp"
+    staged.write_bytes(content)
+    os.replace(staged, folder / name)
+    return folder / name
+
+
+class RunningMonitor:
+    def __init__(self, spark, service, args):
+        tracker = monitor_job.ModelTracker(service.client, args.model, args.model_name)
+        self.monitor = monitor_job.Monitor(spark, service, args, tracker)
+        self.query = self.monitor.start()
+        self.output = args.output
+
+    def process(self):
+        self.query.processAllAvailable()
+        return read_summaries(self.output)
+
+    def stop(self):
+        self.query.stop()
+        self.monitor.service.end_run(self.monitor.run_id)
+
+
+@pytest.fixture
+def running(spark, registry, tmp_path):
+    started = []
+
+    def start(**overrides):
+        handle = RunningMonitor(spark, registry, monitor_args(tmp_path, **overrides))
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_path):
+    # given the sample split into three files
+    rows = SAMPLE.read_bytes().splitlines()
+    chunks = [rows[1:700], rows[700:1400], rows[1400:]]
+    files = [drop(tmp_path / "in", HEADER + b"\n".join(c) + b"\n") for c in chunks]
+    # when the monitor processes them
+    handle = running()
+    summaries = handle.process()
+    # then its events are exactly what batch scoring of the same files flags
+    params = handle.monitor.tracker.current.params
+    expected = score_files(params, [(f.as_uri(), f.read_bytes()) for f in files])
+    events = read_output(handle.output, "events")
+    assert sum(s["rows"] for s in summaries) == len(rows) - 1
+    assert len(events) == int(expected["is_anomaly"].sum()) > 0
+    key = ["source_file", "line_number"]
+    got = events.sort_values(key)[key + ["cluster", "distance"]].reset_index(drop=True)
+    want = expected[expected["is_anomaly"]].sort_values(key)[key + ["cluster", "distance"]].reset_index(drop=True)
+    got["source_file"] = got["source_file"].str.replace("file:///", "/").str.replace("file:/", "/")
+    want["source_file"] = want["source_file"].str.replace("file:///", "/")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert set(events["model_version"]) == {"1"} and events["batch_id"].notna().all()
+    # and the MLflow run has per-batch counts with the batch id as the step
+    history = registry.client.get_metric_history(handle.monitor.run_id, "rows")
+    assert [m.step for m in history] == [s["batch_id"] for s in summaries]
+    assert sum(m.value for m in history) == len(rows) - 1
+
+
+def test_every_bad_input_is_accounted_for_and_the_next_good_file_still_flows(running, tmp_path):
+    handle = running()
+    for name, content, expected in CASES:
+        before = len(read_summaries(handle.output))
+        drop(tmp_path / "in", content, name=f"{name.replace(' ', '_')}-{uuid.uuid4().hex[:6]}.csv")
+        summaries = handle.process()
+        assert len(summaries) == before + 1, name
+        batch = summaries[-1]["batch_id"]
+        events = read_output(handle.output, "events")
+        quarantine = read_output(handle.output, "quarantine")
+        got = [("event", "") for _ in range(int((events["batch_id"] == batch).sum()) if len(events) else 0)]
+        if len(quarantine):
+            got += [("quarantine", r) for r in quarantine.loc[quarantine["batch_id"] == batch, "reason"]]
+        assert len(got) == len(expected), (name, got)
+        for (kind, reason), (want_kind, want_reason) in zip(sorted(got), sorted(expected)):
+            assert kind == want_kind and reason.startswith(want_reason), (name, got)
+        # rows in = scored + quarantined
+        assert summaries[-1]["rows"] == len(expected)
+        # the next good file is processed in the very next batch
+        drop(tmp_path / "in", HEADER + NORMAL + b"\n")
+        after = handle.process()
+        assert after[-1]["batch_id"] == batch + 1 and after[-1]["rows"] == 1
+        assert after[-1]["invalid_rows"] == 0, name
+    quarantine = read_output(handle.output, "quarantine")
+    assert {"source_file", "line_number", "raw", "reason"} <= set(quarantine.columns)
+    assert quarantine["raw"].str.len().max() <= 200
+
+
+def test_promotion_mid_stream_switches_version_from_the_next_batch(running, registry, spark, tmp_path, capsys):
+    handle = running()
+    drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,99,50000000,1\n")
+    handle.process()
+    # when version 2 (another k and threshold) is promoted
+    result = train_job.train(spark, registry, train_args(SAMPLE, model_name=MODEL, k=4, threshold_quantile=0.9))
+    promote.promote(registry.client, MODEL, version=result.model_version)
+    drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,98,50000000,1\n")
+    handle.process()
+    # then the next batch is scored by version 2 alone, and the switch is said and recorded
+    events = read_output(handle.output, "events").sort_values("batch_id")
+    assert events["model_version"].tolist() == ["1", "2"]
+    assert [s["model_version"] for s in read_summaries(handle.output)] == ["1", "2"]
+    assert "MODEL SWITCH: production moved from monitor-detector v1 to monitor-detector v2" in capsys.readouterr().out
+    run = registry.client.get_run(handle.monitor.run_id)
+    assert run.data.tags["model_version"] == "2"
+    assert any(k.startswith("model_switch_batch_") for k in run.data.tags)
+    versions = registry.client.get_metric_history(handle.monitor.run_id, "model_version")
+    assert [m.value for m in versions] == [1.0, 2.0]
+    # when the alias disappears, the monitor keeps the last good version and warns
+    registry.client.delete_registered_model_alias(MODEL, "production")
+    try:
+        drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,97,50000000,1\n")
+        handle.process()
+        assert read_summaries(handle.output)[-1]["model_version"] == "2"
+        assert "alias 'production' of monitor-detector disappeared; keeping monitor-detector v2" in capsys.readouterr().out
+    finally:
+        promote.promote(registry.client, MODEL, version="1")
+
+
+def test_restart_from_the_checkpoint_emits_only_new_rows(running, tmp_path):
+    first = running()
+    drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,99,50000000,1\n")
+    first.process()
+    first.stop()
+    drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,99,50000000,2\n")
+    second = running()
+    second.process()
+    events = read_output(second.output, "events")
+    assert sorted(events["network"].tolist()) == [1.0, 2.0]
+    assert len(read_summaries(second.output)) == 2
+
+
+def test_no_production_version_at_start_is_a_clear_error(registry, tmp_path, capsys):
+    code = monitor_job.main(["--input", str(tmp_path / "in"), "--model-name", "nobody-here"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no registered model named 'nobody-here'" in err
+    registry.client.create_registered_model("unpromoted")
+    code = monitor_job.main(["--input", str(tmp_path / "in"), "--model-name", "unpromoted"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model 'unpromoted' has no version under alias 'production'" in err
+    assert "-e promote" in err and "Traceback" not in err
+
+
+def test_an_explicit_model_uri_is_not_followed(registry, tmp_path):
+    tracker = monitor_job.ModelTracker(registry.client, f"models:/{MODEL}/1", MODEL)
+    assert tracker.current.version == "1" and tracker.alias is None
+    assert tracker.refresh() is None
+    with pytest.raises(UserError):
+        monitor_job.ModelTracker(registry.client, f"models:/{MODEL}/99", MODEL)
