@@ -120,8 +120,10 @@ class Monitor:
         )
         client = self.service.client
         for key, value in {
-            "input": self.input_uri, "output": self.output_uri, "checkpoint": self.checkpoint_uri,
-            "window_seconds": self.args.window, "model": self.tracker.spec,
+            # Names distinct from the MLproject parameters, which mlflow run logs as typed.
+            "input_uri": self.input_uri, "output_uri": self.output_uri,
+            "checkpoint_uri": self.checkpoint_uri,
+            "window_seconds": self.args.window, "model_spec": self.tracker.spec,
             "initial_model_version": self.tracker.current.version or "",
             "initial_model_uri": self.tracker.current.uri,
         }.items():
