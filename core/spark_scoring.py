@@ -34,3 +34,34 @@ def score_dataframe(df, params: ModelParams):
             yield pd.concat([batch[kept].reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
 
     return df.select(*kept).mapInPandas(score_batches, scored_schema(df.select(*kept).schema))
+
+
+BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
+
+
+def score_binary_files(spark, files, params: ModelParams, planned_paths: list[str] | None = None):
+    """Score a binaryFile DataFrame (static or one micro-batch) into per-line records.
+
+    The one scoring path of the monitor and replay: each file is parsed by
+    ``core.csv_input.score_files``. Spark's scan drops zero-length files before reading, so
+    any ``planned_paths`` the scan did not see come back as 'empty file' quarantine records.
+    """
+    from pyspark.sql import functions as F
+
+    from core.csv_input import record_ddl, score_files
+
+    def score(batches):
+        for batch in batches:
+            yield score_files(params, zip(batch["path"], batch["content"]))
+
+    canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
+    records = files.select(canonical, "content").mapInPandas(score, record_ddl(params.features))
+    if not planned_paths:
+        return records
+    # Only the path column: binaryFile then lists the files without reading them.
+    seen = {row[0] for row in files.select(canonical).collect()}
+    skipped = [path for path in planned_paths if path not in seen]
+    if not skipped:
+        return records
+    empty = score_files(params, [(path, b"") for path in skipped])
+    return records.unionByName(spark.createDataFrame(empty, record_ddl(params.features)))

@@ -104,11 +104,12 @@ class Monitor:
 
     # -- the stream -------------------------------------------------------------------------
     def source(self):
+        from core.spark_scoring import BINARY_FILE_SCHEMA
+
         # Streaming file sources need the schema up front; binaryFile's is fixed.
-        schema = "path string, modificationTime timestamp, length long, content binary"
         self.sink.fs.mkdirs(self.input_uri)
         return (
-            self.spark.readStream.format("binaryFile").schema(schema)
+            self.spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
             .option("pathGlobFilter", "*.csv")
             .option("maxFilesPerTrigger", self.args.max_files_per_trigger)
             .load(self.input_uri)
@@ -142,7 +143,8 @@ class Monitor:
     def process_batch(self, files, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from core.csv_input import record_ddl, score_files
+        from core.spark_scoring import score_binary_files
+        from streaming.sinks import files_in_batch
 
         started = time.perf_counter()
         message = self.tracker.refresh()
@@ -154,15 +156,8 @@ class Monitor:
             # Re-run of a batch that was written before a crash: its output already stands.
             print(f"batch {batch_id}: already written before a restart; not written again", flush=True)
             return
-        params = model.params
-
-        def score(batches):
-            for batch in batches:
-                yield score_files(params, zip(batch["path"], batch["content"]))
-
-        canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
-        scored = files.select(canonical, "content").mapInPandas(score, record_ddl(params.features))
-        records = self._with_skipped_files(files, scored, batch_id, params)
+        planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
+        records = score_binary_files(self.spark, files, model.params, planned)
         records = (
             records.withColumn("model_version", F.lit(model.version or ""))
             .withColumn("model_uri", F.lit(model.uri))
@@ -189,27 +184,6 @@ class Monitor:
             records.unpersist()
         seconds = time.perf_counter() - started
         self._report(batch_id, counts, seconds, shown, model)
-
-    def _with_skipped_files(self, files, scored, batch_id: int, params):
-        """Add a quarantine record for each file of the batch that Spark's scan skipped.
-
-        Spark drops zero-length files before reading; without this they would vanish unseen.
-        """
-        from core.csv_input import record_ddl, score_files
-        from streaming.sinks import files_in_batch
-
-        planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
-        if not planned:
-            return scored
-        from pyspark.sql import functions as F
-
-        # Only the path column: binaryFile then lists the files without reading them.
-        seen = {row[0] for row in files.select(F.regexp_replace("path", "^file:/+", "file:///")).collect()}
-        skipped = [path for path in planned if path not in seen]
-        if not skipped:
-            return scored
-        records = score_files(params, [(path, b"") for path in skipped])
-        return scored.unionByName(self.spark.createDataFrame(records, record_ddl(params.features)))
 
     def _report(self, batch_id, counts, seconds, shown, model) -> None:
         from mlflow.entities import Metric

@@ -17,8 +17,9 @@ written in staging and renamed into place whole, which makes the sink exactly-on
 from __future__ import annotations
 
 import json
-import re
 import uuid
+
+from core.hadoop_fs import HadoopFs, canonical_path
 
 BATCHES = "batches"
 STAGING = "_staging"
@@ -26,51 +27,6 @@ STAGING = "_staging"
 
 def batch_dir_name(batch_id: int) -> str:
     return f"batch_id={batch_id:012d}"
-
-
-class HadoopFs:
-    """Just enough of Hadoop's FileSystem API, so paths may be file://, hdfs:// or s3a://."""
-
-    def __init__(self, spark):
-        self._jvm = spark._jvm
-        self._conf = spark._jsc.hadoopConfiguration()
-
-    def _path(self, uri: str):
-        path = self._jvm.org.apache.hadoop.fs.Path(uri)
-        return path, path.getFileSystem(self._conf)
-
-    def exists(self, uri: str) -> bool:
-        path, fs = self._path(uri)
-        return bool(fs.exists(path))
-
-    def mkdirs(self, uri: str) -> None:
-        path, fs = self._path(uri)
-        fs.mkdirs(path)
-
-    def rename(self, source: str, target: str) -> bool:
-        source_path, fs = self._path(source)
-        target_path, _ = self._path(target)
-        return bool(fs.rename(source_path, target_path))
-
-    def delete(self, uri: str) -> None:
-        path, fs = self._path(uri)
-        fs.delete(path, True)
-
-    def read_text(self, uri: str) -> str:
-        path, fs = self._path(uri)
-        stream = fs.open(path)
-        try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
-        finally:
-            stream.close()
-
-    def write_text(self, uri: str, text: str) -> None:
-        path, fs = self._path(uri)
-        stream = fs.create(path, True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
 
 
 class BatchSink:
@@ -93,11 +49,6 @@ class BatchSink:
         target = f"{self.batches}/{batch_dir_name(batch_id)}"
         if not self.fs.rename(stage, target):
             raise RuntimeError(f"could not move batch {batch_id} from {stage} to {target}")
-
-
-def canonical_path(uri: str) -> str:
-    """One spelling per file: Spark writes file:/x in data and file:///x in its logs."""
-    return re.sub(r"^file:/+", "file:///", uri)
 
 
 def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str]:

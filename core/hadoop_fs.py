@@ -1,0 +1,68 @@
+"""Just enough of Hadoop's FileSystem API, so every path may be file://, hdfs:// or s3a://."""
+
+from __future__ import annotations
+
+import re
+
+
+def canonical_path(uri: str) -> str:
+    """One spelling per file: Spark writes file:/x in data and file:///x in its logs."""
+    return re.sub(r"^file:/+", "file:///", uri)
+
+
+class HadoopFs:
+    """Just enough of Hadoop's FileSystem API, so paths may be file://, hdfs:// or s3a://."""
+
+    def __init__(self, spark):
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str):
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path, path.getFileSystem(self._conf)
+
+    def exists(self, uri: str) -> bool:
+        path, fs = self._path(uri)
+        return bool(fs.exists(path))
+
+    def mkdirs(self, uri: str) -> None:
+        path, fs = self._path(uri)
+        fs.mkdirs(path)
+
+    def rename(self, source: str, target: str) -> bool:
+        source_path, fs = self._path(source)
+        target_path, _ = self._path(target)
+        return bool(fs.rename(source_path, target_path))
+
+    def delete(self, uri: str) -> None:
+        path, fs = self._path(uri)
+        fs.delete(path, True)
+
+    def read_text(self, uri: str) -> str:
+        path, fs = self._path(uri)
+        stream = fs.open(path)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+        finally:
+            stream.close()
+
+    def write_text(self, uri: str, text: str) -> None:
+        path, fs = self._path(uri)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def list_files(self, uri: str, suffix: str = ".csv") -> list[str]:
+        """Files behind a file, directory or glob URI, sorted; hidden names (. or _) left out."""
+        path, fs = self._path(uri)
+        statuses = fs.globStatus(path) or []
+        found = []
+        for status in statuses:
+            children = fs.listStatus(status.getPath()) if status.isDirectory() else [status]
+            for child in children:
+                name = child.getPath().getName()
+                if child.isFile() and name.endswith(suffix) and not name.startswith((".", "_")):
+                    found.append(canonical_path(child.getPath().toString()))
+        return sorted(set(found))
