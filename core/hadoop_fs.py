@@ -38,13 +38,16 @@ class HadoopFs:
         path, fs = self._path(uri)
         fs.delete(path, True)
 
-    def read_text(self, uri: str) -> str:
+    def read_bytes(self, uri: str) -> bytes:
         path, fs = self._path(uri)
         stream = fs.open(path)
         try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
 
     def write_text(self, uri: str, text: str) -> None:
         path, fs = self._path(uri)

@@ -168,8 +168,5 @@ def window_metrics(detections: np.ndarray, spans: list[tuple[int, int]]) -> dict
     }
 
 
-def precision_recall_f1(hits: float, flagged: float, labelled: float) -> tuple[float, float, float]:
-    precision = hits / flagged if flagged else 0.0
-    recall = hits / labelled if labelled else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+def f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0

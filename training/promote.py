@@ -1,7 +1,8 @@
 """Step 3, promote: move the registry alias ``production`` to a model version.
 
 Input: a registered model name and a choice of version: by number (``--version``), by
-training run (``--run-id``), or, with neither, the newest version. ``--rollback`` swaps
+training run (``--run-id``), by replay results (``--best-by METRIC``: the version leading
+``replay.compare``'s table), or, with none of these, the newest version. ``--rollback`` swaps
 ``production`` and ``previous`` back.
 Output: the aliases ``production`` (the chosen version) and ``previous`` (the version it
 replaced). Stages are deprecated in MLflow 3; aliases are what the monitor and serving read.
@@ -69,12 +70,26 @@ def rollback(client, name: str) -> Promotion:
     return Promotion(name, previous, current, changed=True)
 
 
+def best_version(client, name: str, metric: str, data_sha256: str | None) -> str:
+    """The version of ``name`` that leads the replay comparison by ``metric``."""
+    from replay.compare import compare, print_table
+
+    table = compare(client, data_sha256, metric)
+    table = table[table["model_name"] == name].reset_index(drop=True)
+    if table.empty:
+        raise UserError(f"no replay of model {name!r} on that data has the metric {metric!r}")
+    print_table(table, metric)
+    return str(table.loc[0, "model_version"])
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Move the 'production' alias of a registered model.")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--version", default="", help="version number to promote")
     parser.add_argument("--run-id", default="", help="promote the version this training run made")
     parser.add_argument("--rollback", action="store_true", help="swap 'production' and 'previous'")
+    parser.add_argument("--best-by", default="", help="promote the version leading the replay comparison by this metric")
+    parser.add_argument("--data-sha256", default="", help="with --best-by: the replayed data set (default: newest)")
     return parser.parse_args(argv)
 
 
@@ -85,9 +100,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with MlflowService() as service:
         if args.rollback:
-            if args.version or args.run_id:
-                raise UserError("--rollback takes no version or run id")
+            if args.version or args.run_id or args.best_by:
+                raise UserError("--rollback takes no version, run id or --best-by")
             result = rollback(service.client, args.model_name)
+        elif args.best_by:
+            if args.version or args.run_id:
+                raise UserError("--best-by chooses the version itself; give no version or run id")
+            version = best_version(service.client, args.model_name, args.best_by, args.data_sha256 or None)
+            result = promote(service.client, args.model_name, version)
         else:
             result = promote(service.client, args.model_name, args.version or None, args.run_id or None)
     print(result.describe())

@@ -18,7 +18,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,22 @@ def distance_threshold(table, params: ModelParams, quantile: float) -> float:
     return float(value)
 
 
+@dataclass
+class FittedModel:
+    pipeline: object  # the Spark ML PipelineModel
+    params: ModelParams
+    cluster_sizes: list[int]
+
+
+def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile) -> FittedModel:
+    """Fit the pipeline and turn it into scoring parameters with a learned distance threshold."""
+    pipeline_model = fit_pipeline(table, features, k, seed, max_iter)
+    sizes = [int(s) for s in pipeline_model.stages[2].summary.clusterSizes]
+    params = params_from_pipeline(pipeline_model, features, rule)
+    threshold = distance_threshold(table, params, threshold_quantile)
+    return FittedModel(pipeline_model, replace(params, threshold=threshold), sizes)
+
+
 def cluster_summary(params: ModelParams, sizes: list[int]) -> pd.DataFrame:
     centroids = params.centroids_in_original_units()
     total = sum(sizes)
@@ -227,13 +243,12 @@ def train(spark, service, args) -> TrainResult:
             }
         )
         fit_started = time.perf_counter()
-        pipeline_model = fit_pipeline(table.valid, features, args.k, args.seed, args.max_iter)
+        fitted = fit_model(table.valid, features, args.k, args.seed, args.max_iter, args.rule,
+                           args.threshold_quantile)
         fit_seconds = time.perf_counter() - fit_started
+        pipeline_model, params, sizes = fitted.pipeline, fitted.params, fitted.cluster_sizes
         kmeans = pipeline_model.stages[2]
-        sizes = [int(s) for s in kmeans.summary.clusterSizes]
-        params = params_from_pipeline(pipeline_model, features, args.rule)
-        threshold = distance_threshold(table.valid, params, args.threshold_quantile)
-        params = ModelParams(**{**params.__dict__, "threshold": threshold})
+        threshold = params.threshold
         silhouette = _silhouette(pipeline_model, table.valid)
         metrics = {f"cluster_size_{i}": size for i, size in enumerate(sizes)}
         metrics.update(

@@ -1,0 +1,345 @@
+"""Replay: push history through one or more models and log what each would have flagged.
+
+Input: metric CSV files (paths, directories or globs; any Hadoop-compatible URI) with a header
+naming ``timestamp`` and the model's features; one or more models (``models:/name@alias``,
+``name@alias``, ``name/3``, ``runs:/...``); optionally NAB label windows
+(``combined_windows.json``, keyed by file name).
+Output: one MLflow run per model version and data set, in the replay experiment:
+- params: model name, version, training run, URI, rule, threshold, data files, their sha256s;
+- metrics: rows, anomaly_count, anomaly_rate, invalid_rows, ``anomalies_<file>`` per file and
+  ``anomalies_per_window`` per event-time window (step = window index); with labels also
+  precision/recall/F1 per window and per row and the NAB standard score, overall and per file;
+- artifacts: ``rows/<file>.csv`` (every row in input order), ``plots/<file>.png`` and
+  ``summary.csv``.
+
+Rows are scored by ``core.spark_scoring.score_binary_files``, the monitor's own path, so the
+same files and model give the monitor's counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError, main_guard
+from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
+
+REPLAY_EXPERIMENT = "server-anomaly-replay"
+FAULT_ENV = "REPLAY_FAULT"  # test hook: "after_run_created" kills the replay with SIGKILL
+DEFAULT_WINDOW_MINUTES = 60
+MAX_PARAM_CHARS = 6000
+
+
+@dataclass
+class DataSet:
+    paths: list[str]
+    hashes: dict[str, str]
+
+    @property
+    def sha256(self) -> str:
+        combined = hashlib.sha256()
+        for path in self.paths:
+            combined.update(f"{file_stem(path)}:{self.hashes[path]}\n".encode())
+        return combined.hexdigest()
+
+
+@dataclass
+class ReplayResult:
+    run_id: str
+    model_label: str
+    metrics: dict[str, float]
+    per_file: pd.DataFrame
+    window_counts: pd.Series = field(repr=False)
+
+
+def file_stem(path: str) -> str:
+    return PurePosixPath(path).stem
+
+
+def metric_key(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-. /]", "_", text)
+
+
+def find_data(spark, specs: list[str]) -> DataSet:
+    """Expand files, directories and globs; hash every file where it lives."""
+    from pyspark.sql import functions as F
+
+    from core.hadoop_fs import HadoopFs, canonical_path
+    from core.paths import to_uri
+
+    fs = HadoopFs(spark)
+    paths = []
+    for spec in specs:
+        found = fs.list_files(to_uri(spec))
+        if not found:
+            raise UserError(f"no CSV files at {spec}")
+        paths.extend(found)
+    paths = sorted(set(paths))
+    rows = (
+        spark.read.format("binaryFile").load(paths)
+        .select(F.regexp_replace("path", "^file:/+", "file:///").alias("path"),
+                F.sha2("content", 256).alias("sha"))
+        .collect()
+    )
+    hashes = {canonical_path(r["path"]): r["sha"] for r in rows}
+    empty = hashlib.sha256(b"").hexdigest()  # Spark's scan skips empty files
+    return DataSet(paths, {p: hashes.get(p, empty) for p in paths})
+
+
+def score_history(spark, params, data: DataSet) -> pd.DataFrame:
+    from core.spark_scoring import score_binary_files
+
+    files = spark.read.format("binaryFile").load(data.paths)
+    records = score_binary_files(spark, files, params, data.paths).toPandas()
+    return records.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
+
+
+def count_per_window(records: pd.DataFrame, minutes: int) -> pd.Series:
+    """Anomalies per event-time window, indexed from the data set's first timestamp."""
+    stamps = pd.to_datetime(records["timestamp"], errors="coerce", format="mixed")
+    valid = stamps.notna()
+    if not valid.any():
+        return pd.Series(dtype="int64")
+    index = ((stamps[valid] - stamps[valid].min()) // pd.Timedelta(minutes=minutes)).astype("int64")
+    return records.loc[valid, "is_anomaly"].astype(int).groupby(index).sum().sort_index()
+
+
+def summarize(records: pd.DataFrame, windows: dict | None):
+    """Per-file counts and, for labelled files, window and row accuracy and NAB scores."""
+    from replay.nab_scoring import PROFILES, f1, normalised, score_file, window_metrics, window_rows
+
+    rows = []
+    scores = {profile: [] for profile in PROFILES}
+    totals = {}
+    for path, group in records.groupby("source_file", sort=True):
+        stem = file_stem(path)
+        row = {"file": stem, "rows": len(group), "anomalies": int(group["is_anomaly"].sum()),
+               "invalid_rows": int((~group["is_valid"]).sum())}
+        label = None if windows is None else windows.get(PurePosixPath(path).name)
+        if label is not None:
+            group = group.sort_values("line_number")
+            spans = window_rows(pd.to_datetime(group["timestamp"], errors="coerce", format="mixed"), label)
+            flags = group["is_anomaly"].to_numpy(dtype=bool)
+            counts = window_metrics(flags, spans)
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            for profile in PROFILES:
+                score = score_file(flags, spans, profile)
+                scores[profile].append(score)
+                row[f"nab_raw_{profile}"] = score.raw
+            row["windows"] = len(spans)
+            row["windows_caught"] = counts["window_caught"]
+        rows.append(row)
+    per_file = pd.DataFrame(rows)
+    metrics = {}
+    if totals:
+        precision = totals["runs_in_window"] / totals["runs"] if totals["runs"] else 0.0
+        recall = totals["window_caught"] / totals["window_total"] if totals["window_total"] else 0.0
+        metrics.update(precision_window=precision, recall_window=recall, f1_window=f1(precision, recall))
+        precision = totals["rows_true"] / totals["rows_flagged"] if totals["rows_flagged"] else 0.0
+        recall = totals["rows_true"] / totals["rows_labelled"] if totals["rows_labelled"] else 0.0
+        metrics.update(precision_row=precision, recall_row=recall, f1_row=f1(precision, recall))
+        for profile, file_scores in scores.items():
+            value = normalised(file_scores)
+            if np.isfinite(value):
+                metrics[f"nab_score_{profile}"] = value
+        metrics["labelled_files"] = len(scores["standard"])
+    return per_file, metrics
+
+
+def plot_file(group: pd.DataFrame, features: list[str], label, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stamps = pd.to_datetime(group["timestamp"], errors="coerce", format="mixed")
+    fig, axes = plt.subplots(len(features), 1, figsize=(12, 2.6 * len(features)), sharex=True, squeeze=False)
+    for ax, feature in zip(axes[:, 0], features):
+        ax.plot(stamps, group[feature], lw=0.7, color="tab:blue")
+        flagged = group["is_anomaly"].to_numpy(dtype=bool)
+        ax.scatter(stamps[flagged], group.loc[flagged, feature], color="tab:red", s=10, zorder=3, label="flagged")
+        for start, end in label or []:
+            ax.axvspan(start, end, color="tab:orange", alpha=0.25)
+        ax.set_ylabel(feature)
+    axes[0, 0].set_title(f"{path.stem}: flagged rows (red), label windows (orange)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def mark_orphans(client, experiment_id: str) -> list[str]:
+    """Replays on this host whose process died part-way are marked FAILED, not left running."""
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500)
+    failed = []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("replay.host") != host or not tags.get("replay.pid", "").isdigit():
+            continue
+        if not _alive(int(tags["replay.pid"])):
+            client.set_tag(run.info.run_id, "replay.orphan", "process died before finishing")
+            client.set_terminated(run.info.run_id, "FAILED")
+            failed.append(run.info.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replay_model(spark, service, loaded, data: DataSet, windows, args) -> ReplayResult:
+    from mlflow.entities import Metric, Param
+
+    client = service.client
+    experiment_id = service.experiment_id(REPLAY_EXPERIMENT)
+    label = f"{loaded.name} v{loaded.version}" if loaded.name else loaded.uri
+    tags = {"step": "replay", "replay.pid": str(os.getpid()), "replay.host": socket.gethostname()}
+    if os.environ.get("MLFLOW_RUN_ID"):
+        tags["mlflow.parentRunId"] = os.environ["MLFLOW_RUN_ID"]
+    run = client.create_run(experiment_id, run_name=f"replay {label}", tags=tags)
+    run_id = run.info.run_id
+    if os.environ.get(FAULT_ENV) == "after_run_created":
+        print(f"FAULT INJECTED: after_run_created ({run_id})", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        params = loaded.params
+        names = ",".join(file_stem(p) for p in data.paths)
+        client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in {
+            "model_name": loaded.name or "", "model_version": loaded.version or "",
+            "model_run_id": loaded.run_id or "", "model_uri": loaded.uri, "rule": params.rule,
+            "threshold": params.threshold, "features": ",".join(params.features),
+            "data_files": names, "data_file_count": len(data.paths), "data_sha256": data.sha256,
+            "labels": args.labels or "", "window_minutes": args.window_minutes,
+        }.items()])
+        started = time.perf_counter()
+        records = score_history(spark, params, data)
+        seconds = time.perf_counter() - started
+        per_file, label_metrics = summarize(records, windows)
+        rows = len(records)
+        anomalies = int(records["is_anomaly"].sum())
+        metrics = {
+            "rows": rows, "anomaly_count": anomalies, "anomaly_rate": anomalies / rows if rows else 0.0,
+            "invalid_rows": int((~records["is_valid"]).sum()), "replay_seconds": seconds,
+            "rows_per_second": rows / seconds if seconds else 0.0, **label_metrics,
+        }
+        for row in per_file.itertuples():
+            metrics[metric_key(f"anomalies_{row.file}")] = row.anomalies
+            if "nab_raw_standard" in per_file.columns and not pd.isna(row.nab_raw_standard):
+                metrics[metric_key(f"nab_raw_standard_{row.file}")] = row.nab_raw_standard
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        windows_counted = count_per_window(records, args.window_minutes)
+        batch += [Metric("anomalies_per_window", float(v), now, int(i)) for i, v in windows_counted.items()]
+        for start in range(0, len(batch), 1000):
+            client.log_batch(run_id, metrics=batch[start:start + 1000])
+        _log_artifacts(client, run_id, records, per_file, params.features, windows)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return ReplayResult(run_id, label, metrics, per_file, windows_counted)
+
+
+def _log_artifacts(client, run_id, records, per_file, features, windows) -> None:
+    columns = ["timestamp", *features, "cluster", "distance", "anomaly_score", "is_anomaly", "is_valid", "reason"]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "rows").mkdir()
+        (folder / "plots").mkdir()
+        for path, group in records.groupby("source_file", sort=True):
+            group = group.sort_values("line_number")
+            stem = file_stem(path)
+            group[columns].to_csv(folder / "rows" / f"{stem}.csv", index=False)
+            label = None if windows is None else windows.get(PurePosixPath(path).name)
+            if group["is_valid"].any():
+                plot_file(group[group["is_valid"]], features, label, folder / "plots" / f"{stem}.png")
+        per_file.to_csv(folder / "summary.csv", index=False)
+        client.log_artifacts(run_id, scratch)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Replay history through registered models.")
+    parser.add_argument("--model", action="append", default=[],
+                        help="model URI, name@alias or name/version; repeat (or comma-separate) for several")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--data", required=True, help="CSV files, directories or globs, comma-separated")
+    parser.add_argument("--labels", default="", help="NAB combined_windows.json (optional)")
+    parser.add_argument("--window-minutes", type=int, default=DEFAULT_WINDOW_MINUTES)
+    parser.add_argument("--master", default=None)
+    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    args = parser.parse_args(argv)
+    if args.window_minutes < 1:
+        parser.error("--window-minutes must be at least 1")
+    return args
+
+
+def model_specs(args) -> list[str]:
+    specs = [s.strip() for item in args.model for s in item.split(",") if s.strip()]
+    return specs or [f"{args.model_name}@{PRODUCTION_ALIAS}"]
+
+
+def run_replay(spark, service, args) -> list[ReplayResult]:
+    from core.registry import resolve_model
+    from replay.nab_scoring import load_windows
+
+    orphans = mark_orphans(service.client, service.experiment_id(REPLAY_EXPERIMENT))
+    for run_id in orphans:
+        print(f"marked replay run {run_id} FAILED: its process died part-way", flush=True)
+    models = [resolve_model(service.client, spec, args.model_name) for spec in model_specs(args)]
+    windows = None
+    if args.labels:
+        try:
+            windows = load_windows(args.labels)
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read labels {args.labels}: {error}") from None
+    data = find_data(spark, [s for s in args.data.split(",") if s.strip()])
+    results = []
+    for loaded in models:
+        result = replay_model(spark, service, loaded, data, windows, args)
+        m = result.metrics
+        extra = f", NAB standard {m['nab_score_standard']:.1f}" if "nab_score_standard" in m else ""
+        print(f"replay {result.model_label}: {m['rows']:.0f} rows, {m['anomaly_count']:.0f} anomalies "
+              f"({m['anomaly_rate']:.2%}), {m['invalid_rows']:.0f} invalid{extra}; run {result.run_id}", flush=True)
+        results.append(result)
+    return results
+
+
+@main_guard
+def main(argv=None) -> int:
+    from core.spark import create_spark, parse_conf
+    from core.tracking import MlflowService
+    from replay.compare import compare, print_table
+
+    args = parse_args(argv)
+    with MlflowService() as service:
+        spark = create_spark("replay", args.master, parse_conf(args.conf))
+        try:
+            results = run_replay(spark, service, args)
+        finally:
+            spark.stop()
+        data_sha = service.client.get_run(results[-1].run_id).data.params["data_sha256"]
+        print_table(compare(service.client, data_sha, "anomaly_rate"), "anomaly_rate")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
