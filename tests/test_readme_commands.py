@@ -38,6 +38,8 @@ def test_the_setup_command_runs_the_main_job_on_the_sample(tmp_path):
     assert "prepared 2016 rows" in out
     assert "model version: server-anomaly-detector version 1, alias production" in out
     assert re.search(r"monitor:\s+2016 rows in \d+ batches, \d+ anomalies, 0 invalid", out)
+    assert re.search(r"replay server-anomaly-detector v1: 2016 rows, \d+ anomalies", out)
+    assert "best anomaly_rate first" in out
     run_id = re.search(r"training run:\s+(\w+)", out).group(1)
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     uri = f"sqlite:///{project / 'mlflow.db'}"

@@ -3,7 +3,8 @@
 Input: a directory of NAB-format series (default: the committed sample, ``data/sample/series``).
 Output: a prepared table under ``data/prepared/``, a training run, a registered model version
 promoted to ``production``, a bounded monitor run fed by the streamer (under ``data/demo/``),
-and a closing summary with how to open the MLflow UI.
+a replay of the sample through production with the compare table, and a closing summary with
+how to open the MLflow UI.
 
 Each step runs through ``mlflow run`` (``mlflow.projects.run``), exactly as a user would type
 it, so the MLflow UI shows one run per step.
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
         version = str(max(int(v.version) for v in versions))
         run_step("promote", {"model_name": args.model_name, "version": version}, experiment_id)
         monitored = monitor_the_sample(args.model_name, service.experiment_id("server-anomaly-monitor"))
+        # Replay the sample through production; replay prints the compare table at its end.
+        run_step("replay", {"data": SAMPLE_TABLE, "model_name": args.model_name},
+                 service.experiment_id("server-anomaly-replay"))
         tracking_uri = service.tracking_uri
     if tracking_uri.startswith("sqlite:"):
         ui = f".venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"

@@ -1,0 +1,196 @@
+"""Replay, compare, promote --best-by and the NAB benchmark, with real Spark and MLflow."""
+
+import argparse
+import json
+import shutil
+import signal
+
+import mlflow
+import pandas as pd
+import pytest
+
+from conftest import PYTHON, run_command
+from core.tracking import MlflowService
+from replay import benchmark, compare, replay
+from streaming.sinks import read_summaries
+from training import promote
+from training import train as train_job
+from test_monitor import RunningMonitor, drop, monitor_args
+from test_train import train_args
+
+MODEL = "replay-detector"
+LABELLED = ["ec2_cpu_utilization_24ae8d.csv", "ec2_cpu_utilization_825cc2.csv"]
+UNLABELLED = ["ec2_cpu_utilization_ac20cd.csv"]
+TIMING = {"replay_seconds", "rows_per_second"}
+
+
+@pytest.fixture(scope="module")
+def nab_subset(nab_series_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nab-subset")
+    for name in LABELLED + UNLABELLED:
+        shutil.copy(nab_series_dir / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, spark, nab_series_dir):
+    """Two versions of a one-feature ('value') model trained on a NAB CPU series."""
+    folder = tmp_path_factory.mktemp("replay-store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
+            patch.delenv(key, raising=False)
+        service = MlflowService().start()
+        training = nab_series_dir / "ec2_cpu_utilization_5f5533.csv"
+        train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=5))
+        train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=3,
+                                                   threshold_quantile=0.9))
+        promote.promote(service.client, MODEL, version="1")
+        yield service
+        service.stop()
+
+
+def replay_args(data, labels="", models=(f"{MODEL}@production",), **overrides):
+    defaults = dict(model=list(models), model_name=MODEL, data=str(data), labels=str(labels),
+                    window_minutes=60, master=None, conf=[])
+    return argparse.Namespace(**{**defaults, **overrides})
+
+
+def labels_file(nab_dir):
+    return nab_dir / "labels" / "combined_windows.json"
+
+
+def test_replay_logs_counts_labels_and_artifacts(spark, store, nab_subset, nab_dir):
+    # when replaying two labelled files and one unlabelled file
+    (result,) = replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir)))
+    client = store.client
+    run = client.get_run(result.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    # then params identify the model and the data
+    assert (params["model_name"], params["model_version"]) == (MODEL, "1")
+    assert params["model_run_id"] == client.get_model_version(MODEL, "1").run_id
+    assert params["rule"] == "distance" and len(params["data_sha256"]) == 64
+    assert params["data_files"] == ",".join(n[:-4] for n in sorted(LABELLED + UNLABELLED))
+    # counts, per file and per event-time window
+    rows = sum(len(pd.read_csv(nab_subset / n)) for n in LABELLED + UNLABELLED)
+    assert metrics["rows"] == rows and metrics["invalid_rows"] == 0
+    assert metrics["anomaly_rate"] == pytest.approx(metrics["anomaly_count"] / rows)
+    per_file = sum(metrics[f"anomalies_{n[:-4]}"] for n in LABELLED + UNLABELLED)
+    assert per_file == metrics["anomaly_count"]
+    per_window = client.get_metric_history(result.run_id, "anomalies_per_window")
+    assert sum(m.value for m in per_window) == metrics["anomaly_count"]
+    assert len({m.step for m in per_window}) == len(per_window) > 10
+    # labelled files only: accuracy and NAB scores
+    assert metrics["labelled_files"] == 2
+    for key in ("precision_window", "recall_window", "f1_window", "precision_row", "recall_row", "f1_row"):
+        assert 0 <= metrics[key] <= 1, key
+    assert "nab_score_standard" in metrics
+    assert {f"nab_raw_standard_{n[:-4]}" for n in LABELLED} <= metrics.keys()
+    assert f"nab_raw_standard_{UNLABELLED[0][:-4]}" not in metrics
+    # artifacts: every row in input order, a plot per file, a summary
+    local = mlflow.artifacts.download_artifacts(run_id=result.run_id, tracking_uri=store.tracking_uri)
+    for name in LABELLED + UNLABELLED:
+        stem = name[:-4]
+        rows_csv = pd.read_csv(f"{local}/rows/{stem}.csv")
+        source = pd.read_csv(nab_subset / name)
+        assert rows_csv["timestamp"].tolist() == source["timestamp"].tolist()
+        assert {"cluster", "distance", "anomaly_score", "is_anomaly"} <= set(rows_csv.columns)
+        assert rows_csv["anomaly_score"].between(0, 1).all()
+        assert (pd.io.common.file_exists(f"{local}/plots/{stem}.png"))
+    summary = pd.read_csv(f"{local}/summary.csv")
+    assert sorted(summary["file"]) == sorted(n[:-4] for n in LABELLED + UNLABELLED)
+
+
+def test_two_replays_of_the_same_model_and_data_give_identical_metrics(spark, store, nab_subset, nab_dir):
+    first, second = (replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir)))[0]
+                     for _ in range(2))
+    strip = lambda m: {k: v for k, v in m.items() if k not in TIMING}  # noqa: E731
+    assert strip(first.metrics) == strip(second.metrics)
+    assert first.window_counts.equals(second.window_counts)
+
+
+def test_replay_counts_equal_the_monitors_on_the_same_files(spark, store, nab_subset, tmp_path):
+    # given the monitor has processed the files
+    for name in LABELLED + UNLABELLED:
+        drop(tmp_path / "in", (nab_subset / name).read_bytes(), name=name)
+    drop(tmp_path / "in", b"timestamp,value\n2024-01-01 00:00:00,abc\n", name="bad.csv")
+    handle = RunningMonitor(spark, store, monitor_args(tmp_path, model_name=MODEL))
+    try:
+        summaries = handle.process()
+    finally:
+        handle.stop()
+    # when replay runs the same files through the same model
+    (result,) = replay.run_replay(spark, store, replay_args(tmp_path / "in"))
+    # then the counts agree
+    assert result.metrics["rows"] == sum(s["rows"] for s in summaries)
+    assert result.metrics["anomaly_count"] == sum(s["anomalies"] for s in summaries)
+    assert result.metrics["invalid_rows"] == sum(s["invalid_rows"] for s in summaries) == 1
+
+
+def test_compare_sorts_versions_and_promote_best_by_picks_the_leader(spark, store, nab_subset, nab_dir, capsys):
+    specs = [f"{MODEL}/1", f"{MODEL}/2"]
+    results = replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir), models=specs))
+    rates = {r.model_label: r.metrics["anomaly_rate"] for r in results}
+    table = compare.compare(store.client, None, "anomaly_rate")
+    assert table["model_version"].tolist()[:2] == sorted(["1", "2"], key=lambda v: rates[f"{MODEL} v{v}"])
+    descending = compare.compare(store.client, None, "anomaly_count", ascending=False)
+    assert descending["anomaly_count"].is_monotonic_decreasing
+    # promote --best-by: the version with the highest recall per window
+    best = compare.compare(store.client, None, "recall_window").loc[0, "model_version"]
+    assert promote.main(["--model-name", MODEL, "--best-by", "recall_window"]) == 0
+    aliases = {a: str(v) for a, v in store.client.get_registered_model(MODEL).aliases.items()}
+    assert aliases["production"] == best
+    assert "best recall_window first" in capsys.readouterr().out
+    assert promote.main(["--model-name", MODEL, "--best-by", "no_such_metric"]) == 2
+    promote.promote(store.client, MODEL, version="1")
+
+
+def test_a_killed_replay_is_marked_failed_by_the_next_attempt(store, nab_subset, tmp_path):
+    uri = store.tracking_uri
+    killed = run_command([PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)],
+                         MLFLOW_TRACKING_URI=uri, REPLAY_FAULT="after_run_created")
+    assert killed.returncode == -signal.SIGKILL
+    orphan = killed.stdout.split("FAULT INJECTED: after_run_created (")[1].split(")")[0]
+    assert store.client.get_run(orphan).info.status == "RUNNING"
+    again = run_command([PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)],
+                        MLFLOW_TRACKING_URI=uri)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"marked replay run {orphan} FAILED" in again.stdout
+    assert store.client.get_run(orphan).info.status == "FAILED"
+
+
+def test_replay_errors_are_clear(spark, store, tmp_path):
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="no CSV files"):
+        replay.run_replay(spark, store, replay_args(tmp_path / "nothing"))
+    with pytest.raises(UserError, match="has no version 9"):
+        replay.run_replay(spark, store, replay_args(tmp_path, models=[f"{MODEL}/9"]))
+
+
+def test_the_nab_benchmark_end_to_end_is_reproducible(spark, mlflow_service, nab_subset, nab_dir, tmp_path):
+    def run(out):
+        args = argparse.Namespace(data=str(nab_subset), labels=str(labels_file(nab_dir)), out=str(out),
+                                  k=5, seed=42, max_iter=20, rule="distance", threshold_quantile=0.99,
+                                  master=None, conf=[])
+        return benchmark.run_benchmark(spark, mlflow_service, args)
+
+    first = run(tmp_path / "one")
+    second = run(tmp_path / "two")
+    timing = {"benchmark_seconds"}
+    assert {k: v for k, v in first.items() if k not in timing} == {k: v for k, v in second.items() if k not in timing}
+    assert first["files"] == 3 and first["labelled_files"] == 2
+    assert -100 <= first["nab_standard"] <= 100
+    assert first["nab_standard"] >= first["nab_standard_at_rule"]
+    for name in LABELLED + UNLABELLED:
+        rows = pd.read_csv(tmp_path / "one" / name)
+        source = pd.read_csv(nab_subset / name)
+        assert rows["timestamp"].tolist() == source["timestamp"].tolist()
+        assert list(rows.columns) == ["timestamp", "value", "cluster", "distance", "anomaly_score", "is_anomaly"]
+    experiment = mlflow_service.client.get_experiment_by_name("server-anomaly-nab-benchmark")
+    runs = mlflow_service.client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and runs[0].data.params["k"] == "5"
+    assert f"nab_raw_standard_{LABELLED[0][:-4]}" in runs[0].data.metrics
+    labels = json.loads(labels_file(nab_dir).read_text())
+    assert f"realAWSCloudwatch/{UNLABELLED[0]}" not in labels
