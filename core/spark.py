@@ -91,4 +91,24 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
         if not already_set.contains(key) and key not in (conf or {}):
             spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    ship_scoring_core(spark)
     return spark
+
+
+def ship_scoring_core(spark) -> None:
+    """On a cluster, send the ``core`` package to the executors, which import it to score.
+
+    Local mode shares the driver's interpreter and needs nothing shipped.
+    """
+    if spark.sparkContext.master.startswith("local"):
+        return
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent
+    archive = Path(tempfile.mkdtemp(prefix="server-anomaly-")) / "core.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for source in package.rglob("*.py"):
+            bundle.write(source, Path("core") / source.relative_to(package))
+    spark.sparkContext.addPyFile(str(archive))

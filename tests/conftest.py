@@ -104,6 +104,9 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
 def project_env(**extra) -> dict:
     """Environment for a subprocess that runs project commands with this interpreter."""
     env = dict(os.environ)
+    # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI into this process's environment; a
+    # value left by an earlier test would send a subprocess to another test's registry.
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYSPARK_PYTHON"] = PYTHON
     env.setdefault("SPARK_LOG_LEVEL", "ERROR")
