@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pyspark
-from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
+from conftest import BIN, PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
 from core.csv_input import score_files
 from core.model import load_params
 from streaming.sinks import read_output, read_summaries
@@ -55,9 +55,14 @@ def cluster(tmp_path_factory):
         assert process is None or process.process.poll() is not None
 
 
-def train(uri, master, name):
-    result = run_command([PYTHON, "-m", "training.train", "--data", str(SAMPLE), "--model-name", name,
-                          "--master", master, *DRIVER_CONF], MLFLOW_TRACKING_URI=uri)
+def train(uri, master, name, submit=False):
+    job = ["--data", str(SAMPLE), "--model-name", name]
+    if submit:  # spark-submit chooses the master; the job must not override it
+        command = [str(BIN / "spark-submit"), "--master", master, *DRIVER_CONF,
+                   str(PROJECT_ROOT / "training" / "train.py"), *job]
+    else:
+        command = [PYTHON, "-m", "training.train", *job, "--master", master, *DRIVER_CONF]
+    result = run_command(command, MLFLOW_TRACKING_URI=uri)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -66,7 +71,7 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
     uri = mlflow_service.tracking_uri
     client = mlflow_service.client
     # train: on the cluster and locally, same data and seed
-    train(uri, cluster["master"], MODEL)
+    train(uri, cluster["master"], MODEL, submit=True)
     train(uri, "local[2]", "local-detector")
     on_cluster = load_params(f"models:/{MODEL}/1")
     local = load_params("models:/local-detector/1")
@@ -98,7 +103,8 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
     assert sum(s["rows"] for s in read_summaries(str(tmp_path / "out"))) == len(expected) == 2016
     assert set(zip(events["source_file"], events["line_number"])) == set(
         zip(expected.loc[expected["is_anomaly"], "source_file"], expected.loc[expected["is_anomaly"], "line_number"]))
-    assert "app-" in _applications(cluster["ui"])
+    # the cluster really ran them: the training app (spark-submit) and the monitor app
+    assert {"train", "monitor"} <= _application_names(cluster["ui"])
 
     # replay on the cluster equals replay in local mode
     metrics = {}
@@ -113,6 +119,7 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
     assert metrics["local[2]"]["anomaly_count"] == int(expected["is_anomaly"].sum())
 
 
-def _applications(ui_port: int) -> str:
+def _application_names(ui_port: int) -> set[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as response:
-        return json.dumps(json.loads(response.read()).get("completedapps", []))
+        state = json.loads(response.read())
+    return {app["name"] for app in state.get("completedapps", []) + state.get("activeapps", [])}
