@@ -1,0 +1,389 @@
+"""Speed benchmarks: every job beside a baseline measured in the same run, on this machine.
+
+Output: a table on stdout, the same as JSON (``--out``), and an MLflow run in the experiment
+``server-anomaly-benchmarks`` (one metric per figure and ratio), so commits can be compared in
+the UI. Each row: figure, ours, baseline, ratio (ours / baseline), machine. Times are medians
+over ``--repeat`` runs, with min and max.
+
+    python -m benchmarks.speed --nab-dir $NAB_DATA_DIR --out data/benchmarks/speed.json
+    python -m benchmarks.speed --smoke --out /tmp/speed.json       # seconds, for the test suite
+
+Figures and their baselines:
+- train: the train entry point as a process (JVM start and log_model shown apart) on the NAB
+  table and synthetic 3-feature tables; baseline: scikit-learn KMeans with the same k,
+  k-means++ initialisation (Spark's default is k-means||), iteration cap and data.
+- monitor: (a) throughput, a backlog of 100-row files drained by the monitor's query, against
+  the same Spark file stream with no scoring (read, count, file sink); (b) latency at a paced
+  rate, from a file's rename into the directory to its batch being committed in the sink.
+- replay: the 17 NAB files through one model; baseline: the model's pandas predict in-process.
+- serving: p50/p95/p99 of 1-row and 1,000-row requests to ``mlflow models serve``; baseline:
+  in-process pyfunc predict of the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError, main_guard
+
+BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def machine() -> str:
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, {platform.machine()}"
+
+
+def summary(samples: list[float]) -> dict:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+
+
+def row(figure: str, unit: str, ours: list[float], baseline: list[float] | None, note: str = "",
+        higher_is_better: bool = False) -> dict:
+    ours_s = summary(ours)
+    base_s = summary(baseline) if baseline else None
+    ratio = ours_s["median"] / base_s["median"] if base_s and base_s["median"] else None
+    return {"figure": figure, "unit": unit, "ours": ours_s, "baseline": base_s, "ratio": ratio,
+            "higher_is_better": higher_is_better, "note": note, "machine": machine()}
+
+
+def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform([5, 1e6, 1e6], [90, 5e7, 5e7], size=(6, 3))
+    pick = rng.integers(0, len(centres), rows)
+    values = np.abs(centres[pick] * rng.normal(1.0, 0.05, size=(rows, 3)))
+    values[:, 0] = np.clip(values[:, 0], 0, 100)
+    frame = pd.DataFrame(values, columns=["cpu", "disk", "network"])
+    frame.insert(0, "timestamp", "2026-01-01 00:00:00")
+    frame.to_csv(path, index=False)
+    return path
+
+
+# -- train -------------------------------------------------------------------------------------
+def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10) -> list[dict]:
+    from mlflow import MlflowClient
+    from sklearn.cluster import KMeans
+
+    walls, jvm, log_model, fit = [], [], [], []
+    client = MlflowClient(store, store)
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = subprocess.run(
+            [PYTHON, "-m", "training.train", "--data", str(table), "--k", str(k), "--model-name", ""],
+            cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
+            capture_output=True, text=True)
+        walls.append(time.perf_counter() - started)
+        if result.returncode != 0:
+            raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
+        run_id = result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
+        metrics = client.get_run(run_id).data.metrics
+        jvm.append(metrics["jvm_start_seconds"])
+        log_model.append(metrics["log_model_seconds"])
+        fit.append(metrics["fit_seconds"])
+    data = pd.read_csv(table, usecols=["cpu", "disk", "network"]).to_numpy(float)
+    scaled = (data - data.mean(axis=0)) / np.where(data.std(axis=0) > 0, data.std(axis=0), 1)
+    sklearn_fit = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=20, random_state=42).fit(scaled)
+        sklearn_fit.append(time.perf_counter() - started)
+    return [
+        row(f"train {label}: whole run (JVM included)", "s", walls, sklearn_fit,
+            "baseline: scikit-learn KMeans fit alone"),
+        row(f"train {label}: Spark KMeans pipeline fit", "s", fit, sklearn_fit, "baseline: scikit-learn KMeans fit"),
+        row(f"train {label}: JVM start", "s", jvm, None),
+        row(f"train {label}: log_model", "s", log_model, None),
+    ]
+
+
+# -- replay ------------------------------------------------------------------------------------
+def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
+    from core.registry import resolve_model
+    from core.scoring import score_frame
+    from replay import replay
+    from training import train as train_job
+
+    args = argparse.Namespace(data=str(next(iter(sorted(series_dir.glob("*.csv"))))), k=10, seed=42,
+                              max_iter=20, rule="distance", threshold_quantile=0.99, features="value",
+                              model_name="bench-value", master=None, conf=[])
+    result = train_job.train(spark, service, args)
+    loaded = resolve_model(service.client, f"bench-value/{result.model_version}")
+    replay_args = argparse.Namespace(model=[loaded.uri], model_name="bench-value", data=str(series_dir),
+                                     labels="", window_minutes=60, master=None, conf=[])
+    ours, rows = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        (outcome,) = replay.run_replay(spark, service, replay_args)
+        ours.append(time.perf_counter() - started)
+        rows = outcome.metrics["rows"]
+    frames = pd.concat([pd.read_csv(p) for p in sorted(series_dir.glob("*.csv"))], ignore_index=True)
+    base = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        score_frame(loaded.params, frames)
+        base.append(time.perf_counter() - started)
+    files = len(list(series_dir.glob("*.csv")))
+    return [
+        row(f"replay {files} files ({rows:.0f} rows): wall (with MLflow logging and artifacts)", "s", ours, base,
+            "baseline: pandas predict of the same rows in-process"),
+        row("replay rows/s", "rows/s", [rows / t for t in ours], [rows / t for t in base],
+            higher_is_better=True),
+    ]
+
+
+# -- serving -----------------------------------------------------------------------------------
+def bench_serving(store: str, model_uri: str, requests: int, features: list[str]) -> list[dict]:
+    import socket
+
+    import mlflow
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store,
+           "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    server = subprocess.Popen([PYTHON, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    rng = np.random.default_rng(1)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise UserError("mlflow models serve did not start for the benchmark") from None
+                time.sleep(0.2)
+        model = mlflow.pyfunc.load_model(model_uri)
+        rows_out = []
+        for size in (1, 1000):
+            frame = pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
+            body = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
+            request = lambda: urllib.request.urlopen(urllib.request.Request(  # noqa: E731
+                f"http://127.0.0.1:{port}/invocations", data=body,
+                headers={"Content-Type": "application/json"}), timeout=30).read()
+            for _ in range(50):
+                request()
+            count = requests if size == 1 else max(requests // 10, 20)
+            latencies = []
+            for _ in range(count):
+                started = time.perf_counter()
+                request()
+                latencies.append((time.perf_counter() - started) * 1000)
+            local = []
+            for _ in range(count):
+                started = time.perf_counter()
+                model.predict(frame)
+                local.append((time.perf_counter() - started) * 1000)
+            for q in (50, 95, 99):
+                rows_out.append(row(f"serving {size}-row request p{q} ({count} requests)", "ms",
+                                    [float(np.percentile(latencies, q))], [float(np.percentile(local, q))],
+                                    "baseline: in-process pyfunc predict"))
+        return rows_out
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+# -- monitor -----------------------------------------------------------------------------------
+def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pace: float = 0.0,
+                 renamed: dict | None = None) -> None:
+    lines = (PROJECT_ROOT / "data" / "sample" / "metrics.csv").read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    staging.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        start = (i * rows_per_file) % max(len(body) - rows_per_file, 1)
+        # One sure anomaly per file, so every file leaves an event to time.
+        chunk = [header, "2026-01-05 00:00:00,99,90000000,1", *body[start:start + rows_per_file - 1]]
+        name = f"bench-{i:06d}.csv"
+        (staging / name).write_text("\n".join(chunk) + "\n")
+        os.replace(staging / name, folder / name)
+        if renamed is not None:
+            renamed[name] = time.time()
+        if pace:
+            time.sleep(pace)
+
+
+def bench_monitor(spark, service, model_uri: str, work: Path, files: int, rate_per_min: float,
+                  paced_seconds: float) -> list[dict]:
+    from streaming import monitor as monitor_job
+    from streaming.sinks import read_output, read_summaries
+
+    def monitor_args(name, window):
+        return argparse.Namespace(input=str(work / name / "in"), window=window, model=model_uri,
+                                  model_name="", output=str(work / name / "out"), checkpoint="", show=0,
+                                  max_files_per_trigger=100000, idle_windows=0, timeout=0, master=None, conf=[])
+
+    # (a) throughput: drain a backlog, ours and the no-scoring baseline
+    write_chunks(work / "drain" / "in", files, 100, work / "drain" / ".staging")
+    tracker = monitor_job.ModelTracker(service.client, model_uri, "")
+    monitor = monitor_job.Monitor(spark, service, monitor_args("drain", 0.5), tracker)
+    started = time.perf_counter()
+    query = monitor.start()
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+        service.end_run(monitor.run_id)
+    ours = time.perf_counter() - started
+    rows = sum(s["rows"] for s in read_summaries(str(work / "drain" / "out")))
+    write_chunks(work / "plain" / "in", files, 100, work / "plain" / ".staging")
+    from core.spark_scoring import BINARY_FILE_SCHEMA
+
+    started = time.perf_counter()
+    plain = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / "plain" / "in"))
+             .selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
+             .writeStream.format("parquet").option("checkpointLocation", str(work / "plain" / "checkpoint"))
+             .option("path", str(work / "plain" / "out")).trigger(processingTime="0.5 seconds").start())
+    try:
+        plain.processAllAvailable()
+    finally:
+        plain.stop()
+    baseline = time.perf_counter() - started
+    results = [
+        row(f"monitor drain of {files} files x 100 rows: files/min", "files/min", [files / ours * 60],
+            [files / baseline * 60], "baseline: same file stream, no scoring (read, count, parquet sink)",
+            higher_is_better=True),
+        row("monitor drain: rows/s", "rows/s", [rows / ours], [files * 100 / baseline], higher_is_better=True),
+    ]
+    # (b) latency at a paced rate, window 3 s: rename -> batch committed in the sink
+    renamed: dict[str, float] = {}
+    paced_files = max(int(rate_per_min * paced_seconds / 60), 3)
+    tracker = monitor_job.ModelTracker(service.client, model_uri, "")
+    monitor = monitor_job.Monitor(spark, service, monitor_args("paced", 3.0), tracker)
+    query = monitor.start()
+    try:
+        writer = threading.Thread(target=write_chunks, args=(work / "paced" / "in", paced_files, 100,
+                                                             work / "paced" / ".staging", 60 / rate_per_min, renamed))
+        writer.start()
+        writer.join()
+        query.processAllAvailable()
+    finally:
+        query.stop()
+        service.end_run(monitor.run_id)
+    events = read_output(str(work / "paced" / "out"), "events")
+    committed = {}
+    for batch_dir in (work / "paced" / "out" / "batches").glob("batch_id=*"):
+        committed[int(batch_dir.name.split("=")[1])] = (batch_dir / "summary.json").stat().st_mtime
+    latencies = []
+    for name, batch in events.groupby(events["source_file"].str.rsplit("/", n=1).str[-1])["batch_id"].min().items():
+        latencies.append(committed[int(batch)] - renamed[name])
+    results.append(row(f"monitor latency at {rate_per_min:.0f} files/min, window 3 s: p50", "s",
+                       [float(np.percentile(latencies, 50))], None, "rename into the directory -> batch committed"))
+    results.append(row(f"monitor latency at {rate_per_min:.0f} files/min, window 3 s: p95", "s",
+                       [float(np.percentile(latencies, 95))], None))
+    return results
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'figure':<78} {'ours':>12} {'baseline':>12} {'ratio':>8}")
+    for r in rows:
+        base = f"{r['baseline']['median']:.4g}" if r["baseline"] else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        print(f"{r['figure'][:78]:<78} {r['ours']['median']:>10.4g} {r['unit'][:2]:<1} {base:>12} {ratio:>8}")
+    print(f"machine: {machine()}")
+
+
+@main_guard
+def main(argv=None) -> int:
+    import mlflow
+
+    from core.spark import create_spark
+    from core.tracking import MlflowService
+    from training.prepare import collate, write_table
+
+    parser = argparse.ArgumentParser(description="Measure every job beside its baseline.")
+    parser.add_argument("--nab-dir", default=os.environ.get("NAB_DATA_DIR", ""))
+    parser.add_argument("--out", default="data/benchmarks/speed.json")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="100000,1000000,10000000", help="synthetic train table rows")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--monitor-files", type=int, default=600)
+    parser.add_argument("--paced-rate", type=float, default=600, help="files/min in the latency test")
+    parser.add_argument("--paced-seconds", type=float, default=60)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs, in seconds")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeat, args.sizes, args.requests = 1, "", 50
+        args.monitor_files, args.paced_rate, args.paced_seconds = 30, 120, 6
+    nab = Path(args.nab_dir) if args.nab_dir else None
+    series = nab / "data" / "realAWSCloudwatch" if nab else None
+    if series is None or not series.is_dir():
+        raise UserError("set --nab-dir (or NAB_DATA_DIR) to a NAB copy; see README 'Getting NAB'")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="speed-") as scratch:
+        work = Path(scratch)
+        store = f"sqlite:///{work / 'mlflow.db'}"
+        nab_table = work / "nab.csv"
+        write_table(collate(series).table, nab_table)
+        rows += bench_train(nab_table, "NAB table", store, args.repeat)
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
+                                store, args.repeat)
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        os.environ["MLFLOW_TRACKING_URI"] = store
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        service = MlflowService(store, store).start()
+        spark = create_spark("speed-benchmark")
+        try:
+            rows += bench_replay(spark, service, series, args.repeat)
+            from training import train as train_job
+
+            sample = argparse.Namespace(data=str(PROJECT_ROOT / "data/sample/metrics.csv"), k=10, seed=42,
+                                        max_iter=20, rule="distance", threshold_quantile=0.99,
+                                        features="cpu,disk,network", model_name="bench-monitor", master=None, conf=[])
+            trained = train_job.train(spark, service, sample)
+            model_uri = f"models:/bench-monitor/{trained.model_version}"
+            rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
+                                  args.paced_rate, args.paced_seconds)
+            rows += bench_serving(store, model_uri, args.requests, ["cpu", "disk", "network"])
+        finally:
+            spark.stop()
+            service.stop()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    report = {"machine": machine(), "smoke": args.smoke, "repeat": args.repeat,
+              "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print_table(rows)
+    with MlflowService() as results_store, results_store.start_run(BENCHMARK_EXPERIMENT, run_name="speed"):
+        mlflow.set_tag("machine", machine())
+        metrics = {}
+        for i, r in enumerate(rows):
+            key = f"{i:02d}_" + "".join(c if c.isalnum() else "_" for c in r["figure"])[:200]
+            metrics[key] = r["ours"]["median"]
+            if r["ratio"] is not None:
+                metrics[f"{key}_ratio"] = r["ratio"]
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(out))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

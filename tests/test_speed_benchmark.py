@@ -1,0 +1,36 @@
+"""A smoke run of the speed benchmark, so that the command does not rot."""
+
+import json
+
+from conftest import PYTHON, run_command
+from benchmarks import report
+
+
+def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir, tmp_path):
+    out = tmp_path / "speed.json"
+    uri = f"sqlite:///{tmp_path / 'results.db'}"
+    result = run_command([PYTHON, "-m", "benchmarks.speed", "--smoke", "--nab-dir", str(nab_dir), "--out", str(out)],
+                         MLFLOW_TRACKING_URI=uri, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    figures = [r["figure"] for r in data["rows"]]
+    for expected in ("train NAB table: whole run", "train NAB table: JVM start", "train NAB table: log_model",
+                     "replay 17 files", "monitor drain", "monitor latency", "serving 1-row request p50",
+                     "serving 1000-row request p99"):
+        assert any(f.startswith(expected) for f in figures), expected
+    for r in data["rows"]:
+        assert r["ours"]["median"] > 0 and r["machine"] == data["machine"]
+        if r["baseline"]:
+            assert r["ratio"] == r["ours"]["median"] / r["baseline"]["median"]
+    assert "machine: " in result.stdout and "ratio" in result.stdout
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri, uri)
+    runs = client.search_runs([client.get_experiment_by_name("server-anomaly-benchmarks").experiment_id])
+    assert len(runs) == 1 and len(runs[0].data.metrics) >= len(data["rows"])
+    # the README section is generated from this JSON
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\nafter\n")
+    assert report.main(["--json", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| train NAB table: JVM start |" in text and text.endswith("after\n")
