@@ -16,6 +16,28 @@ OUTPUT_DDL = (
 )
 
 
+def nearest_distance_expression(params: ModelParams):
+    """Spark SQL for the distance to the nearest centroid, the core's formula, for valid rows.
+
+    z = (x - mean) * scale per feature; distance = min over centroids of the Euclidean norm.
+    """
+    from pyspark.sql import functions as F
+
+    scaled = [
+        (F.col(f).cast("double") - F.lit(float(m))) * F.lit(float(s))
+        for f, m, s in zip(params.features, params.mean, params.scale)
+    ]
+    squared = []
+    for centroid in params.centroids:
+        terms = [(z - F.lit(float(c))) * (z - F.lit(float(c))) for z, c in zip(scaled, centroid)]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        squared.append(total)
+    nearest = F.least(*squared) if len(squared) > 1 else squared[0]
+    return F.sqrt(nearest)
+
+
 def scored_schema(input_schema):
     from pyspark.sql.types import StructType
 

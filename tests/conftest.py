@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -67,6 +68,22 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     return uri
+
+
+@contextlib.contextmanager
+def isolated_store(uri: str):
+    """An MLflow service on ``uri`` for a module-scoped fixture, environment restored after."""
+    from core.tracking import MlflowService
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
+            patch.delenv(key, raising=False)
+        service = MlflowService().start()
+        try:
+            yield service
+        finally:
+            service.stop()
 
 
 @pytest.fixture

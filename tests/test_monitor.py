@@ -7,10 +7,9 @@ import uuid
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, isolated_store
 from core.csv_input import score_files
 from core.errors import UserError
-from core.tracking import MlflowService
 from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
 from streaming_cases import CASES, HEADER, NORMAL
@@ -26,15 +25,10 @@ SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
 def registry(tmp_path_factory, spark):
     """A real store with version 1 (distance rule) promoted to production."""
     folder = tmp_path_factory.mktemp("monitor-store")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
-            patch.delenv(key, raising=False)
-        service = MlflowService().start()
+    with isolated_store(f"sqlite:///{folder / 'mlflow.db'}") as service:
         train_job.train(spark, service, train_args(SAMPLE, model_name=MODEL))
         promote.promote(service.client, MODEL)
         yield service
-        service.stop()
 
 
 def monitor_args(tmp_path, **overrides):

@@ -9,8 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import PYTHON, run_command
-from core.tracking import MlflowService
+from conftest import PYTHON, isolated_store, run_command
 from replay import benchmark, compare, replay
 from streaming.sinks import read_summaries
 from training import promote
@@ -37,18 +36,13 @@ def store(tmp_path_factory, spark, nab_series_dir):
     """Two versions of a one-feature ('value') model trained on a NAB CPU series."""
     folder = tmp_path_factory.mktemp("replay-store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
-            patch.delenv(key, raising=False)
-        service = MlflowService().start()
+    with isolated_store(uri) as service:
         training = nab_series_dir / "ec2_cpu_utilization_5f5533.csv"
         train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=5))
         train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=3,
                                                    threshold_quantile=0.9))
         promote.promote(service.client, MODEL, version="1")
         yield service
-        service.stop()
 
 
 def replay_args(data, labels="", models=(f"{MODEL}@production",), **overrides):

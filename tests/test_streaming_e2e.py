@@ -11,10 +11,9 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import PYTHON, ManagedProcess, run_command, wait_for
+from conftest import PYTHON, ManagedProcess, isolated_store, run_command, wait_for
 from core.csv_input import score_files
 from core.model import load_params
-from core.tracking import MlflowService
 from streaming.sinks import read_output, read_summaries
 from training import promote
 from training import train as train_job
@@ -28,15 +27,10 @@ def store(tmp_path_factory, spark, nab_table):
     """A store whose production model was trained on the NAB table; NAB-derived source files."""
     folder = tmp_path_factory.mktemp("stream-store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI"):
-            patch.delenv(key, raising=False)
-        service = MlflowService().start()
+    with isolated_store(uri) as service:
         train_job.train(spark, service, train_args(nab_table, model_name=MODEL))
         promote.promote(service.client, MODEL)
         params = load_params(f"models:/{MODEL}/1")
-        service.stop()
     table = pd.read_csv(nab_table)
     sources = folder / "sources"
     sources.mkdir()

@@ -13,7 +13,7 @@ import pytest
 from core.errors import UserError
 from core.model import load_params
 from core.scoring import score_frame
-from core.spark_scoring import score_dataframe
+from core.spark_scoring import nearest_distance_expression, score_dataframe
 from training import train as train_job
 
 
@@ -80,6 +80,9 @@ def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
         assert (spark_core[column].to_numpy() == pandas_core[column].to_numpy()).all(), column
     np.testing.assert_allclose(spark_core["distance"], pandas_core["distance"], rtol=1e-12)
     np.testing.assert_allclose(spark_core["anomaly_score"], pandas_core["anomaly_score"], rtol=1e-12)
+    # and the Spark SQL distance that training's threshold uses is the core's distance
+    sql = table.select(nearest_distance_expression(params).alias("d")).toPandas()["d"]
+    np.testing.assert_allclose(sql, pandas_core["distance"], rtol=1e-9)
 
 
 def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(trained, nab_table):
