@@ -12,12 +12,15 @@ Figures and their baselines:
 - train: the train entry point as a process (JVM start and log_model shown apart) on the NAB
   table and synthetic 3-feature tables; baseline: scikit-learn KMeans with the same k,
   k-means++ initialisation (Spark's default is k-means||), iteration cap and data.
-- monitor: (a) throughput, a backlog of 100-row files drained by the monitor's query, against
-  the same Spark file stream with no scoring (read, count, file sink); (b) latency at a paced
-  rate, from a file's rename into the directory to its batch being committed in the sink.
+- monitor: (a) throughput, a backlog of 100-row files and one of large files drained by the
+  monitor's query, against the same Spark file stream with no scoring (read, count, file sink);
+  (b) rising paced rates until the backlog grows: the highest rate held, and the latency there
+  from a file's rename into the directory to its batch being committed in the sink.
 - replay: the 17 NAB files through one model; baseline: the model's pandas predict in-process.
 - serving: p50/p95/p99 of 1-row and 1,000-row requests to ``mlflow models serve``; baseline:
   in-process pyfunc predict of the same rows.
+- memory: peak RSS of the monitor's process tree (driver Python, JVM, Python workers) during a
+  paced run (10 minutes by default), and whether it still grows in the last third.
 """
 
 from __future__ import annotations
@@ -205,38 +208,43 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
 
 # -- monitor -----------------------------------------------------------------------------------
 def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pace: float = 0.0,
-                 renamed: dict | None = None) -> None:
+                 renamed: dict | None = None, prefix: str = "bench") -> None:
     lines = (PROJECT_ROOT / "data" / "sample" / "metrics.csv").read_text().splitlines()
     header, body = lines[0], lines[1:]
     staging.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+    next_due = time.monotonic()
     for i in range(count):
-        start = (i * rows_per_file) % max(len(body) - rows_per_file, 1)
+        start = (i * rows_per_file) % len(body)
+        rows = [body[(start + j) % len(body)] for j in range(rows_per_file - 1)]
         # One sure anomaly per file, so every file leaves an event to time.
-        chunk = [header, "2026-01-05 00:00:00,99,90000000,1", *body[start:start + rows_per_file - 1]]
-        name = f"bench-{i:06d}.csv"
+        chunk = [header, "2026-01-05 00:00:00,99,90000000,1", *rows]
+        name = f"{prefix}-{i:06d}.csv"
         (staging / name).write_text("\n".join(chunk) + "\n")
         os.replace(staging / name, folder / name)
         if renamed is not None:
             renamed[name] = time.time()
         if pace:
-            time.sleep(pace)
+            next_due += pace
+            time.sleep(max(0.0, next_due - time.monotonic()))
 
 
-def bench_monitor(spark, service, model_uri: str, work: Path, files: int, rate_per_min: float,
-                  paced_seconds: float) -> list[dict]:
+def _monitor_args(work: Path, name: str, window: float, model_uri: str, **extra):
+    values = dict(input=str(work / name / "in"), window=window, model=model_uri, model_name="",
+                  output=str(work / name / "out"), checkpoint="", show=0, max_files_per_trigger=100000,
+                  idle_windows=0, timeout=0, master=None, conf=[])
+    values.update(extra)
+    return argparse.Namespace(**values)
+
+
+def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, rows_per_file: int) -> tuple[float, float]:
+    """Seconds for the monitor and for a no-scoring file stream to drain the same backlog."""
+    from core.spark_scoring import BINARY_FILE_SCHEMA
     from streaming import monitor as monitor_job
-    from streaming.sinks import read_output, read_summaries
 
-    def monitor_args(name, window):
-        return argparse.Namespace(input=str(work / name / "in"), window=window, model=model_uri,
-                                  model_name="", output=str(work / name / "out"), checkpoint="", show=0,
-                                  max_files_per_trigger=100000, idle_windows=0, timeout=0, master=None, conf=[])
-
-    # (a) throughput: drain a backlog, ours and the no-scoring baseline
-    write_chunks(work / "drain" / "in", files, 100, work / "drain" / ".staging")
+    write_chunks(work / name / "in", files, rows_per_file, work / name / ".staging")
     tracker = monitor_job.ModelTracker(service.client, model_uri, "")
-    monitor = monitor_job.Monitor(spark, service, monitor_args("drain", 0.5), tracker)
+    monitor = monitor_job.Monitor(spark, service, _monitor_args(work, name, 0.5, model_uri), tracker)
     started = time.perf_counter()
     query = monitor.start()
     try:
@@ -245,53 +253,132 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, rate_p
         query.stop()
         service.end_run(monitor.run_id)
     ours = time.perf_counter() - started
-    rows = sum(s["rows"] for s in read_summaries(str(work / "drain" / "out")))
-    write_chunks(work / "plain" / "in", files, 100, work / "plain" / ".staging")
-    from core.spark_scoring import BINARY_FILE_SCHEMA
-
     started = time.perf_counter()
-    plain = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / "plain" / "in"))
+    plain = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
              .selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
-             .writeStream.format("parquet").option("checkpointLocation", str(work / "plain" / "checkpoint"))
-             .option("path", str(work / "plain" / "out")).trigger(processingTime="0.5 seconds").start())
+             .writeStream.format("parquet").option("checkpointLocation", str(work / name / "plain-checkpoint"))
+             .option("path", str(work / name / "plain-out")).trigger(processingTime="0.5 seconds").start())
     try:
         plain.processAllAvailable()
     finally:
         plain.stop()
-    baseline = time.perf_counter() - started
-    results = [
-        row(f"monitor drain of {files} files x 100 rows: files/min", "files/min", [files / ours * 60],
-            [files / baseline * 60], "baseline: same file stream, no scoring (read, count, parquet sink)",
-            higher_is_better=True),
-        row("monitor drain: rows/s", "rows/s", [rows / ours], [files * 100 / baseline], higher_is_better=True),
-    ]
-    # (b) latency at a paced rate, window 3 s: rename -> batch committed in the sink
-    renamed: dict[str, float] = {}
-    paced_files = max(int(rate_per_min * paced_seconds / 60), 3)
+    return ours, time.perf_counter() - started
+
+
+def _latencies(output: Path, renamed: dict) -> dict[str, float]:
+    from streaming.sinks import read_output
+
+    events = read_output(str(output), "events")
+    committed = {int(d.name.split("=")[1]): (d / "summary.json").stat().st_mtime
+                 for d in (output / "batches").glob("batch_id=*")}
+    first_batch = events.groupby(events["source_file"].str.rsplit("/", n=1).str[-1])["batch_id"].min()
+    return {name: committed[int(batch)] - renamed[name] for name, batch in first_batch.items() if name in renamed}
+
+
+def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_files: int, large_rows: int,
+                  rates: list[float], segment_seconds: float, window: float = 3.0) -> list[dict]:
+    from streaming import monitor as monitor_job
+
+    results = []
+    # (a) throughput: drain a backlog of small files, then of large files, against no scoring
+    for label, count, size in (("small", files, 100), ("large", large_files, large_rows)):
+        ours, baseline = _drain(spark, service, model_uri, work, f"drain-{label}", count, size)
+        results.append(row(f"monitor drain of {count} files x {size} rows: files/min", "files/min",
+                           [count / ours * 60], [count / baseline * 60],
+                           "baseline: same file stream, no scoring (read, count, parquet sink)", higher_is_better=True))
+        results.append(row(f"monitor drain of {count} files x {size} rows: rows/s", "rows/s",
+                           [count * size / ours], [count * size / baseline], higher_is_better=True))
+    # (b) rising paced rates, window 3 s, until the backlog grows; latency = rename -> batch committed
     tracker = monitor_job.ModelTracker(service.client, model_uri, "")
-    monitor = monitor_job.Monitor(spark, service, monitor_args("paced", 3.0), tracker)
+    monitor = monitor_job.Monitor(spark, service, _monitor_args(work, "paced", window, model_uri), tracker)
     query = monitor.start()
+    sustained = None
     try:
-        writer = threading.Thread(target=write_chunks, args=(work / "paced" / "in", paced_files, 100,
-                                                             work / "paced" / ".staging", 60 / rate_per_min, renamed))
-        writer.start()
-        writer.join()
-        query.processAllAvailable()
+        for rate in rates:
+            renamed: dict[str, float] = {}
+            count = max(int(rate * segment_seconds / 60), 3)
+            write_chunks(work / "paced" / "in", count, 100, work / "paced" / ".staging", 60 / rate, renamed,
+                         prefix=f"rate{int(rate)}")
+            query.processAllAvailable()
+            latencies = _latencies(work / "paced" / "out", renamed)
+            values = list(latencies.values())
+            p50, p95 = float(np.percentile(values, 50)), float(np.percentile(values, 95))
+            # a backlog that grows shows as the last files waiting longer than two windows
+            tail = sorted(renamed, key=renamed.get)[-max(count // 5, 1):]
+            tail_latency = float(np.median([latencies[name] for name in tail if name in latencies] or [p95]))
+            growing = tail_latency > 2 * window + 1
+            print(f"paced {rate:.0f} files/min: p50 {p50:.2f} s, p95 {p95:.2f} s, "
+                  f"{'backlog grows' if growing else 'keeps up'}", flush=True)
+            if growing:
+                break
+            sustained = (rate, p50, p95)
     finally:
         query.stop()
         service.end_run(monitor.run_id)
-    events = read_output(str(work / "paced" / "out"), "events")
-    committed = {}
-    for batch_dir in (work / "paced" / "out" / "batches").glob("batch_id=*"):
-        committed[int(batch_dir.name.split("=")[1])] = (batch_dir / "summary.json").stat().st_mtime
-    latencies = []
-    for name, batch in events.groupby(events["source_file"].str.rsplit("/", n=1).str[-1])["batch_id"].min().items():
-        latencies.append(committed[int(batch)] - renamed[name])
-    results.append(row(f"monitor latency at {rate_per_min:.0f} files/min, window 3 s: p50", "s",
-                       [float(np.percentile(latencies, 50))], None, "rename into the directory -> batch committed"))
-    results.append(row(f"monitor latency at {rate_per_min:.0f} files/min, window 3 s: p95", "s",
-                       [float(np.percentile(latencies, 95))], None))
+    if sustained:
+        rate, p50, p95 = sustained
+        results.append(row(f"monitor sustained without backlog (rates tried {', '.join(f'{r:.0f}' for r in rates)}/min): files/min",
+                           "files/min", [rate], None, "100-row files", higher_is_better=True))
+        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p50", "s", [p50], None,
+                           "rename into the directory -> batch committed in the sink"))
+        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p95", "s", [p95], None))
     return results
+
+
+def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: float) -> list[dict]:
+    """Peak RSS of the monitor process tree (driver Python, JVM, Python workers) in a paced run."""
+    folder = work / "memory"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"}
+    process = subprocess.Popen(
+        [PYTHON, "-m", "streaming.monitor", "--input", str(folder / "in"), "--output", str(folder / "out"),
+         "--model", model_uri, "--window", "3", "--show", "0", "--timeout", str(minutes * 60 + 30)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample():
+        started = time.monotonic()
+        while not stop.is_set() and process.poll() is None:
+            samples.append((time.monotonic() - started, _group_rss_mib(process.pid)))
+            stop.wait(2.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        write_chunks(folder / "in", max(int(rate * minutes), 1), 100, folder / ".staging", 60 / rate, prefix="mem")
+    finally:
+        stop.set()
+        sampler.join()
+        os.killpg(process.pid, 15)
+        process.wait(timeout=60)
+    if not samples:
+        raise UserError("the memory run took no samples")
+    peak = max(rss for _, rss in samples)
+    total = samples[-1][0]
+    first_third = max((rss for t, rss in samples if t <= total / 3), default=peak)
+    last_third = max((rss for t, rss in samples if t >= 2 * total / 3), default=peak)
+    return [
+        row(f"monitor peak RSS, {minutes:g}-minute paced run at {rate:.0f} files/min", "MiB", [peak], None,
+            "driver Python + JVM + Python workers"),
+        row("monitor RSS growth: peak of the last third / peak of the first third", "ratio",
+            [last_third / first_third], None, "about 1 means it stopped growing"),
+    ]
+
+
+def _group_rss_mib(group: int) -> float:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != group:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ProcessLookupError, ValueError):
+            continue
+    return total / 1024
 
 
 def print_table(rows: list[dict]) -> None:
@@ -318,13 +405,18 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="100000,1000000,10000000", help="synthetic train table rows")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--monitor-files", type=int, default=600)
-    parser.add_argument("--paced-rate", type=float, default=600, help="files/min in the latency test")
-    parser.add_argument("--paced-seconds", type=float, default=60)
+    parser.add_argument("--large-files", type=int, default=5, help="files of --large-rows rows in the drain test")
+    parser.add_argument("--large-rows", type=int, default=100000)
+    parser.add_argument("--rates", default="300,600,1200,2400,4800", help="paced files/min, tried in turn")
+    parser.add_argument("--segment-seconds", type=float, default=30)
+    parser.add_argument("--memory-minutes", type=float, default=10)
+    parser.add_argument("--memory-rate", type=float, default=300, help="files/min in the memory run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs, in seconds")
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeat, args.sizes, args.requests = 1, "", 50
-        args.monitor_files, args.paced_rate, args.paced_seconds = 30, 120, 6
+        args.monitor_files, args.large_files, args.large_rows = 30, 2, 5000
+        args.rates, args.segment_seconds, args.memory_minutes, args.memory_rate = "120", 6, 0.3, 120
     nab = Path(args.nab_dir) if args.nab_dir else None
     series = nab / "data" / "realAWSCloudwatch" if nab else None
     if series is None or not series.is_dir():
@@ -354,8 +446,10 @@ def main(argv=None) -> int:
             trained = train_job.train(spark, service, sample)
             model_uri = f"models:/bench-monitor/{trained.model_version}"
             rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
-                                  args.paced_rate, args.paced_seconds)
+                                  args.large_files, args.large_rows,
+                                  [float(r) for r in args.rates.split(",") if r], args.segment_seconds)
             rows += bench_serving(store, model_uri, args.requests, ["cpu", "disk", "network"])
+            rows += bench_memory(store, model_uri, work / "monitor", args.memory_minutes, args.memory_rate)
         finally:
             spark.stop()
             service.stop()
