@@ -7,6 +7,7 @@ still apply because the builder only fills in what the user did not set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -93,6 +94,16 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
     ship_scoring_core(spark)
     return spark
+
+
+@contextlib.contextmanager
+def spark_session(app_name: str, master: str | None, conf_pairs: list[str] | None):
+    """A job's SparkSession from its --master and --conf arguments, stopped when the job ends."""
+    spark = create_spark(app_name, master, parse_conf(conf_pairs))
+    try:
+        yield spark
+    finally:
+        spark.stop()
 
 
 def ship_scoring_core(spark) -> None:

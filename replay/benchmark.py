@@ -173,16 +173,12 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from core.spark import create_spark, parse_conf
+    from core.spark import spark_session
     from core.tracking import MlflowService
 
     args = parse_args(argv)
-    with MlflowService() as service:
-        spark = create_spark("nab-benchmark", args.master, parse_conf(args.conf))
-        try:
-            run_benchmark(spark, service, args)
-        finally:
-            spark.stop()
+    with MlflowService() as service, spark_session("nab-benchmark", args.master, args.conf) as spark:
+        run_benchmark(spark, service, args)
     return 0
 
 

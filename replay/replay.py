@@ -325,17 +325,14 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
 
 @main_guard
 def main(argv=None) -> int:
-    from core.spark import create_spark, parse_conf
+    from core.spark import spark_session
     from core.tracking import MlflowService
     from replay.compare import compare, print_table
 
     args = parse_args(argv)
     with MlflowService() as service:
-        spark = create_spark("replay", args.master, parse_conf(args.conf))
-        try:
+        with spark_session("replay", args.master, args.conf) as spark:
             results = run_replay(spark, service, args)
-        finally:
-            spark.stop()
         data_sha = service.client.get_run(results[-1].run_id).data.params["data_sha256"]
         print_table(compare(service.client, data_sha, "anomaly_rate"), "anomaly_rate")
     return 0

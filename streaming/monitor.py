@@ -289,18 +289,15 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from core.spark import create_spark, parse_conf
+    from core.spark import spark_session
     from core.tracking import MlflowService
 
     args = parse_args(argv)
     with MlflowService() as service:
         # Resolve the model before starting Spark: a missing alias fails in a second, not twenty.
         tracker = ModelTracker(service.client, args.model, args.model_name)
-        spark = create_spark("monitor", args.master, parse_conf(args.conf))
-        try:
+        with spark_session("monitor", args.master, args.conf) as spark:
             return Monitor(spark, service, args, tracker).run()
-        finally:
-            spark.stop()
 
 
 if __name__ == "__main__":

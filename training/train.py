@@ -347,18 +347,15 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from core.spark import create_spark, parse_conf
+    from core.spark import spark_session
     from core.tracking import MlflowService
 
     args = parse_args(argv)
     started = time.perf_counter()
     with MlflowService() as service:
-        spark = create_spark("train", args.master, parse_conf(args.conf))
-        jvm_seconds = time.perf_counter() - started
-        try:
+        with spark_session("train", args.master, args.conf) as spark:
+            jvm_seconds = time.perf_counter() - started
             result = train(spark, service, args)
-        finally:
-            spark.stop()
         service.client.log_metric(result.run_id, "jvm_start_seconds", jvm_seconds)
         service.client.log_metric(result.run_id, "wall_seconds", time.perf_counter() - started)
     print(f"train wall time {time.perf_counter() - started:.1f} s (JVM start {jvm_seconds:.1f} s)")
