@@ -231,6 +231,7 @@ class Monitor:
         idle_limit = self.args.idle_windows * self.args.window if self.args.idle_windows > 0 else None
         crash_after_commit = fault_at("after_commit")
         status = "FINISHED"
+        last_idle_line = time.monotonic()
         try:
             while not stop.is_set():
                 if query.awaitTermination(0.25):
@@ -244,6 +245,12 @@ class Monitor:
                     break
                 with self._lock:
                     idle = time.monotonic() - self.last_activity
+                    quiet = time.monotonic() - max(self.last_activity, last_idle_line)
+                if quiet >= self.args.window and not query.status["isTriggerActive"]:
+                    # Spark runs no batch for an empty window; say so, so silence means stopped.
+                    print(f"window: no new files; rows 0, anomalies 0, invalid 0, model {self.tracker.label}",
+                          flush=True)
+                    last_idle_line = time.monotonic()
                 if idle_limit and idle > idle_limit and not query.status["isTriggerActive"]:
                     print(f"no new data for {self.args.idle_windows} windows; stopping", flush=True)
                     break

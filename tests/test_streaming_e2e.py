@@ -85,6 +85,7 @@ def test_streamer_and_monitor_together_find_what_batch_scoring_finds(tmp_path, s
         monitor.stop()
     log = monitor.log()
     assert "batch 0: rows" in log and "no new data for 4 windows; stopping" in log
+    assert "window: no new files; rows 0, anomalies 0, invalid 0, model stream-detector v1" in log
     assert_exactly_once(tmp_path, store)
     expected = expected_records(store["params"], tmp_path / "in")
     events = read_output(str(tmp_path / "out"), "events")
