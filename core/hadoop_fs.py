@@ -57,6 +57,12 @@ class HadoopFs:
         finally:
             stream.close()
 
+    def list_names(self, uri: str) -> set[str]:
+        path, fs = self._path(uri)
+        if not fs.exists(path):
+            return set()
+        return {status.getPath().getName() for status in fs.listStatus(path)}
+
     def list_files(self, uri: str, suffix: str = ".csv") -> list[str]:
         """Files behind a file, directory or glob URI, sorted; hidden names (. or _) left out."""
         path, fs = self._path(uri)

@@ -51,23 +51,48 @@ class BatchSink:
             raise RuntimeError(f"could not move batch {batch_id} from {stage} to {target}")
 
 
+def _source_offset(fs: HadoopFs, checkpoint: str, batch_id: int) -> int | None:
+    """The file source's log offset that ends query batch ``batch_id`` (offsets/<id>, last line)."""
+    log = f"{checkpoint}/offsets/{batch_id}"
+    if batch_id < 0 or not fs.exists(log):
+        return None
+    last = [line for line in fs.read_text(log).splitlines() if line.strip()][-1]
+    return int(json.loads(last)["logOffset"])
+
+
 def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str]:
-    """The files Spark's file source assigned to a batch, from its source log.
+    """The files Spark's file source assigned to query batch ``batch_id``.
 
     Spark drops zero-length files from the scan, so the batch's DataFrame never shows them;
-    the log still lists them, which is how the monitor quarantines empty files.
+    the source's log still lists them, which is how the monitor quarantines empty files.
+    The source log is numbered by the source's own offsets, which drift from query batch ids
+    after a restart (a planned but unrun source batch is folded into the next query batch),
+    so the query's offset log gives the range: (offset of batch - 1, offset of batch].
     """
-    log = f"{checkpoint_uri.rstrip('/')}/sources/0/{batch_id}"
-    if not fs.exists(log):
-        log = f"{log}.compact"
-        if not fs.exists(log):
-            return []
+    checkpoint = checkpoint_uri.rstrip("/")
+    end = _source_offset(fs, checkpoint, batch_id)
+    if end is None:
+        return []
+    start = _source_offset(fs, checkpoint, batch_id - 1)
+    wanted = set(range((start if start is not None else end - 1) + 1, end + 1))
+    source_log = f"{checkpoint}/sources/0"
+    names = fs.list_names(source_log)
+    compacted = sorted(int(n.split(".")[0]) for n in names if n.endswith(".compact"))
+    logs = set()
+    for log_id in wanted:
+        if str(log_id) in names:
+            logs.add(str(log_id))
+        else:  # folded into a compact file, which holds every entry up to its own id
+            later = [c for c in compacted if c >= log_id]
+            if later:
+                logs.add(f"{later[0]}.compact")
     paths = []
-    for line in fs.read_text(log).splitlines()[1:]:
-        entry = json.loads(line) if line.strip() else None
-        if entry and entry.get("batchId") == batch_id:
-            paths.append(canonical_path(entry["path"]))
-    return paths
+    for name in sorted(logs):
+        for line in fs.read_text(f"{source_log}/{name}").splitlines()[1:]:
+            entry = json.loads(line) if line.strip() else None
+            if entry and entry.get("batchId") in wanted:
+                paths.append(canonical_path(entry["path"]))
+    return sorted(set(paths))
 
 
 def read_output(output_root: str, part: str):
