@@ -66,6 +66,7 @@ def assert_exactly_once(tmp_path, store):
     assert len(events.drop_duplicates(["source_file", "line_number"])) == want
     summaries = read_summaries(str(tmp_path / "out"))
     assert sum(s["rows"] for s in summaries) == len(expected)
+    assert sum(s["invalid_rows"] for s in summaries) == int((~expected["is_valid"]).sum())
     assert len({s["batch_id"] for s in summaries}) == len(summaries)
 
 
