@@ -105,7 +105,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
 
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
-    from replay.nab_scoring import load_windows
+    from replay.nab_scoring import load_labels
 
     if args.rule not in RULES:
         raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
@@ -113,12 +113,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     paths = fs.list_files(to_uri(args.data))
     if not paths:
         raise UserError(f"no CSV files in {args.data}")
-    windows = None
-    if args.labels:
-        try:
-            windows = load_windows(args.labels)
-        except (OSError, ValueError) as error:
-            raise UserError(f"cannot read labels {args.labels}: {error}") from None
+    windows = load_labels(args.labels)
     out = to_uri(args.out).rstrip("/")
     fs.mkdirs(out)
     started = time.perf_counter()

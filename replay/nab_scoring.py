@@ -48,6 +48,18 @@ def load_windows(labels_path: str | Path) -> dict[str, list[tuple[pd.Timestamp, 
     }
 
 
+def load_labels(labels_path: str | None):
+    """The label windows, or None when no labels were given; an unreadable file is a UserError."""
+    from core.errors import UserError
+
+    if not labels_path:
+        return None
+    try:
+        return load_windows(labels_path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read labels {labels_path}: {error}") from None
+
+
 def window_rows(timestamps: pd.Series, windows) -> list[tuple[int, int]]:
     """Each window as (first row, last row) of the rows whose timestamps fall inside it."""
     stamps = pd.to_datetime(timestamps).to_numpy()

@@ -299,18 +299,13 @@ def model_specs(args) -> list[str]:
 
 def run_replay(spark, service, args) -> list[ReplayResult]:
     from core.registry import resolve_model
-    from replay.nab_scoring import load_windows
+    from replay.nab_scoring import load_labels
 
     orphans = mark_orphans(service.client, service.experiment_id(REPLAY_EXPERIMENT))
     for run_id in orphans:
         print(f"marked replay run {run_id} FAILED: its process died part-way", flush=True)
     models = [resolve_model(service.client, spec, args.model_name) for spec in model_specs(args)]
-    windows = None
-    if args.labels:
-        try:
-            windows = load_windows(args.labels)
-        except (OSError, ValueError) as error:
-            raise UserError(f"cannot read labels {args.labels}: {error}") from None
+    windows = load_labels(args.labels)
     data = find_data(spark, [s for s in args.data.split(",") if s.strip()])
     results = []
     for loaded in models:
