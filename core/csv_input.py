@@ -3,8 +3,9 @@
 Spark's CSV reader was measured to stop a stream for good on one bad file (FAILFAST, a
 reordered header with enforceSchema=false, an over-long line), to pass empty fields, NaN, Inf
 and huge numbers through PERMISSIVE mode, and to swap reordered columns silently. So the
-monitor and replay read raw bytes and call ``score_files``: every data line of every file
-comes back exactly once, either scored or quarantined with a reason.
+monitor and replay read raw bytes and call ``parse_files`` and then, per series,
+``score_records``: every data line of every file comes back exactly once, either scored or
+quarantined with a reason.
 
 Plain Python and pandas (no Spark): the same function runs on executors and in tests.
 """
@@ -19,26 +20,34 @@ import numpy as np
 import pandas as pd
 
 from core.schema import SOURCE_COLUMNS, TIMESTAMP
-from core.scoring import INVALID_CLUSTER, MissingFeaturesError, ModelParams, score_frame
+from core.scoring import (
+    INVALID_CLUSTER,
+    MissingFeaturesError,
+    ModelParams,
+    SeriesState,
+    history_columns,
+    score_series,
+    validity,
+)
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_KEEP_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
 
 
-def record_columns(features: list[str]) -> list[str]:
+def record_columns(params: ModelParams) -> list[str]:
     return [
-        "source_file", "line_number", "series", TIMESTAMP, *features,
-        "cluster", "distance", "anomaly_score", "is_anomaly", "is_valid", "reason", "raw",
+        "source_file", "line_number", "series", TIMESTAMP, *params.features, *history_columns(params),
+        "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", "is_valid", "reason", "raw",
     ]
 
 
-def record_ddl(features: list[str]) -> str:
-    feature_ddl = ", ".join(f"`{f}` double" for f in features)
+def record_ddl(params: ModelParams) -> str:
+    feature_ddl = ", ".join(f"`{f}` double" for f in (*params.features, *history_columns(params)))
     return (
         "source_file string, line_number long, series string, timestamp string, "
         f"{feature_ddl}, cluster int, distance double, anomaly_score double, "
-        "is_anomaly boolean, is_valid boolean, reason string, raw string"
+        "is_anomaly boolean, is_alert boolean, is_valid boolean, reason string, raw string"
     )
 
 
@@ -123,11 +132,12 @@ def parse_file(path: str, content: bytes, features: list[str]) -> tuple[pd.DataF
     return (pd.DataFrame({c: columns[c] for c in order}) if columns else pd.DataFrame()), quarantine
 
 
-def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.DataFrame:
-    """One record per data line of every file: scored, or quarantined with a reason.
+def parse_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.DataFrame:
+    """One record per data line of every file: parsed and checked, or quarantined with a reason.
 
-    All files' rows are scored in one call: per-file pandas overhead, not parsing, was the
-    monitor's largest cost with many small files.
+    Records of valid rows are not scored yet: scoring needs each series in order
+    (``score_records``). All files' rows are checked in one call: per-file pandas overhead,
+    not parsing, was the monitor's largest cost with many small files.
     """
     features = params.features
     gathered: dict[str, list] = {c: [] for c in ("source_file", "line_number", TIMESTAMP, *features, "series", "raw")}
@@ -139,59 +149,107 @@ def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.D
             for name, values in columns.items():
                 gathered[name].extend(values)
         if quarantine:
-            rejected.append(_quarantine_records(path, quarantine, features))
+            rejected.append(_quarantine_records(path, quarantine, params))
     parts = []
     if gathered["line_number"]:
-        parts.append(_score_rows(params, pd.DataFrame(gathered)))
+        parts.append(_check_rows(params, pd.DataFrame(gathered)))
     parts.extend(rejected)
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=_dtype(c, features)) for c in record_columns(features)})
-    return pd.concat(parts, ignore_index=True)[record_columns(features)]
+        return empty_records(params)
+    return pd.concat(parts, ignore_index=True)[record_columns(params)]
 
 
-def _score_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
+def empty_records(params: ModelParams) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=_dtype(c, params)) for c in record_columns(params)})
+
+
+def series_order(records: pd.DataFrame) -> np.ndarray:
+    """Positions of a series' records in time order; file and line break ties."""
+    stamps = pd.to_datetime(records[TIMESTAMP], errors="coerce", format="mixed")
+    keys = pd.DataFrame({"t": stamps.to_numpy(), "f": records["source_file"].to_numpy(),
+                         "l": records["line_number"].to_numpy()})
+    return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()
+
+
+def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState | None = None
+                  ) -> tuple[pd.DataFrame, SeriesState]:
+    """Score one series' parsed records in time order, continuing from ``state``.
+
+    Quarantined records pass through unscored. Returns the records (time order, then the
+    quarantined ones) and the series' state after them.
+    """
+    valid = records[records["is_valid"].to_numpy(dtype=bool)]
+    rest = records[~records["is_valid"].to_numpy(dtype=bool)]
+    valid = valid.iloc[series_order(valid)] if len(valid) > 1 else valid
+    scored, new_state = score_series(params, valid[params.features], state)
+    out = valid.copy()
+    for column in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", *history_columns(params)):
+        out[column] = scored[column].to_numpy()
+    out["cluster"] = out["cluster"].astype("int32")
+    return pd.concat([out, rest], ignore_index=True)[record_columns(params)], new_state
+
+
+def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.DataFrame:
+    """Parse and score files as a batch job does: every series from an empty state.
+
+    The reference the Spark paths are tested against.
+    """
+    records = parse_files(params, files)
+    if records.empty:
+        return records
+    parts = [score_records(params, group.reset_index(drop=True))[0]
+             for _, group in records.groupby("series", sort=False)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _check_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
     try:
-        scored = score_frame(params, rows)
+        _, reasons = validity(params, rows)
     except MissingFeaturesError as error:  # parse_file checks the header first; kept as a guard
-        scored = pd.DataFrame({"is_valid": False, "invalid_reason": str(error)}, index=rows.index)
+        reasons = np.full(len(rows), str(error), dtype=object)
     stamps = pd.to_datetime(rows[TIMESTAMP], errors="coerce", format="mixed")
-    bad_time = stamps.isna().to_numpy() & scored["is_valid"].to_numpy()
-    reason = scored["invalid_reason"].to_numpy(dtype=object).copy()
-    reason[bad_time] = "unreadable timestamp"
-    valid = scored["is_valid"].to_numpy() & ~bad_time
+    bad_time = stamps.isna().to_numpy() & (reasons == "")
+    reasons = reasons.astype(object)
+    reasons[bad_time] = "unreadable timestamp"
+    valid = reasons == ""
     out = pd.DataFrame({"source_file": rows["source_file"], "line_number": rows["line_number"].astype("int64"),
                         "series": rows["series"].astype(str), TIMESTAMP: rows[TIMESTAMP]})
     for feature in params.features:
         out[feature] = pd.to_numeric(rows[feature], errors="coerce").astype(float)
-    out["cluster"] = np.where(valid, scored["cluster"], INVALID_CLUSTER).astype("int32")
-    out["distance"] = np.where(valid, scored["distance"], np.nan)
-    out["anomaly_score"] = np.where(valid, scored["anomaly_score"], np.nan)
-    out["is_anomaly"] = scored["is_anomaly"].to_numpy() & valid
+    for column in history_columns(params):
+        out[column] = np.nan
+    out["cluster"] = np.int32(INVALID_CLUSTER)
+    out["distance"] = np.nan
+    out["anomaly_score"] = np.nan
+    out["is_anomaly"] = False
+    out["is_alert"] = False
     out["is_valid"] = valid
-    out["reason"] = np.where(valid, "", reason).astype(str)
+    out["reason"] = reasons.astype(str)
     out["raw"] = rows["raw"].astype(str)
     return out
 
 
-def _quarantine_records(path: str, quarantine: list[dict], features: list[str]) -> pd.DataFrame:
+def _quarantine_records(path: str, quarantine: list[dict], params: ModelParams) -> pd.DataFrame:
     out = pd.DataFrame(quarantine)
     out.insert(0, "source_file", path)
     out["line_number"] = out["line_number"].astype("int64")
     out["series"] = PurePosixPath(path).stem
     out[TIMESTAMP] = None
-    for feature in features:
+    for feature in (*params.features, *history_columns(params)):
         out[feature] = np.nan
     out["cluster"] = np.int32(INVALID_CLUSTER)
     out["distance"] = np.nan
     out["anomaly_score"] = np.nan
     out["is_anomaly"] = False
+    out["is_alert"] = False
     out["is_valid"] = False
     return out
 
 
-def _dtype(column: str, features: list[str]):
-    if column in features or column in ("distance", "anomaly_score"):
+def _dtype(column: str, params: ModelParams):
+    if column in params.features or column in history_columns(params) or column in ("distance", "anomaly_score"):
         return "float64"
-    return {"line_number": "int64", "cluster": "int32", "is_anomaly": "bool", "is_valid": "bool"}.get(
+    return {"line_number": "int64", "cluster": "int32", "is_anomaly": "bool", "is_alert": "bool",
+            "is_valid": "bool"}.get(
         column, "object"
     )

@@ -17,7 +17,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from core.scoring import MissingFeaturesError, ModelParams, score_frame
+from core.scoring import MissingFeaturesError, ModelParams, history_columns, score_frame
+
+# The optional request column that names each row's series (see ``score_frame``).
+SERIES_REQUEST_COLUMN = "series"
 
 PARAMS_ARTIFACT = "params"
 MODEL_ARTIFACT_PATH = "model"
@@ -38,7 +41,7 @@ class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):
             # A client error: the scoring server turns this code into HTTP 400.
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         # NaN is not JSON: an invalid row's distance and score go out as null.
-        for column in ("distance", "anomaly_score"):
+        for column in ("distance", "anomaly_score", *history_columns(self.params)):
             scored[column] = scored[column].astype(object).where(scored["is_valid"], None)
         return scored
 
@@ -53,9 +56,15 @@ def serving_requirements() -> list[str]:
 
 def log_anomaly_model(params: ModelParams, example: pd.DataFrame, registered_name: str | None):
     """Log (and optionally register) the model in the active run; returns MLflow's ModelInfo."""
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
-    signature = infer_signature(example[params.features], score_frame(params, example))
+    inputs = example[params.features]
+    # An optional series column, so a request can carry the recent history of several series.
+    input_schema = Schema([ColSpec("double", f) for f in params.features]
+                          + [ColSpec("string", SERIES_REQUEST_COLUMN, required=False)])
+    signature = ModelSignature(inputs=input_schema,
+                               outputs=infer_signature(inputs, score_frame(params, inputs)).outputs)
     with tempfile.TemporaryDirectory() as scratch:
         params_path = Path(scratch) / "params.json"
         params_path.write_text(params.to_json())
@@ -65,7 +74,7 @@ def log_anomaly_model(params: ModelParams, example: pd.DataFrame, registered_nam
             artifacts={PARAMS_ARTIFACT: str(params_path)},
             code_paths=[str(CORE_PACKAGE_DIR)],
             signature=signature,
-            input_example=example[params.features],
+            input_example=inputs,
             pip_requirements=serving_requirements(),
             registered_model_name=registered_name,
         )

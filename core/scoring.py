@@ -1,10 +1,18 @@
-"""The one scoring core: turns feature rows into cluster, distance, anomaly score and verdict.
+"""The one scoring core: turns a series' rows into history features, cluster, distance,
+anomaly score, verdict and alert.
 
-Plain numpy/pandas on purpose: no Spark, no JVM, no MLflow import, so that the Spark jobs
-(through ``mapInPandas``), replay and ``mlflow models serve`` all call exactly this code and
-cannot drift apart.
+Plain numpy/pandas on purpose: no Spark, no JVM, no MLflow import, so that training, the
+Spark jobs (``applyInPandas`` in replay, ``applyInPandasWithState`` in the monitor) and
+``mlflow models serve`` all call exactly this code and cannot drift apart.
 
-Input: a pandas DataFrame holding at least the model's feature columns.
+The unit of work is one series (one host or source) in time order, plus the series' state
+from earlier rows (``SeriesState``): the last few input rows, which the history features need,
+and the rows since the last alert, which the suppression rule needs. A batch job starts every
+series from an empty state; the monitor keeps the state between micro-batches. Each feature
+of a row is computed from one fixed window of values, never from a running sum, so a series
+split anywhere gives bit-for-bit the same features as the whole series.
+
+Input: a pandas DataFrame holding at least the model's input columns (``features``).
 Output: a DataFrame with ``OUTPUT_COLUMNS``, one row per input row, in input order.
 """
 
@@ -30,8 +38,19 @@ KNOWN_FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
 }
 UNBOUNDED = (-math.inf, math.inf)
 
-OUTPUT_COLUMNS = ["cluster", "distance", "anomaly_score", "is_anomaly", "is_valid", "invalid_reason"]
+OUTPUT_COLUMNS = ["cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", "is_valid", "invalid_reason"]
 INVALID_CLUSTER = -1
+
+# History transforms of each input column. "value" is the row itself (the original model);
+# "delta" the change since the series' previous row; "mean" and "std" the mean and the
+# (population) standard deviation over the last ``span`` rows of the series, this row included.
+HISTORY_TRANSFORMS = ("value", "delta", "mean", "std")
+# Columns that name the series a row belongs to, in order of preference (serving, training).
+SERIES_COLUMNS = ("series", "host", "source")
+
+
+def derived_name(feature: str, transform: str) -> str:
+    return feature if transform == "value" else f"{feature}_{transform}"
 
 
 class MissingFeaturesError(ValueError):
@@ -40,6 +59,13 @@ class MissingFeaturesError(ValueError):
 
 def bounds_for(feature: str) -> tuple[float, float]:
     return KNOWN_FEATURE_BOUNDS.get(feature, UNBOUNDED)
+
+
+def tail_rows(history: list[str], span: int) -> int:
+    """How many earlier rows of a series the features of the next row need."""
+    needs_previous = 1 if "delta" in history else 0
+    windowed = span - 1 if {"mean", "std"} & set(history) else 0
+    return max(needs_previous, windowed)
 
 
 @dataclass(frozen=True)
@@ -58,17 +84,43 @@ class ModelParams:
     rule: str
     threshold: float
     bounds: dict[str, list[float]] = field(default_factory=dict)
+    # History features: transforms of every input, over the last ``span`` rows of a series.
+    history: list[str] = field(default_factory=lambda: ["value"])
+    span: int = 1
+    # Alert policy: a valid row alerts when its anomaly score is at least ``alert_threshold``
+    # and more than ``cooldown`` rows of its series have passed since the series' last alert.
+    alert_threshold: float = 0.5
+    cooldown: int = 0
 
     def __post_init__(self):
         if self.rule not in RULES:
             raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
-        width = len(self.features)
+        unknown = [t for t in self.history if t not in HISTORY_TRANSFORMS]
+        if unknown or not self.history or len(set(self.history)) != len(self.history):
+            raise ValueError(f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
+                             f"got {', '.join(self.history) or 'none'}")
+        if self.span < 1 or self.cooldown < 0:
+            raise ValueError("span must be at least 1 and cooldown at least 0")
+        width = len(self.vector_columns)
         if len(self.mean) != width or len(self.scale) != width:
             raise ValueError("mean and scale need one entry per feature")
         if any(len(c) != width for c in self.centroids):
             raise ValueError("every centroid needs one coordinate per feature")
         if not 0 <= self.expected_label < len(self.centroids):
             raise ValueError(f"expected label {self.expected_label} is not a cluster")
+
+    @property
+    def vector_columns(self) -> list[str]:
+        """The names of the model's feature vector: every transform of every input."""
+        return [derived_name(f, t) for f in self.features for t in self.history]
+
+    @property
+    def uses_history(self) -> bool:
+        return self.history != ["value"]
+
+    @property
+    def tail_rows(self) -> int:
+        return tail_rows(self.history, self.span)
 
     def feature_bounds(self, feature: str) -> tuple[float, float]:
         lo, hi = self.bounds.get(feature, bounds_for(feature))
@@ -146,8 +198,85 @@ def _float_or_nan(text: str) -> float:
         return math.nan
 
 
-def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:
-    """Score every row; a row that cannot be scored comes back invalid with a reason."""
+@dataclass
+class SeriesState:
+    """What a series carries from one batch of rows to the next.
+
+    ``tail``: its last ``params.tail_rows`` valid input rows, oldest first (raw inputs, not
+    features, so a new model with the same inputs can pick up where the old one stopped);
+    ``rows_since_alert``: valid rows since its last alert, None before the first;
+    ``rows``: valid rows seen.
+    """
+
+    tail: list[list[float]] = field(default_factory=list)
+    rows_since_alert: int | None = None
+    rows: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "SeriesState":
+        return cls(**json.loads(text)) if text else cls()
+
+
+def history_features(history: list[str], span: int, values: np.ndarray, tail: list[list[float]]
+                     ) -> tuple[np.ndarray, list]:
+    """The feature vectors of a series' next rows, and the tail to carry to the rows after.
+
+    ``values``: valid input rows in series order (n x inputs); ``tail``: earlier rows.
+    A row with fewer than ``span`` rows behind it uses the rows there are; the first row of a
+    series has a delta of 0. Columns: every transform of every input (``vector_columns``).
+    """
+    n, width = values.shape
+    keep = tail_rows(history, span)
+    earlier = np.asarray(tail, dtype=float).reshape(-1, width)[-keep:] if keep else np.empty((0, width))
+    context = np.vstack([earlier, values])
+    columns = []
+    for j in range(width):
+        series = context[:, j]
+        for transform in history:
+            if transform == "value":
+                columns.append(values[:, j])
+            elif transform == "delta":
+                previous = np.concatenate([series[:1], series[:-1]])
+                columns.append((series - previous)[len(earlier):])
+            else:
+                # One fixed window per row: the same rows give the same bits wherever a batch starts.
+                padded = np.concatenate([np.full(span - 1, np.nan), series])[-(n + span - 1):]
+                windows = np.lib.stride_tricks.sliding_window_view(padded, span)
+                with np.errstate(invalid="ignore"):
+                    stat = np.nanmean(windows, axis=1) if transform == "mean" else np.nanstd(windows, axis=1)
+                columns.append(stat)
+    vectors = np.column_stack(columns) if columns else np.empty((n, 0))
+    new_tail = context[len(context) - min(keep, len(context)):].tolist() if keep else []
+    return vectors, new_tail
+
+
+def apply_alerts(threshold: float, cooldown: int, scores: np.ndarray, rows_since_alert: int | None = None
+                 ) -> tuple[np.ndarray, int | None]:
+    """Alerts for a series' next scored rows, in order, and the count to carry on.
+
+    A row alerts when its score reaches ``threshold`` and more than ``cooldown`` rows have
+    passed since the series' previous alert: one incident pages once, not once per row.
+    """
+    alerts = np.zeros(len(scores), dtype=bool)
+    last = None if rows_since_alert is None else -1 - rows_since_alert  # index of the last alert
+    for i in np.flatnonzero(np.nan_to_num(scores, nan=-np.inf) >= threshold):
+        if last is None or i - last > cooldown:
+            alerts[i] = True
+            last = int(i)
+    # Rows since the last alert after these rows; the last alert may lie in an earlier batch.
+    return alerts, None if last is None else len(scores) - 1 - last
+
+
+def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
+                 ) -> tuple[pd.DataFrame, SeriesState]:
+    """Score one series' rows, given in series order, continuing from ``state``.
+
+    A row that cannot be scored comes back invalid with a reason and leaves the state alone.
+    """
+    state = state or SeriesState()
     values, reasons = validity(params, frame)
     n = len(frame)
     valid = reasons == ""
@@ -155,30 +284,70 @@ def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:
     distance = np.full(n, np.nan)
     score = np.full(n, np.nan)
     is_anomaly = np.zeros(n, dtype=bool)
+    is_alert = np.zeros(n, dtype=bool)
+    new_state = SeriesState(list(state.tail), state.rows_since_alert, state.rows)
     if valid.any():
-        z = (values[valid] - np.asarray(params.mean)) * np.asarray(params.scale)
+        vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
+        z = (vectors - np.asarray(params.mean)) * np.asarray(params.scale)
         centroids = np.asarray(params.centroids, dtype=float)
         squared = ((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
         nearest = squared.argmin(axis=1)
         d = np.sqrt(squared[np.arange(len(nearest)), nearest])
-        cluster[valid] = nearest
-        distance[valid] = d
         if params.rule == RULE_CLUSTER:
             flagged = nearest != params.expected_label
-            score[valid] = flagged.astype(float)
+            row_score = flagged.astype(float)
         else:
             flagged = d > params.threshold
             # d / (d + threshold) maps [0, inf) onto [0, 1) and crosses 0.5 at the threshold.
-            score[valid] = d / (d + params.threshold) if params.threshold > 0 else (d > 0)
+            row_score = d / (d + params.threshold) if params.threshold > 0 else (d > 0).astype(float)
+        alerts, new_state.rows_since_alert = apply_alerts(params.alert_threshold, params.cooldown, row_score,
+                                                          state.rows_since_alert)
+        new_state.rows = state.rows + int(valid.sum())
+        cluster[valid] = nearest
+        distance[valid] = d
+        score[valid] = row_score
         is_anomaly[valid] = flagged
-    return pd.DataFrame(
-        {
-            "cluster": cluster,
-            "distance": distance,
-            "anomaly_score": score,
-            "is_anomaly": is_anomaly,
-            "is_valid": valid,
-            "invalid_reason": reasons.astype(str),
-        },
-        index=frame.index,
-    )
+        is_alert[valid] = alerts
+    columns = {
+        "cluster": cluster,
+        "distance": distance,
+        "anomaly_score": score,
+        "is_anomaly": is_anomaly,
+        "is_alert": is_alert,
+        "is_valid": valid,
+        "invalid_reason": reasons.astype(str),
+    }
+    for j, name in enumerate(params.vector_columns):
+        if name not in params.features:  # the history features, so every path can show them
+            column = np.full(n, np.nan)
+            if valid.any():
+                column[valid] = vectors[:, j]
+            columns[name] = column
+    return pd.DataFrame(columns, index=frame.index), new_state
+
+
+def history_columns(params: ModelParams) -> list[str]:
+    """The history features that scoring adds to its output (none for a model without history)."""
+    return [name for name in params.vector_columns if name not in params.features]
+
+
+def series_column(frame: pd.DataFrame) -> str | None:
+    return next((c for c in SERIES_COLUMNS if c in frame.columns), None)
+
+
+def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:
+    """Score rows that carry their own history, as serving receives them.
+
+    The rule for a request: rows of one series (same ``series``, ``source`` or ``host`` value;
+    all rows when there is no such column) are taken in the order given, each row's history
+    being the rows of its series before it in the request. A row with no history before it is
+    scored on what there is (a delta of 0, a window of itself), exactly as the first rows of
+    a series are in training, replay and the monitor. Output rows come back in input order.
+    """
+    key = series_column(frame) if params.uses_history or params.cooldown else None
+    if key is None or len(frame) == 0:
+        return score_series(params, frame)[0]
+    positional = frame.reset_index(drop=True)
+    parts = [score_series(params, group)[0]
+             for _, group in positional.groupby(positional[key].astype(str), sort=False)]
+    return pd.concat(parts).sort_index().set_axis(frame.index)

@@ -1,7 +1,11 @@
-"""Applies the scoring core to a Spark DataFrame, static or streaming.
+"""Applies the scoring core to Spark DataFrames, static or streaming.
 
-The parameters travel to the executors inside the function's closure, so scoring works
-whatever the tracking store is and without the executors reaching MLflow.
+Two steps, each a call into the core: files are parsed and checked row by row
+(``mapInPandas``, no order needed), then each series is scored in time order
+(``applyInPandas`` from an empty state in batch jobs; ``applyInPandasWithState`` in the
+monitor, which keeps every series' state across micro-batches and restarts in the
+query's checkpoint). The parameters travel to the executors inside the function's closure,
+so scoring works whatever the tracking store is and without the executors reaching MLflow.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import pandas as pd
 from core.scoring import OUTPUT_COLUMNS, ModelParams, score_frame
 
 OUTPUT_DDL = (
-    "cluster int, distance double, anomaly_score double, is_anomaly boolean, "
+    "cluster int, distance double, anomaly_score double, is_anomaly boolean, is_alert boolean, "
     "is_valid boolean, invalid_reason string"
 )
 
@@ -25,7 +29,7 @@ def nearest_distance_expression(params: ModelParams):
 
     scaled = [
         (F.col(f).cast("double") - F.lit(float(m))) * F.lit(float(s))
-        for f, m, s in zip(params.features, params.mean, params.scale)
+        for f, m, s in zip(params.vector_columns, params.mean, params.scale)
     ]
     squared = []
     for centroid in params.centroids:
@@ -47,7 +51,10 @@ def scored_schema(input_schema):
 
 
 def score_dataframe(df, params: ModelParams):
-    """df plus the core's output columns, one output row per input row."""
+    """df plus the core's output columns, one output row per input row, for a model whose
+    rows stand alone (no history features, no alert cooldown): Spark's batches cut series."""
+    if params.uses_history or params.cooldown:
+        raise ValueError("score_dataframe scores rows one by one; score series with score_series_static")
     kept = [c for c in df.columns if c not in OUTPUT_COLUMNS]
 
     def score_batches(batches):
@@ -59,31 +66,114 @@ def score_dataframe(df, params: ModelParams):
 
 
 BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
+# A series' state in the monitor's state store: ``core.scoring.SeriesState`` as JSON.
+SERIES_STATE_DDL = "state string"
+
+
+def parse_binary_files(files, params: ModelParams):
+    """A binaryFile DataFrame (static or streaming) as parsed, checked, unscored records."""
+    from pyspark.sql import functions as F
+
+    from core.csv_input import parse_files, record_ddl
+
+    def parse(batches):
+        for batch in batches:
+            yield parse_files(params, zip(batch["path"], batch["content"]))
+
+    canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
+    return files.select(canonical, "content").mapInPandas(parse, record_ddl(params))
+
+
+def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_paths: list[str] | None):
+    """'empty file' quarantine records for planned files that no record came from, or None.
+
+    Spark's scan drops zero-length files before reading them, so they would vanish unseen.
+    """
+    from core.csv_input import parse_files, record_ddl
+
+    skipped = [path for path in planned_paths or [] if path not in seen]
+    if not skipped:
+        return None
+    return spark.createDataFrame(parse_files(params, [(path, b"") for path in skipped]), record_ddl(params))
+
+
+def score_series_static(records, params: ModelParams):
+    """Score parsed records per series, every series from an empty state (replay, benchmark)."""
+    from core.csv_input import record_ddl, score_records
+
+    def score(group: pd.DataFrame) -> pd.DataFrame:
+        return score_records(params, group)[0]
+
+    return records.groupBy("series").applyInPandas(score, record_ddl(params))
+
+
+def score_series_streaming(records, params: ModelParams):
+    """Score streaming records per series, continuing each series from its stored state."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    from core.csv_input import record_ddl, score_records
+    from core.scoring import SeriesState
+
+    def score(key, frames, state):
+        records = pd.concat(list(frames), ignore_index=True)
+        previous = SeriesState.from_json(state.get[0]) if state.exists else None
+        scored, updated = score_records(params, records, previous)
+        state.update((updated.to_json(),))
+        yield scored
+
+    return records.groupBy("series").applyInPandasWithState(
+        score, record_ddl(params), SERIES_STATE_DDL, "append", GroupStateTimeout.NoTimeout
+    )
 
 
 def score_binary_files(spark, files, params: ModelParams, planned_paths: list[str] | None = None):
-    """Score a binaryFile DataFrame (static or one micro-batch) into per-line records.
+    """Score a static binaryFile DataFrame into per-line records: the one batch scoring path.
 
-    The one scoring path of the monitor and replay: each file is parsed by
-    ``core.csv_input.score_files``. Spark's scan drops zero-length files before reading, so
-    any ``planned_paths`` the scan did not see come back as 'empty file' quarantine records.
+    Any ``planned_paths`` the scan did not see (zero-length files) come back as 'empty file'
+    quarantine records.
     """
     from pyspark.sql import functions as F
 
-    from core.csv_input import record_ddl, score_files
+    records = parse_binary_files(files, params)
+    if planned_paths:
+        # Only the path column: binaryFile then lists the files without reading them.
+        canonical = F.regexp_replace("path", "^file:/+", "file:///")
+        seen = {row[0] for row in files.select(canonical).collect()}
+        unseen = unseen_file_records(spark, params, seen, planned_paths)
+        if unseen is not None:
+            records = records.unionByName(unseen)
+    return score_series_static(records, params)
 
-    def score(batches):
-        for batch in batches:
-            yield score_files(params, zip(batch["path"], batch["content"]))
 
-    canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
-    records = files.select(canonical, "content").mapInPandas(score, record_ddl(params.features))
-    if not planned_paths:
-        return records
-    # Only the path column: binaryFile then lists the files without reading them.
-    seen = {row[0] for row in files.select(canonical).collect()}
-    skipped = [path for path in planned_paths if path not in seen]
-    if not skipped:
-        return records
-    empty = score_files(params, [(path, b"") for path in skipped])
-    return records.unionByName(spark.createDataFrame(empty, record_ddl(params.features)))
+ORDER_COLUMN = "_row_order"
+
+
+def training_features(table, features: list[str], history: list[str], span: int, series: str | None):
+    """The training table with its history features (``vector_columns``), from the core.
+
+    Rows are grouped by ``series`` (one series when None) and taken in time order, file order
+    breaking ties, exactly as the monitor and replay take them.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    from core.schema import TIMESTAMP
+    from core.scoring import derived_name, history_features
+
+    names = [derived_name(f, t) for f in features for t in history]
+    if history == ["value"]:
+        return table
+    schema = StructType([StructField(n, DoubleType()) for n in names])
+    has_time = TIMESTAMP in table.columns
+
+    def derive(group: pd.DataFrame) -> pd.DataFrame:
+        keys = pd.DataFrame({"o": group[ORDER_COLUMN].to_numpy()})
+        if has_time:
+            keys.insert(0, "t", pd.to_datetime(group[TIMESTAMP], errors="coerce", format="mixed").to_numpy())
+        ordered = group.iloc[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
+        vectors, _ = history_features(history, span, ordered[features].to_numpy(dtype=float), [])
+        return pd.DataFrame(vectors, columns=names)
+
+    ordered = table.withColumn(ORDER_COLUMN, F.monotonically_increasing_id())
+    key = F.col(series) if series else F.lit("")
+    return ordered.groupBy(key).applyInPandas(derive, schema)

@@ -18,8 +18,8 @@ import pandas as pd
 from core.errors import UserError, main_guard
 
 # Metrics where less is better; every other metric sorts highest first.
-LOWER_IS_BETTER = {"anomaly_count", "anomaly_rate", "invalid_rows", "replay_seconds"}
-COLUMNS = ["model_name", "model_version", "rows", "anomaly_count", "anomaly_rate", "invalid_rows",
+LOWER_IS_BETTER = {"anomaly_count", "anomaly_rate", "alert_count", "invalid_rows", "replay_seconds"}
+COLUMNS = ["model_name", "model_version", "rows", "anomaly_count", "alert_count", "anomaly_rate", "invalid_rows",
            "f1_window", "f1_row", "nab_score_standard", "run_id"]
 
 

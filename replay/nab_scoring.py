@@ -133,11 +133,17 @@ def normalised(scores: list[FileScore]) -> float:
     return 100.0 * (raw - null) / (perfect - null)
 
 
+def threshold_detections(scores: np.ndarray, threshold: float) -> np.ndarray:
+    return np.nan_to_num(scores, nan=-1.0) >= threshold
+
+
 def best_threshold(files: list[tuple[np.ndarray, list[tuple[int, int]]]], profile: str = "standard",
-                   candidates: np.ndarray | None = None) -> tuple[float, float]:
+                   candidates: np.ndarray | None = None, detect=threshold_detections) -> tuple[float, float]:
     """The one corpus-wide threshold that maximises the normalised score, as NAB chooses it.
 
-    ``files``: (anomaly scores, window spans) per file. Returns (threshold, score).
+    ``files``: (anomaly scores, window spans) per file; ``detect(scores, threshold)`` turns
+    scores into detections (by default every row at or above the threshold; the benchmark
+    passes the alert rule, so suppression is part of the detector). Returns (threshold, score).
     """
     if candidates is None:
         every = np.concatenate([np.asarray(s, dtype=float) for s, _ in files])
@@ -146,8 +152,7 @@ def best_threshold(files: list[tuple[np.ndarray, list[tuple[int, int]]]], profil
         candidates = np.append(candidates, np.inf)  # never firing is always a candidate
     best = (float("inf"), -float("inf"))
     for threshold in candidates:
-        value = normalised([score_file(np.nan_to_num(s, nan=-1.0) >= threshold, spans, profile)
-                            for s, spans in files])
+        value = normalised([score_file(detect(s, threshold), spans, profile) for s, spans in files])
         if value > best[1]:
             best = (float(threshold), value)
     return best

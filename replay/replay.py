@@ -117,7 +117,11 @@ def count_per_window(records: pd.DataFrame, minutes: int) -> pd.Series:
 
 
 def summarize(records: pd.DataFrame, windows: dict | None):
-    """Per-file counts and, for labelled files, window and row accuracy and NAB scores."""
+    """Per-file counts and, for labelled files, accuracy and NAB scores.
+
+    NAB scores and alert precision/recall judge the alerts (what pages an operator); window
+    and row precision/recall judge the anomalous rows.
+    """
     from replay.nab_scoring import PROFILES, f1, normalised, score_file, window_metrics, window_rows
 
     rows = []
@@ -126,17 +130,22 @@ def summarize(records: pd.DataFrame, windows: dict | None):
     for path, group in records.groupby("source_file", sort=True):
         stem = file_stem(path)
         row = {"file": stem, "rows": len(group), "anomalies": int(group["is_anomaly"].sum()),
-               "invalid_rows": int((~group["is_valid"]).sum())}
+               "alerts": int(group["is_alert"].sum()), "invalid_rows": int((~group["is_valid"]).sum())}
         label = None if windows is None else windows.get(PurePosixPath(path).name)
         if label is not None:
             group = group.sort_values("line_number")
             spans = window_rows(pd.to_datetime(group["timestamp"], errors="coerce", format="mixed"), label)
             flags = group["is_anomaly"].to_numpy(dtype=bool)
+            alerts = group["is_alert"].to_numpy(dtype=bool)
             counts = window_metrics(flags, spans)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
+            alert_counts = window_metrics(alerts, spans)
+            totals["alerts"] = totals.get("alerts", 0) + int(alerts.sum())
+            totals["alerts_in_window"] = totals.get("alerts_in_window", 0) + alert_counts["runs_in_window"]
+            totals["windows_alerted"] = totals.get("windows_alerted", 0) + alert_counts["window_caught"]
             for profile in PROFILES:
-                score = score_file(flags, spans, profile)
+                score = score_file(alerts, spans, profile)
                 scores[profile].append(score)
                 row[f"nab_raw_{profile}"] = score.raw
             row["windows"] = len(spans)
@@ -151,6 +160,9 @@ def summarize(records: pd.DataFrame, windows: dict | None):
         precision = totals["rows_true"] / totals["rows_flagged"] if totals["rows_flagged"] else 0.0
         recall = totals["rows_true"] / totals["rows_labelled"] if totals["rows_labelled"] else 0.0
         metrics.update(precision_row=precision, recall_row=recall, f1_row=f1(precision, recall))
+        precision = totals["alerts_in_window"] / totals["alerts"] if totals["alerts"] else 0.0
+        recall = totals["windows_alerted"] / totals["window_total"] if totals["window_total"] else 0.0
+        metrics.update(precision_alert=precision, recall_alert=recall, f1_alert=f1(precision, recall))
         for profile, file_scores in scores.items():
             value = normalised(file_scores)
             if np.isfinite(value):
@@ -227,6 +239,8 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args) -> Replay
             "model_name": loaded.name or "", "model_version": loaded.version or "",
             "model_run_id": loaded.run_id or "", "model_uri": loaded.uri, "rule": params.rule,
             "threshold": params.threshold, "features": ",".join(params.features),
+            "history": ",".join(params.history), "span": params.span,
+            "alert_threshold": params.alert_threshold, "cooldown": params.cooldown,
             "data_files": names, "data_file_count": len(data.paths), "data_sha256": data.sha256,
             "labels": args.labels or "", "window_minutes": args.window_minutes,
         }.items()])
@@ -238,11 +252,13 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args) -> Replay
         anomalies = int(records["is_anomaly"].sum())
         metrics = {
             "rows": rows, "anomaly_count": anomalies, "anomaly_rate": anomalies / rows if rows else 0.0,
+            "alert_count": int(records["is_alert"].sum()),
             "invalid_rows": int((~records["is_valid"]).sum()), "replay_seconds": seconds,
             "rows_per_second": rows / seconds if seconds else 0.0, **label_metrics,
         }
         for row in per_file.itertuples():
             metrics[metric_key(f"anomalies_{row.file}")] = row.anomalies
+            metrics[metric_key(f"alerts_{row.file}")] = row.alerts
             if "nab_raw_standard" in per_file.columns and not pd.isna(row.nab_raw_standard):
                 metrics[metric_key(f"nab_raw_standard_{row.file}")] = row.nab_raw_standard
         now = int(time.time() * 1000)

@@ -3,10 +3,19 @@
 Input: CSV files dropped (atomically renamed) into ``--input``, with a header naming
 ``timestamp``, the model's features and optionally ``host`` or ``source``; the model
 ``models:/<name>@production`` by default, or any model URI / ``name@alias`` / ``name/version``.
-Output, under ``--output``: per micro-batch the anomaly events, the quarantined rows and a
-summary (see ``streaming/sinks.py``), exactly once across restarts; one line per window on
-stdout; and an MLflow run in the monitor experiment with per-batch counts (step = batch id),
-the model version in use and every switch.
+Output, under ``--output``: per micro-batch the anomaly events, the alerts, the quarantined
+rows and a summary (see ``streaming/sinks.py``), exactly once across restarts; one line per
+window and one per alert on stdout; and an MLflow run in the monitor experiment with
+per-batch counts (step = batch id), the model version in use and every switch.
+
+Rows are scored per series (the ``host`` or ``source`` column, else the file name) in time
+order. Each series' state (its last rows, for the history features, and the rows since its
+last alert, for the cooldown) lives in Spark's state store (``applyInPandasWithState``), in
+the query's checkpoint, so it survives micro-batches and restarts. The model is part of the
+query, so the monitor checks the alias once per window between batches and, when it moved,
+stops the query and starts it again from the same checkpoint with the new model: no row is
+lost or scored twice, series state carries over, and every event names the version that
+scored it.
 
     python -m streaming.monitor --input streamdata --window 3
     mlflow run . -e monitor --env-manager local -P input=streamdata -P window=3
@@ -95,11 +104,13 @@ class Monitor:
         self.output_uri = to_uri(args.output)
         self.checkpoint_uri = to_uri(args.checkpoint) if args.checkpoint else f"{self.output_uri}/checkpoint"
         self.tracker = tracker
+        self.active = tracker.current  # the model inside the running query
+        self.last_batch_id = -1
         self.sink = BatchSink(spark, self.output_uri)
         self.run_id = None
         self.last_activity = time.monotonic()
         self.batches_seen = 0
-        self.totals = {"rows": 0, "anomalies": 0, "invalid_rows": 0}
+        self.totals = {"rows": 0, "anomalies": 0, "alerts": 0, "invalid_rows": 0}
         self._lock = threading.Lock()
 
     # -- the stream -------------------------------------------------------------------------
@@ -116,6 +127,23 @@ class Monitor:
         )
 
     def start(self):
+        self.open_run()
+        return self.start_query()
+
+    def start_query(self):
+        from core.spark_scoring import parse_binary_files, score_series_streaming
+
+        self.active = self.tracker.current
+        records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params)
+        return (
+            records.writeStream.foreachBatch(self.process_batch)
+            .option("checkpointLocation", self.checkpoint_uri)
+            .trigger(processingTime=f"{self.args.window} seconds")
+            .queryName("anomaly-monitor")
+            .start()
+        )
+
+    def open_run(self) -> None:
         self.run_id = self.service.create_run(
             MONITOR_EXPERIMENT, run_name="monitor", tags={"step": "monitor"}
         )
@@ -132,68 +160,69 @@ class Monitor:
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
         print(f"monitoring {self.input_uri} every {self.args.window:g} s with {self.tracker.label}; "
               f"output {self.output_uri}; MLflow run {self.run_id}", flush=True)
-        return (
-            self.source().writeStream.foreachBatch(self.process_batch)
-            .option("checkpointLocation", self.checkpoint_uri)
-            .trigger(processingTime=f"{self.args.window} seconds")
-            .queryName("anomaly-monitor")
-            .start()
-        )
 
-    def process_batch(self, files, batch_id: int) -> None:
+    def process_batch(self, scored, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from core.spark_scoring import score_binary_files
+        from core.spark_scoring import unseen_file_records
         from streaming.sinks import files_in_batch
 
         started = time.perf_counter()
-        message = self.tracker.refresh()
-        if message:
-            print(message + f" (from batch {batch_id})", flush=True)
-            self._log_switch(batch_id, message)
-        model = self.tracker.current
+        model = self.active  # the model that scored this batch inside the query
+        self.last_batch_id = batch_id
         if self.sink.committed(batch_id):
             # Re-run of a batch that was written before a crash: its output already stands.
             print(f"batch {batch_id}: already written before a restart; not written again", flush=True)
             return
-        planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
-        records = score_binary_files(self.spark, files, model.params, planned)
-        records = (
-            records.withColumn("model_version", F.lit(model.version or ""))
-            .withColumn("model_uri", F.lit(model.uri))
-            .withColumn("batch_id", F.lit(batch_id).cast("long"))
-            .persist()
-        )
+        scored = scored.persist()
         try:
+            planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
+            seen = {row[0] for row in scored.select("source_file").distinct().collect()}
+            unseen = unseen_file_records(self.spark, model.params, seen, planned)
+            records = scored if unseen is None else scored.unionByName(unseen)
+            records = (
+                records.withColumn("model_version", F.lit(model.version or ""))
+                .withColumn("model_uri", F.lit(model.uri))
+                .withColumn("batch_id", F.lit(batch_id).cast("long"))
+            )
             counts = records.agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
+                F.coalesce(F.sum(F.col("is_alert").cast("long")), F.lit(0)).alias("alerts"),
                 F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
                 F.countDistinct("source_file").alias("files"),
             ).first().asDict()
             events = records.where("is_anomaly")
+            alerts = records.where("is_alert")
             quarantine = records.where("NOT is_valid")
             shown = events.limit(self.args.show).toPandas() if counts["anomalies"] else None
+            raised = alerts.toPandas() if counts["alerts"] else None
             if fault_at("before_write") == batch_id:
                 crash_now("before_write", batch_id)
             summary = {"batch_id": batch_id, "model_version": model.version, "model_uri": model.uri, **counts}
-            self.sink.write(batch_id, events, quarantine, summary)
+            self.sink.write(batch_id, events, quarantine, summary, alerts)
             if fault_at("after_write") == batch_id:
                 crash_now("after_write", batch_id)
         finally:
-            records.unpersist()
+            scored.unpersist()
         seconds = time.perf_counter() - started
-        self._report(batch_id, counts, seconds, shown, model)
+        self._report(batch_id, counts, seconds, shown, model, raised)
 
-    def _report(self, batch_id, counts, seconds, shown, model) -> None:
+    def _report(self, batch_id, counts, seconds, shown, model, raised=None) -> None:
         from mlflow.entities import Metric
 
         rows_per_second = counts["rows"] / seconds if seconds > 0 else 0.0
+        label = f"{model.name} v{model.version}" if model.name else model.uri
         print(
             f"batch {batch_id}: rows {counts['rows']}, anomalies {counts['anomalies']}, "
-            f"invalid {counts['invalid_rows']}, files {counts['files']}, model {self.tracker.label}, "
-            f"{seconds:.2f} s", flush=True,
+            f"alerts {counts['alerts']}, invalid {counts['invalid_rows']}, files {counts['files']}, "
+            f"model {label}, {seconds:.2f} s", flush=True,
         )
+        for alert in (raised.itertuples(index=False) if raised is not None else []):
+            print(f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.3f} "
+                  f"(threshold {model.params.alert_threshold:g}; next alert for this series no sooner than "
+                  f"{model.params.cooldown} rows later) [{alert.source_file.rsplit('/', 1)[-1]}:"
+                  f"{alert.line_number}]", flush=True)
         if shown is not None and len(shown):
             columns = ["source_file", "line_number", "timestamp", *model.params.features,
                        "cluster", "distance", "anomaly_score"]
@@ -203,7 +232,7 @@ class Monitor:
                 print(f"... and {counts['anomalies'] - len(shown)} more anomalies", flush=True)
         now = int(time.time() * 1000)
         metrics = {
-            "rows": counts["rows"], "anomalies": counts["anomalies"],
+            "rows": counts["rows"], "anomalies": counts["anomalies"], "alerts": counts["alerts"],
             "invalid_rows": counts["invalid_rows"], "files": counts["files"],
             "rows_per_second": rows_per_second, "batch_seconds": seconds,
             "model_version": float(model.version) if model.version else -1.0,
@@ -216,6 +245,24 @@ class Monitor:
             self.last_activity = time.monotonic()
             for key in self.totals:
                 self.totals[key] += counts[key]
+
+    def follow_alias(self, query):
+        """Between batches: when the alias moved, restart the query with the new model.
+
+        Returns the query to keep running (the same one, or its restart)."""
+        message = self.tracker.refresh()
+        if message:
+            print(message + f" (from batch {self.last_batch_id + 1})", flush=True)
+        if self.tracker.current.uri == self.active.uri:
+            return query
+        self._log_switch(self.last_batch_id + 1, message or "model changed")
+        deadline = time.monotonic() + 600
+        while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # let the batch in flight finish; stopping it would only redo it
+        query.stop()
+        restarted = self.start_query()
+        print(f"query restarted from its checkpoint with {self.tracker.label}; series state kept", flush=True)
+        return restarted
 
     def _log_switch(self, batch_id: int, message: str) -> None:
         client = self.service.client
@@ -233,9 +280,13 @@ class Monitor:
         status = "FINISHED"
         last_idle_line = time.monotonic()
         try:
+            next_alias_check = time.monotonic() + self.args.window
             while not stop.is_set():
                 if query.awaitTermination(0.25):
                     break
+                if time.monotonic() >= next_alias_check:
+                    query = self.follow_alias(query)
+                    next_alias_check = time.monotonic() + self.args.window
                 progress = query.lastProgress
                 if crash_after_commit is not None and progress and progress["batchId"] >= crash_after_commit \
                         and progress["numInputRows"] > 0:
@@ -267,7 +318,8 @@ class Monitor:
             raise UserError(f"the monitor's query failed: {str(error).splitlines()[0]}")
         print(
             f"monitor stopped after {self.batches_seen} batches: rows {self.totals['rows']}, "
-            f"anomalies {self.totals['anomalies']}, invalid {self.totals['invalid_rows']}; "
+            f"anomalies {self.totals['anomalies']}, alerts {self.totals['alerts']}, "
+            f"invalid {self.totals['invalid_rows']}; "
             f"events under {self.output_uri}/batches", flush=True,
         )
         return 0

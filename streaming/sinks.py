@@ -4,7 +4,9 @@ Layout under the output root (any Hadoop-compatible URI)::
 
     checkpoint/                         Spark's offsets and commits (one query, one checkpoint)
     batches/batch_id=000000000007/      one committed micro-batch
-        events/*.parquet                the anomalous rows (row, cluster, distance, score, model version, batch, file)
+        events/*.parquet                the anomalous rows (row, history features, cluster, distance, score,
+                                        alert flag, model version, batch, file)
+        alerts/*.parquet                the rows that raised an alert (threshold, then per-series cooldown)
         quarantine/*.parquet            rows that could not be scored, with line, raw text and reason
         summary.json                    counts and the model version that scored the batch
     _staging/                           work in progress; never read
@@ -41,9 +43,11 @@ class BatchSink:
     def committed(self, batch_id: int) -> bool:
         return self.fs.exists(f"{self.batches}/{batch_dir_name(batch_id)}")
 
-    def write(self, batch_id: int, events, quarantine, summary: dict, after_write=None) -> None:
+    def write(self, batch_id: int, events, quarantine, summary: dict, alerts=None) -> None:
         stage = f"{self.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
         events.coalesce(1).write.parquet(f"{stage}/events")
+        if alerts is not None:
+            alerts.coalesce(1).write.parquet(f"{stage}/alerts")
         quarantine.coalesce(1).write.parquet(f"{stage}/quarantine")
         self.fs.write_text(f"{stage}/summary.json", json.dumps(summary, sort_keys=True))
         target = f"{self.batches}/{batch_dir_name(batch_id)}"
@@ -96,7 +100,7 @@ def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str
 
 
 def read_output(output_root: str, part: str):
-    """All committed rows of ``part`` ('events' or 'quarantine') as pandas, local roots only."""
+    """All committed rows of ``part`` ('events', 'alerts' or 'quarantine') as pandas, local roots only."""
     from pathlib import Path
 
     import pandas as pd

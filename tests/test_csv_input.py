@@ -44,9 +44,9 @@ def test_line_numbers_and_series_follow_the_file():
 def test_many_files_keep_their_own_headers():
     files = [("/in/a.csv", HEADER + NORMAL + b"\n"), ("/in/b.csv", b"cpu,timestamp,disk,network\n1,t,2,3\n")]
     records = score_files(PARAMS, files)
-    assert list(records.columns) == record_columns(PARAMS.features)
+    assert list(records.columns) == record_columns(PARAMS)
     assert records.groupby("source_file").size().to_dict() == {"/in/a.csv": 1, "/in/b.csv": 1}
 
 
 def test_no_files_give_an_empty_frame_with_the_record_columns():
-    assert list(score_files(PARAMS, []).columns) == record_columns(PARAMS.features)
+    assert list(score_files(PARAMS, []).columns) == record_columns(PARAMS)

@@ -58,6 +58,8 @@ class RunningMonitor:
         self.output = args.output
 
     def process(self):
+        # As the monitor's loop does between windows: follow the alias, then run the batches.
+        self.query = self.monitor.follow_alias(self.query)
         self.query.processAllAvailable()
         return read_summaries(self.output)
 

@@ -165,9 +165,8 @@ def test_replay_errors_are_clear(spark, store, tmp_path):
 
 def test_the_nab_benchmark_end_to_end_is_reproducible(spark, mlflow_service, nab_subset, nab_dir, tmp_path):
     def run(out):
-        args = argparse.Namespace(data=str(nab_subset), labels=str(labels_file(nab_dir)), out=str(out),
-                                  k=5, seed=42, max_iter=20, rule="distance", threshold_quantile=0.99,
-                                  master=None, conf=[])
+        args = benchmark.parse_args(["--data", str(nab_subset), "--labels", str(labels_file(nab_dir)),
+                                     "--out", str(out)])
         return benchmark.run_benchmark(spark, mlflow_service, args)
 
     first = run(tmp_path / "one")

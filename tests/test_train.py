@@ -18,11 +18,9 @@ from training import train as train_job
 
 
 def train_args(data, **overrides):
-    defaults = dict(
-        data=str(data), k=10, seed=42, max_iter=20, rule="distance", threshold_quantile=0.99,
-        features="cpu,disk,network", model_name="test-detector", master=None, conf=[],
-    )
-    return argparse.Namespace(**{**defaults, **overrides})
+    """train's own defaults (the best configuration), with overrides."""
+    args = train_job.parse_args(["--data", str(data), "--model-name", "test-detector"])
+    return argparse.Namespace(**{**vars(args), **overrides})
 
 
 @pytest.fixture
@@ -36,12 +34,16 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     params, metrics = run.data.params, run.data.metrics
     rows = len(pd.read_csv(nab_table))
     # params
-    assert params["k"] == "10" and params["seed"] == "42" and params["rule"] == "distance"
+    assert params["k"] == str(train_job.DEFAULT_K) and params["seed"] == "42" and params["rule"] == "distance"
+    # the history features and the alert policy are params, and travel inside the model
+    assert params["history"] == "mean,std" and params["span"] == str(train_job.DEFAULT_SPAN)
+    assert params["alert_threshold"] == str(train_job.DEFAULT_ALERT_THRESHOLD)
+    assert params["cooldown"] == str(train_job.DEFAULT_COOLDOWN)
     assert params["features"] == "cpu,disk,network"
     assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
     assert params["rows"] == str(rows)
     # metrics: every cluster's size, the expected label and its share
-    sizes = [metrics[f"cluster_size_{i}"] for i in range(10)]
+    sizes = [metrics[f"cluster_size_{i}"] for i in range(train_job.DEFAULT_K)]
     assert sum(sizes) == int(params["valid_rows"]) == rows
     assert metrics["expected_label"] == int(np.argmax(sizes))
     assert metrics["expected_label_share"] == pytest.approx(max(sizes) / rows)
@@ -57,11 +59,14 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     version = client.get_model_version("test-detector", "1")
     assert version.run_id == trained.run_id and trained.model_version == "1"
     info = mlflow.models.get_model_info("models:/test-detector/1")
-    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["cpu", "disk", "network"]
-    assert "is_anomaly" in [c["name"] for c in info.signature.outputs.to_dict()]
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["cpu", "disk", "network", "series"]
+    assert {"is_anomaly", "is_alert", "cpu_mean", "cpu_std"} <= {c["name"] for c in info.signature.outputs.to_dict()}
     assert info.saved_input_example_info is not None
     # the expected label travels inside the model
-    assert load_params("models:/test-detector/1").expected_label == metrics["expected_label"]
+    loaded = load_params("models:/test-detector/1")
+    assert loaded.expected_label == metrics["expected_label"]
+    assert (loaded.history, loaded.span, loaded.cooldown) == (["mean", "std"], train_job.DEFAULT_SPAN,
+                                                               train_job.DEFAULT_COOLDOWN)
 
 
 def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
