@@ -200,7 +200,8 @@ class Monitor:
             if fault_at("before_write") == batch_id:
                 crash_now("before_write", batch_id)
             summary = {"batch_id": batch_id, "model_version": model.version, "model_uri": model.uri, **counts}
-            self.sink.write(batch_id, events, quarantine, summary, alerts)
+            everything = records.where("is_valid") if self.args.scored_rows else None
+            self.sink.write(batch_id, events, quarantine, summary, alerts, everything)
             if fault_at("after_write") == batch_id:
                 crash_now("after_write", batch_id)
         finally:
@@ -335,6 +336,8 @@ def parse_args(argv):
     parser.add_argument("--output", default="data/monitor", help="output root for events and quarantine")
     parser.add_argument("--checkpoint", default="", help="checkpoint URI (default <output>/checkpoint)")
     parser.add_argument("--show", type=int, default=10, help="anomalous rows printed per window")
+    parser.add_argument("--scored-rows", action="store_true",
+                        help="also sink every scored row (with its history features), not only anomalies")
     parser.add_argument("--max-files-per-trigger", type=int, default=1000)
     parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")
     parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")

@@ -7,6 +7,7 @@ Layout under the output root (any Hadoop-compatible URI)::
         events/*.parquet                the anomalous rows (row, history features, cluster, distance, score,
                                         alert flag, model version, batch, file)
         alerts/*.parquet                the rows that raised an alert (threshold, then per-series cooldown)
+        scored/*.parquet                every scored row, with --scored-rows only
         quarantine/*.parquet            rows that could not be scored, with line, raw text and reason
         summary.json                    counts and the model version that scored the batch
     _staging/                           work in progress; never read
@@ -43,11 +44,13 @@ class BatchSink:
     def committed(self, batch_id: int) -> bool:
         return self.fs.exists(f"{self.batches}/{batch_dir_name(batch_id)}")
 
-    def write(self, batch_id: int, events, quarantine, summary: dict, alerts=None) -> None:
+    def write(self, batch_id: int, events, quarantine, summary: dict, alerts=None, scored=None) -> None:
         stage = f"{self.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
         events.coalesce(1).write.parquet(f"{stage}/events")
         if alerts is not None:
             alerts.coalesce(1).write.parquet(f"{stage}/alerts")
+        if scored is not None:
+            scored.coalesce(1).write.parquet(f"{stage}/scored")
         quarantine.coalesce(1).write.parquet(f"{stage}/quarantine")
         self.fs.write_text(f"{stage}/summary.json", json.dumps(summary, sort_keys=True))
         target = f"{self.batches}/{batch_dir_name(batch_id)}"
@@ -100,7 +103,8 @@ def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str
 
 
 def read_output(output_root: str, part: str):
-    """All committed rows of ``part`` ('events', 'alerts' or 'quarantine') as pandas, local roots only."""
+    """All committed rows of ``part`` ('events', 'alerts', 'scored' or 'quarantine') as pandas,
+    local roots only."""
     from pathlib import Path
 
     import pandas as pd

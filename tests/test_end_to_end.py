@@ -9,6 +9,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -99,9 +100,19 @@ def test_mlflow_models_serve_answers_on_127_0_0_1(trained_store, tmp_path):
         assert status == 200, body
         rows = body["predictions"]
         assert rows[0]["is_valid"] and 0 <= rows[0]["anomaly_score"] <= 1 and rows[0]["cluster"] >= 0
-        assert rows[1] == {"cluster": -1, "distance": None, "anomaly_score": None, "is_anomaly": False,
-                           "is_valid": False, "invalid_reason": "cpu below 0"}
+        assert {k: rows[1][k] for k in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert",
+                                        "is_valid", "invalid_reason", "cpu_mean")} == {
+            "cluster": -1, "distance": None, "anomaly_score": None, "is_anomaly": False, "is_alert": False,
+            "is_valid": False, "invalid_reason": "cpu below 0", "cpu_mean": None}
         assert rows[2]["invalid_reason"] == "missing value for cpu"
+        # a request may carry recent history: rows of a series are its history, in order
+        history = [{"cpu": c, "disk": 3.0e6, "network": 8.0e6, "series": s}
+                   for c, s in [(10.0, "a"), (90.0, "b"), (20.0, "a"), (30.0, "a")]]
+        status, body = post_json(url, json.dumps({"dataframe_records": history}))
+        assert status == 200, body
+        rows = body["predictions"]
+        assert [r["cpu_mean"] for r in rows] == pytest.approx([10.0, 90.0, 15.0, 20.0])
+        assert [r["cpu_std"] for r in rows] == pytest.approx([0.0, 0.0, 5.0, np.std([10.0, 20.0, 30.0])])
         # client errors are 4xx, never 500
         for bad in ['{"dataframe_records": [{"cpu": 1.0, "disk": 1.0}]}',
                     '{"dataframe_records": [{"cpu": "abc", "disk": 1.0, "network": 1.0}]}',

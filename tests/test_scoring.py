@@ -107,3 +107,83 @@ def test_centroids_convert_back_to_original_units():
     centres = two_cluster_model().centroids_in_original_units()
     assert centres[:, 0].tolist() == pytest.approx([40.0, 80.0])
     assert centres[:, 2].tolist() == pytest.approx([100.0, 100.0])  # zero scale: the mean
+
+
+# -- history features and alerts -------------------------------------------------------------
+from core.scoring import SeriesState, apply_alerts, history_features, score_series  # noqa: E402
+
+
+def test_history_features_on_a_worked_series():
+    # given values 1, 3, 6, 10 and a window of 3 rows
+    values = np.array([[1.0], [3.0], [6.0], [10.0]])
+    # when
+    vectors, tail = history_features(["value", "delta", "mean", "std"], 3, values, [])
+    # then the first row uses what there is: a delta of 0, a window of itself
+    assert vectors[:, 0].tolist() == [1, 3, 6, 10]
+    assert vectors[:, 1].tolist() == [0, 2, 3, 4]
+    assert vectors[:, 2].tolist() == pytest.approx([1, 2, 10 / 3, 19 / 3])
+    assert vectors[:, 3].tolist() == pytest.approx([0, 1, np.std([1, 3, 6]), np.std([3, 6, 10])])
+    # and the tail keeps the rows the next window needs
+    assert tail == [[6.0], [10.0]]
+
+
+def test_history_features_of_a_split_series_equal_the_whole_bit_for_bit():
+    values = np.random.default_rng(7).lognormal(size=(500, 2)) * 1e6
+    whole, _ = history_features(["delta", "mean", "std"], 24, values, [])
+    parts, tail = [], []
+    for start, end in [(0, 1), (1, 7), (7, 30), (30, 500)]:
+        vectors, tail = history_features(["delta", "mean", "std"], 24, values[start:end], tail)
+        parts.append(vectors)
+    assert np.array_equal(np.vstack(parts), whole)
+
+
+@pytest.mark.parametrize("scores, threshold, cooldown, expected", [
+    # one incident of five rows above the threshold pages once
+    ([0.1, 0.9, 0.95, 0.9, 0.8, 0.9, 0.1], 0.8, 10, [1]),
+    # no cooldown: every row at or above the threshold alerts
+    ([0.1, 0.9, 0.8, 0.1], 0.8, 0, [1, 2]),
+    # a second incident after the cooldown pages again; one inside it does not
+    ([0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.9], 0.5, 3, [0, 6]),
+    # exactly cooldown rows later is still suppressed; one more row is not
+    ([0.9, 0, 0, 0.9, 0.9], 0.5, 3, [0, 4]),
+    # missing scores (invalid rows) never alert
+    ([np.nan, 0.9], 0.5, 3, [1]),
+])
+def test_alert_suppression_on_worked_cases(scores, threshold, cooldown, expected):
+    alerts, _ = apply_alerts(threshold, cooldown, np.array(scores, dtype=float))
+    assert np.flatnonzero(alerts).tolist() == expected
+
+
+def test_the_cooldown_carries_across_batches():
+    scores = np.array([0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.9, 0.1])
+    whole, _ = apply_alerts(0.5, 3, scores)
+    first, carried = apply_alerts(0.5, 3, scores[:2])
+    second, carried = apply_alerts(0.5, 3, scores[2:5], carried)
+    third, _ = apply_alerts(0.5, 3, scores[5:], carried)
+    assert np.concatenate([first, second, third]).tolist() == whole.tolist()
+    assert np.flatnonzero(whole).tolist() == [0, 5]
+
+
+def test_score_series_continues_from_state_and_invalid_rows_leave_it_alone():
+    params = ModelParams(features=["cpu"], mean=[50.0, 5.0], scale=[0.1, 0.2], centroids=[[0.0, 0.0]],
+                         expected_label=0, rule="distance", threshold=1.0, history=["mean", "std"], span=4,
+                         alert_threshold=0.6, cooldown=5, bounds={"cpu": [0.0, 100.0]})
+    rows = pd.DataFrame({"cpu": [50, 52, 48, 95, 97, 150, 96, 50, 51, 49]})
+    whole, state = score_series(params, rows)
+    first, middle = score_series(params, rows.iloc[:5])
+    second, end = score_series(params, rows.iloc[5:], SeriesState.from_json(middle.to_json()))
+    split = pd.concat([first, second])
+    pd.testing.assert_frame_equal(whole, split)
+    assert end == state and state.rows == 9  # the invalid row (cpu 150) is not history
+    assert not whole["is_valid"].iloc[5] and whole["invalid_reason"].iloc[5] == "cpu above 100"
+    assert whole["is_alert"].sum() == 1 and whole["is_anomaly"].sum() > 1
+
+
+def test_serving_rows_carry_their_own_history_per_series():
+    params = ModelParams(features=["cpu"], mean=[50.0, 5.0], scale=[0.1, 0.2], centroids=[[0.0, 0.0]],
+                         expected_label=0, rule="distance", threshold=1.0, history=["mean", "std"], span=3)
+    request = pd.DataFrame({"cpu": [10.0, 90.0, 20.0, 80.0], "series": ["a", "b", "a", "b"]})
+    scored = score_frame(params, request)
+    # rows of series a are [10, 20]; the second row's window is both
+    assert scored["cpu_mean"].tolist() == [10.0, 90.0, 15.0, 85.0]
+    assert scored["cpu_std"].tolist() == [0.0, 0.0, 5.0, 5.0]
