@@ -79,7 +79,10 @@ def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:
 
 
 # -- train -------------------------------------------------------------------------------------
-def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10) -> list[dict]:
+def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
+                history_args: tuple[str, ...] = ("--history", "value")) -> list[dict]:
+    """The train entry point; by default on the rows' own values, like for like with the
+    scikit-learn baseline (which clusters the same 3 columns)."""
     from mlflow import MlflowClient
     from sklearn.cluster import KMeans
 
@@ -88,7 +91,8 @@ def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10) -
     for _ in range(repeat):
         started = time.perf_counter()
         result = subprocess.run(
-            [PYTHON, "-m", "training.train", "--data", str(table), "--k", str(k), "--model-name", ""],
+            [PYTHON, "-m", "training.train", "--data", str(table), "--k", str(k), "--model-name", "",
+             *history_args],
             cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
             capture_output=True, text=True)
         walls.append(time.perf_counter() - started)
@@ -122,9 +126,8 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
     from replay import replay
     from training import train as train_job
 
-    args = argparse.Namespace(data=str(next(iter(sorted(series_dir.glob("*.csv"))))), k=10, seed=42,
-                              max_iter=20, rule="distance", threshold_quantile=0.99, features="value",
-                              model_name="bench-value", master=None, conf=[])
+    args = train_job.parse_args(["--data", str(next(iter(sorted(series_dir.glob("*.csv"))))),
+                                 "--features", "value", "--model-name", "bench-value"])
     result = train_job.train(spark, service, args)
     loaded = resolve_model(service.client, f"bench-value/{result.model_version}")
     replay_args = argparse.Namespace(model=[loaded.uri], model_name="bench-value", data=str(series_dir),
@@ -135,7 +138,9 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
         (outcome,) = replay.run_replay(spark, service, replay_args)
         ours.append(time.perf_counter() - started)
         rows = outcome.metrics["rows"]
-    frames = pd.concat([pd.read_csv(p) for p in sorted(series_dir.glob("*.csv"))], ignore_index=True)
+    # One series per file, as replay scores them.
+    frames = pd.concat([pd.read_csv(p).assign(series=p.stem) for p in sorted(series_dir.glob("*.csv"))],
+                       ignore_index=True)
     base = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -231,7 +236,8 @@ def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pa
 
 def _monitor_args(work: Path, name: str, window: float, model_uri: str, **extra):
     values = dict(input=str(work / name / "in"), window=window, model=model_uri, model_name="",
-                  output=str(work / name / "out"), checkpoint="", show=0, max_files_per_trigger=100000,
+                  output=str(work / name / "out"), checkpoint="", show=0, scored_rows=False,
+                  max_files_per_trigger=100000,
                   idle_windows=0, timeout=0, master=None, conf=[])
     values.update(extra)
     return argparse.Namespace(**values)
@@ -427,7 +433,7 @@ def main(argv=None) -> int:
         store = f"sqlite:///{work / 'mlflow.db'}"
         nab_table = work / "nab.csv"
         write_table(collate(series).table, nab_table)
-        rows += bench_train(nab_table, "NAB table", store, args.repeat)
+        rows += bench_train(nab_table, "NAB table", store, args.repeat, 7, ())  # train's defaults
         for size in [int(s) for s in args.sizes.split(",") if s]:
             rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
                                 store, args.repeat)
@@ -440,9 +446,8 @@ def main(argv=None) -> int:
             rows += bench_replay(spark, service, series, args.repeat)
             from training import train as train_job
 
-            sample = argparse.Namespace(data=str(PROJECT_ROOT / "data/sample/metrics.csv"), k=10, seed=42,
-                                        max_iter=20, rule="distance", threshold_quantile=0.99,
-                                        features="cpu,disk,network", model_name="bench-monitor", master=None, conf=[])
+            sample = train_job.parse_args(["--data", str(PROJECT_ROOT / "data/sample/metrics.csv"),
+                                           "--model-name", "bench-monitor"])
             trained = train_job.train(spark, service, sample)
             model_uri = f"models:/bench-monitor/{trained.model_version}"
             rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,

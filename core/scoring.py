@@ -220,6 +220,9 @@ class SeriesState:
         return cls(**json.loads(text)) if text else cls()
 
 
+WINDOW_BLOCK_ROWS = 65536
+
+
 def history_features(history: list[str], span: int, values: np.ndarray, tail: list[list[float]]
                      ) -> tuple[np.ndarray, list]:
     """The feature vectors of a series' next rows, and the tail to carry to the rows after.
@@ -245,8 +248,12 @@ def history_features(history: list[str], span: int, values: np.ndarray, tail: li
                 # One fixed window per row: the same rows give the same bits wherever a batch starts.
                 padded = np.concatenate([np.full(span - 1, np.nan), series])[-(n + span - 1):]
                 windows = np.lib.stride_tricks.sliding_window_view(padded, span)
-                with np.errstate(invalid="ignore"):
-                    stat = np.nanmean(windows, axis=1) if transform == "mean" else np.nanstd(windows, axis=1)
+                reduce = np.nanmean if transform == "mean" else np.nanstd
+                stat = np.empty(n)
+                # In blocks of rows: nanmean copies its input, and span x rows can be large.
+                for start in range(0, n, WINDOW_BLOCK_ROWS):
+                    with np.errstate(invalid="ignore"):
+                        stat[start:start + WINDOW_BLOCK_ROWS] = reduce(windows[start:start + WINDOW_BLOCK_ROWS], axis=1)
                 columns.append(stat)
     vectors = np.column_stack(columns) if columns else np.empty((n, 0))
     new_tail = context[len(context) - min(keep, len(context)):].tolist() if keep else []

@@ -148,14 +148,19 @@ def results_markdown(metrics: dict, config: dict, results: list[FileResult]) -> 
     for profile in PROFILES:
         lines.append(f"| {PROFILE_TITLES[profile]} | {metrics[f'nab_{profile}']:.1f} | "
                      f"{metrics[f'threshold_{profile}']:.3f} | {metrics[f'nab_{profile}_at_rule']:.1f} |")
-    lines += ["", "| file | rows | label windows | alerts (standard) | raw score (standard) | normalised |",
+    lines += ["", "Per labelled file, standard profile, at its best corpus threshold (alerts: in the whole file, "
+              "probationary period included; raw: NAB's unnormalised score; normalised: 100 is every window "
+              "caught at its left edge with no false alert, 0 is never firing):", "",
+              "| file | rows | label windows | alerts | raw score | normalised |",
               "|---|---|---|---|---|---|"]
     for r in results:
         if r.spans is None:
             continue
         stem = PurePosixPath(r.name).stem
+        norm = metrics[f"nab_norm_standard_{stem}"]
         lines.append(f"| {stem} | {len(r.rows)} | {len(r.spans)} | {metrics[f'alerts_standard_{stem}']} | "
-                     f"{metrics[f'nab_raw_standard_{stem}']:.2f} | {metrics[f'nab_norm_standard_{stem}']:.1f} |")
+                     f"{metrics[f'nab_raw_standard_{stem}']:.2f} | "
+                     f"{'no windows' if not np.isfinite(norm) else f'{norm:.1f}'} |")
     return "\n".join(lines)
 
 
@@ -223,7 +228,8 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         mlflow.log_table(table, "results.json")
         import json
 
-        fs.write_text(f"{out}/results.json", json.dumps({"config": config, "metrics": metrics}, indent=2,
+        finite = {k: (v if np.isfinite(v) else None) for k, v in metrics.items()}  # NaN is not JSON
+        fs.write_text(f"{out}/results.json", json.dumps({"config": config, "metrics": finite}, indent=2,
                                                          sort_keys=True))
         if metrics.get("labelled_files"):
             markdown = results_markdown(metrics, config, results)

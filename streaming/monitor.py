@@ -326,6 +326,13 @@ class Monitor:
         return 0
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Monitor a directory of metric CSV files for anomalies.")
     parser.add_argument("--input", required=True, help="directory (path or URI) that files are renamed into")
@@ -336,7 +343,7 @@ def parse_args(argv):
     parser.add_argument("--output", default="data/monitor", help="output root for events and quarantine")
     parser.add_argument("--checkpoint", default="", help="checkpoint URI (default <output>/checkpoint)")
     parser.add_argument("--show", type=int, default=10, help="anomalous rows printed per window")
-    parser.add_argument("--scored-rows", action="store_true",
+    parser.add_argument("--scored-rows", nargs="?", const="true", default="false", type=_flag,
                         help="also sink every scored row (with its history features), not only anomalies")
     parser.add_argument("--max-files-per-trigger", type=int, default=1000)
     parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")

@@ -133,3 +133,32 @@ def test_bad_training_tables_are_clear_errors(spark, mlflow_service, tmp_path, c
 def test_a_missing_training_table_is_a_clear_error(spark, mlflow_service, tmp_path):
     with pytest.raises(UserError, match="cannot read feature table"):
         train_job.train(spark, mlflow_service, train_args(tmp_path / "absent.csv"))
+
+
+def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path):
+    # given a table of two hosts with its rows shuffled
+    from core.scoring import history_features
+    from core.spark_scoring import training_features
+
+    rng = np.random.default_rng(3)
+    stamps = pd.date_range("2026-01-05", periods=60, freq="5min")
+    frames = []
+    for host in ("web-1", "web-2"):
+        frames.append(pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "host": host,
+                                    "cpu": rng.uniform(0, 100, 60)}))
+    table = pd.concat(frames).sample(frac=1.0, random_state=1)
+    path = tmp_path / "t.csv"
+    table.to_csv(path, index=False)
+    loaded = train_job.load_feature_table(spark, str(path), ["cpu"])
+    # when training computes the features
+    got = training_features(loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series).toPandas()
+    # then they are the core's, per host in time order
+    want = []
+    for host in ("web-1", "web-2"):
+        series = frames[0 if host == "web-1" else 1]["cpu"].to_numpy()[:, None]
+        want.append(history_features(["delta", "mean", "std"], 6, series, [])[0])
+    want = pd.DataFrame(np.vstack(want), columns=["cpu_delta", "cpu_mean", "cpu_std"])
+    key = ["cpu_mean", "cpu_std", "cpu_delta"]
+    assert loaded.series == "host" and len(got) == 120
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True)[key],
+                                  want.sort_values(key).reset_index(drop=True)[key], check_exact=True)
