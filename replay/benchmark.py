@@ -148,7 +148,7 @@ def results_markdown(metrics: dict, config: dict, results: list[FileResult]) -> 
     for profile in PROFILES:
         lines.append(f"| {PROFILE_TITLES[profile]} | {metrics[f'nab_{profile}']:.1f} | "
                      f"{metrics[f'threshold_{profile}']:.3f} | {metrics[f'nab_{profile}_at_rule']:.1f} |")
-    lines += ["", "Per labelled file, standard profile, at its best corpus threshold (alerts: in the whole file, "
+    lines += ["", "Per labelled file, standard profile, at the corpus threshold above (alerts: in the whole file, "
               "probationary period included; raw: NAB's unnormalised score; normalised: 100 is every window "
               "caught at its left edge with no false alert, 0 is never firing):", "",
               "| file | rows | label windows | alerts | raw score | normalised |",
