@@ -155,6 +155,12 @@ class Monitor:
             "window_seconds": self.args.window, "model_spec": self.tracker.spec,
             "initial_model_version": self.tracker.current.version or "",
             "initial_model_uri": self.tracker.current.uri,
+            # The alert policy and history features travel in the model; recorded here too so
+            # a monitor run says how its alerts were decided.
+            "history": ",".join(self.tracker.current.params.history),
+            "span": self.tracker.current.params.span,
+            "alert_threshold": self.tracker.current.params.alert_threshold,
+            "cooldown": self.tracker.current.params.cooldown,
         }.items():
             client.log_param(self.run_id, key, value)
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
@@ -171,7 +177,9 @@ class Monitor:
         model = self.active  # the model that scored this batch inside the query
         self.last_batch_id = batch_id
         if self.sink.committed(batch_id):
-            # Re-run of a batch that was written before a crash: its output already stands.
+            # Re-run of a batch that was written before a crash: its output already stands, but
+            # the series state must still advance past it, so the scoring runs, into nowhere.
+            scored.write.format("noop").mode("overwrite").save()
             print(f"batch {batch_id}: already written before a restart; not written again", flush=True)
             return
         scored = scored.persist()

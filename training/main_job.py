@@ -82,9 +82,9 @@ def monitor_the_sample(model_name: str, experiment_id: str) -> str:
     if not monitor.wait():
         raise UserError(f"the monitor failed; see MLflow run {monitor.run_id}")
     summaries = read_summaries(str(output))
-    totals = {key: sum(s[key] for s in summaries) for key in ("rows", "anomalies", "invalid_rows")}
+    totals = {key: sum(s[key] for s in summaries) for key in ("rows", "anomalies", "invalid_rows", "alerts")}
     return (f"{totals['rows']} rows in {len(summaries)} batches, {totals['anomalies']} anomalies, "
-            f"{totals['invalid_rows']} invalid; events under {output}/batches")
+            f"{totals['invalid_rows']} invalid, {totals['alerts']} alerts; events and alerts under {output}/batches")
 
 
 @main_guard
