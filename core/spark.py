@@ -69,7 +69,22 @@ def parse_conf(pairs: list[str] | None) -> dict[str, str]:
     return conf
 
 
-def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None):
+# A long-running job (the monitor) keeps the UI's history of jobs, stages and SQL executions
+# in driver memory; Spark's defaults (1,000 of each) let the driver grow for the first hour
+# or so. Bounded lower, the memory stops growing within minutes. Applied before the JVM
+# starts, and only where the caller did not set them.
+LONG_RUNNING_DEFAULTS = {
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+    "spark.ui.retainedTasks": "10000",
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.sql.streaming.ui.retainedProgressUpdates": "100",
+    "spark.sql.streaming.numRecentProgressUpdates": "20",
+}
+
+
+def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
+                 long_running: bool = False):
     """Build (or return the running) SparkSession for a job."""
     check_java()
     # Executors' Python must be this interpreter, so they see the same packages.
@@ -84,7 +99,8 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
     elif not os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Not under spark-submit (which already chose a master): default to local mode.
         builder = builder.master(DEFAULT_MASTER)
-    for key, value in (conf or {}).items():
+    settings = {**(LONG_RUNNING_DEFAULTS if long_running else {}), **(conf or {})}
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     already_set = spark.sparkContext.getConf()
@@ -97,9 +113,9 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
 
 
 @contextlib.contextmanager
-def spark_session(app_name: str, master: str | None, conf_pairs: list[str] | None):
+def spark_session(app_name: str, master: str | None, conf_pairs: list[str] | None, long_running: bool = False):
     """A job's SparkSession from its --master and --conf arguments, stopped when the job ends."""
-    spark = create_spark(app_name, master, parse_conf(conf_pairs))
+    spark = create_spark(app_name, master, parse_conf(conf_pairs), long_running)
     try:
         yield spark
     finally:

@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     with MlflowService() as service:
         # Resolve the model before starting Spark: a missing alias fails in a second, not twenty.
         tracker = ModelTracker(service.client, args.model, args.model_name)
-        with spark_session("monitor", args.master, args.conf) as spark:
+        with spark_session("monitor", args.master, args.conf, long_running=True) as spark:
             return Monitor(spark, service, args, tracker).run()
 
 
