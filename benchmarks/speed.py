@@ -362,12 +362,18 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     peak = max(rss for _, rss in samples)
     total = samples[-1][0]
     first_third = max((rss for t, rss in samples if t <= total / 3), default=peak)
+    middle_third = max((rss for t, rss in samples if total / 3 <= t <= 2 * total / 3), default=peak)
     last_third = max((rss for t, rss in samples if t >= 2 * total / 3), default=peak)
+    per_minute = [max((rss for t, rss in samples if m * 60 <= t < (m + 1) * 60), default=0.0)
+                  for m in range(int(total // 60) + 1)]
+    trace = ", ".join(f"{v:.0f}" for v in per_minute if v)
     return [
         row(f"monitor peak RSS, {minutes:g}-minute paced run at {rate:.0f} files/min", "MiB", [peak], None,
-            "driver Python + JVM + Python workers"),
+            f"driver Python + JVM + Python workers; peak per minute: {trace} MiB"),
         row("monitor RSS growth: peak of the last third / peak of the first third", "ratio",
-            [last_third / first_third], None, "about 1 means it stopped growing"),
+            [last_third / first_third], None, "includes the start-up"),
+        row("monitor RSS growth: peak of the last third / peak of the middle third", "ratio",
+            [last_third / middle_third], None, "about 1 means it stopped growing after the first minutes"),
     ]
 
 
