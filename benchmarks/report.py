@@ -41,12 +41,9 @@ def markdown(report: dict) -> str:
 
 
 def update_readme(readme: Path, report: dict) -> None:
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise UserError(f"{readme} has no generated performance section ({BEGIN} ... {END})")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{markdown(report)}\n{END}{tail}")
+    from core.generated_docs import replace_section
+
+    replace_section(readme, BEGIN, END, markdown(report))
 
 
 @main_guard

@@ -216,13 +216,7 @@ def _check_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
                         "series": rows["series"].astype(str), TIMESTAMP: rows[TIMESTAMP]})
     for feature in params.features:
         out[feature] = pd.to_numeric(rows[feature], errors="coerce").astype(float)
-    for column in history_columns(params):
-        out[column] = np.nan
-    out["cluster"] = np.int32(INVALID_CLUSTER)
-    out["distance"] = np.nan
-    out["anomaly_score"] = np.nan
-    out["is_anomaly"] = False
-    out["is_alert"] = False
+    _leave_unscored(out, params)
     out["is_valid"] = valid
     out["reason"] = reasons.astype(str)
     out["raw"] = rows["raw"].astype(str)
@@ -235,15 +229,22 @@ def _quarantine_records(path: str, quarantine: list[dict], params: ModelParams) 
     out["line_number"] = out["line_number"].astype("int64")
     out["series"] = PurePosixPath(path).stem
     out[TIMESTAMP] = None
-    for feature in (*params.features, *history_columns(params)):
+    for feature in params.features:
         out[feature] = np.nan
+    _leave_unscored(out, params)
+    out["is_valid"] = False
+    return out
+
+
+def _leave_unscored(out: pd.DataFrame, params: ModelParams) -> None:
+    """The scoring columns of records not scored (yet): scoring fills them per series."""
+    for column in history_columns(params):
+        out[column] = np.nan
     out["cluster"] = np.int32(INVALID_CLUSTER)
     out["distance"] = np.nan
     out["anomaly_score"] = np.nan
     out["is_anomaly"] = False
     out["is_alert"] = False
-    out["is_valid"] = False
-    return out
 
 
 def _dtype(column: str, params: ModelParams):

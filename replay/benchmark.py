@@ -164,21 +164,10 @@ def results_markdown(metrics: dict, config: dict, results: list[FileResult]) -> 
     return "\n".join(lines)
 
 
-def write_readme_table(readme: str, table: str) -> None:
-    from pathlib import Path
-
-    path = Path(readme)
-    text = path.read_text()
-    if TABLE_BEGIN not in text or TABLE_END not in text:
-        raise UserError(f"{readme} has no results table markers ({TABLE_BEGIN} ... {TABLE_END})")
-    head, rest = text.split(TABLE_BEGIN, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    path.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
-
-
 def run_benchmark(spark, service, args) -> dict[str, float]:
     import mlflow
 
+    from core.generated_docs import replace_section
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
     from replay.nab_scoring import load_labels
@@ -235,7 +224,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
             markdown = results_markdown(metrics, config, results)
             mlflow.log_text(markdown, "results.md")
             if args.readme:
-                write_readme_table(args.readme, markdown)
+                replace_section(args.readme, TABLE_BEGIN, TABLE_END, markdown)
                 print(f"results table written into {args.readme}")
     for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
         if f"nab_{profile}" in metrics:
