@@ -5,15 +5,18 @@ naming ``timestamp`` and the model's features; one or more models (``models:/nam
 ``name@alias``, ``name/3``, ``runs:/...``); optionally NAB label windows
 (``combined_windows.json``, keyed by file name).
 Output: one MLflow run per model version and data set, in the replay experiment:
-- params: model name, version, training run, URI, rule, threshold, data files, their sha256s;
-- metrics: rows, anomaly_count, anomaly_rate, invalid_rows, ``anomalies_<file>`` per file and
-  ``anomalies_per_window`` per event-time window (step = window index); with labels also
-  precision/recall/F1 per window and per row and the NAB standard score, overall and per file;
+- params: model name, version, training run, URI, rule, threshold, history features, span,
+  alert threshold, cooldown, data files, their sha256s;
+- metrics: rows, anomaly_count, alert_count, anomaly_rate, invalid_rows, ``anomalies_<file>``
+  and ``alerts_<file>`` per file and ``anomalies_per_window`` per event-time window (step =
+  window index); with labels also precision/recall/F1 of the anomalous rows (per window and per
+  row) and of the alerts, and the NAB scores of the alerts per profile, overall and per file;
 - artifacts: ``rows/<file>.csv`` (every row in input order), ``plots/<file>.png`` and
   ``summary.csv``.
 
-Rows are scored by ``core.spark_scoring.score_binary_files``, the monitor's own path, so the
-same files and model give the monitor's counts.
+Rows are scored by ``core.spark_scoring.score_binary_files``: the monitor's parser and the
+core's per-series scoring, each series from its first row, so the same files and model give
+the monitor's counts and alerts.
 """
 
 from __future__ import annotations
