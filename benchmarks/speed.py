@@ -215,15 +215,17 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
 def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pace: float = 0.0,
                  renamed: dict | None = None, prefix: str = "bench") -> None:
     lines = (PROJECT_ROOT / "data" / "sample" / "metrics.csv").read_text().splitlines()
-    header, body = lines[0], lines[1:]
+    # 20 hosts, as the streamer labels its chunks: each file continues its host's series.
+    header, body = lines[0] + ",source", lines[1:]
     staging.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     next_due = time.monotonic()
     for i in range(count):
         start = (i * rows_per_file) % len(body)
-        rows = [body[(start + j) % len(body)] for j in range(rows_per_file - 1)]
+        host = f"host-{i % 20:02d}"
+        rows = [f"{body[(start + j) % len(body)]},{host}" for j in range(rows_per_file - 1)]
         # One sure anomaly per file, so every file leaves an event to time.
-        chunk = [header, "2026-01-05 00:00:00,99,90000000,1", *rows]
+        chunk = [header, f"2026-01-05 00:00:00,99,90000000,1,{host}", *rows]
         name = f"{prefix}-{i:06d}.csv"
         (staging / name).write_text("\n".join(chunk) + "\n")
         os.replace(staging / name, folder / name)
@@ -237,6 +239,7 @@ def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pa
 def _monitor_args(work: Path, name: str, window: float, model_uri: str, **extra):
     values = dict(input=str(work / name / "in"), window=window, model=model_uri, model_name="",
                   output=str(work / name / "out"), checkpoint="", show=0, scored_rows=False,
+                  series_idle_minutes=1440,
                   max_files_per_trigger=100000,
                   idle_windows=0, timeout=0, master=None, conf=[])
     values.update(extra)

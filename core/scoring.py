@@ -87,8 +87,9 @@ class ModelParams:
     # History features: transforms of every input, over the last ``span`` rows of a series.
     history: list[str] = field(default_factory=lambda: ["value"])
     span: int = 1
-    # Alert policy: a valid row alerts when its anomaly score is at least ``alert_threshold``
-    # and more than ``cooldown`` rows of its series have passed since the series' last alert.
+    # Alert policy: a valid row alerts when its anomaly score is at least ``alert_threshold``,
+    # its series is past its warm-up (``warmup_rows``) and more than ``cooldown`` rows of its
+    # series have passed since the series' last alert.
     alert_threshold: float = 0.5
     cooldown: int = 0
 
@@ -121,6 +122,11 @@ class ModelParams:
     @property
     def tail_rows(self) -> int:
         return tail_rows(self.history, self.span)
+
+    @property
+    def warmup_rows(self) -> int:
+        """A series' first rows, whose features lack history: scored, but they raise no alert."""
+        return self.tail_rows
 
     def feature_bounds(self, feature: str) -> tuple[float, float]:
         lo, hi = self.bounds.get(feature, bounds_for(feature))
@@ -307,7 +313,11 @@ def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | 
             flagged = d > params.threshold
             # d / (d + threshold) maps [0, inf) onto [0, 1) and crosses 0.5 at the threshold.
             row_score = d / (d + params.threshold) if params.threshold > 0 else (d > 0).astype(float)
-        alerts, new_state.rows_since_alert = apply_alerts(params.alert_threshold, params.cooldown, row_score,
+        # A series' first rows have partial windows, so their scores are scored but cannot page:
+        # without this every new host would alert on its first row.
+        warming = state.rows + np.arange(len(row_score)) < params.warmup_rows
+        alerts, new_state.rows_since_alert = apply_alerts(params.alert_threshold, params.cooldown,
+                                                          np.where(warming, np.nan, row_score),
                                                           state.rows_since_alert)
         new_state.rows = state.rows + int(valid.sum())
         cluster[valid] = nearest

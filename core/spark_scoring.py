@@ -107,22 +107,31 @@ def score_series_static(records, params: ModelParams):
     return records.groupBy("series").applyInPandas(score, record_ddl(params))
 
 
-def score_series_streaming(records, params: ModelParams):
-    """Score streaming records per series, continuing each series from its stored state."""
+def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
+    """Score streaming records per series, continuing each series from its stored state.
+
+    A series that sends nothing for ``idle_timeout_ms`` (processing time) is forgotten, so the
+    state store holds the series that are alive, not every series ever seen; if it comes back
+    it starts again from its first row (warm-up included).
+    """
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     from core.csv_input import record_ddl, score_records
     from core.scoring import SeriesState
 
     def score(key, frames, state):
+        if state.hasTimedOut:
+            state.remove()
+            return
         records = pd.concat(list(frames), ignore_index=True)
         previous = SeriesState.from_json(state.get[0]) if state.exists else None
         scored, updated = score_records(params, records, previous)
         state.update((updated.to_json(),))
+        state.setTimeoutDuration(idle_timeout_ms)
         yield scored
 
     return records.groupBy("series").applyInPandasWithState(
-        score, record_ddl(params), SERIES_STATE_DDL, "append", GroupStateTimeout.NoTimeout
+        score, record_ddl(params), SERIES_STATE_DDL, "append", GroupStateTimeout.ProcessingTimeTimeout
     )
 
 

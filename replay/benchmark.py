@@ -46,6 +46,7 @@ class FileResult:
     rows: pd.DataFrame  # every row, in file order
     spans: list[tuple[int, int]] | None  # label windows as row spans; None when unlabelled
     cooldown: int = 0
+    warmup: int = 0
 
 
 def probation_table(spark, content: bytes, path: str):
@@ -85,7 +86,7 @@ def benchmark_file(spark, fs, path: str, args, windows) -> FileResult:
     if label is not None:
         stamps = pd.to_datetime(records["timestamp"], errors="coerce", format="mixed")
         spans = window_rows(stamps, label)
-    return FileResult(name, records, spans, fitted.params.cooldown)
+    return FileResult(name, records, spans, fitted.params.cooldown, fitted.params.warmup_rows)
 
 
 def history_spec(args):
@@ -94,14 +95,17 @@ def history_spec(args):
     return HistorySpec(parse_history(args.history), args.span, args.alert_threshold, args.cooldown)
 
 
-def alert_detector(cooldown: int):
-    """Detections as the monitor raises alerts: the threshold, then the cooldown, per file."""
+def alert_detector(cooldown: int, warmup: int):
+    """Detections as the monitor raises alerts: past the warm-up, the threshold, then the
+    cooldown, per file."""
     from core.scoring import apply_alerts
 
     def detect(scores: np.ndarray, threshold: float) -> np.ndarray:
         valid = np.isfinite(scores)
+        eligible = scores[valid].copy()
+        eligible[:warmup] = np.nan
         detections = np.zeros(len(scores), dtype=bool)
-        detections[valid] = apply_alerts(threshold, cooldown, scores[valid])[0]
+        detections[valid] = apply_alerts(threshold, cooldown, eligible)[0]
         return detections
 
     return detect
@@ -114,7 +118,7 @@ def score_corpus(results: list[FileResult]) -> dict[str, float]:
     metrics: dict[str, float] = {"files": len(results), "labelled_files": len(labelled)}
     if not labelled:
         return metrics
-    detect = alert_detector(labelled[0].cooldown)
+    detect = alert_detector(labelled[0].cooldown, labelled[0].warmup)
     for profile in PROFILES:
         at_rule = [score_file(r.rows["is_alert"].to_numpy(bool), r.spans, profile) for r in labelled]
         metrics[f"nab_{profile}_at_rule"] = normalised(at_rule)

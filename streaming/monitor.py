@@ -134,7 +134,11 @@ class Monitor:
         from core.spark_scoring import parse_binary_files, score_series_streaming
 
         self.active = self.tracker.current
-        records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params)
+        # Idle series are forgotten when the next batch with data runs; without this setting a
+        # processing-time timeout makes Spark run an empty batch every window.
+        self.spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params,
+                                         int(self.args.series_idle_minutes * 60_000))
         return (
             records.writeStream.foreachBatch(self.process_batch)
             .option("checkpointLocation", self.checkpoint_uri)
@@ -354,6 +358,8 @@ def parse_args(argv):
     parser.add_argument("--scored-rows", nargs="?", const="true", default="false", type=_flag,
                         help="also sink every scored row (with its history features), not only anomalies")
     parser.add_argument("--max-files-per-trigger", type=int, default=1000)
+    parser.add_argument("--series-idle-minutes", type=float, default=1440,
+                        help="forget a series' state after this long without rows (it then starts afresh)")
     parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")
     parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")
     parser.add_argument("--master", default=None)
@@ -361,6 +367,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.window <= 0:
         parser.error("--window must be positive")
+    if args.series_idle_minutes <= 0:
+        parser.error("--series-idle-minutes must be positive")
     return args
 
 

@@ -2,12 +2,13 @@
 
 import argparse
 import os
+import time
 import uuid
 
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT, isolated_store
+from conftest import PROJECT_ROOT, isolated_store, wait_for
 from core.csv_input import score_files
 from core.errors import UserError
 from streaming import monitor as monitor_job
@@ -35,6 +36,7 @@ def monitor_args(tmp_path, **overrides):
     defaults = dict(
         input=str(tmp_path / "in"), window=0.5, model="", model_name=MODEL,
         output=str(tmp_path / "out"), checkpoint="", show=5, scored_rows=False, max_files_per_trigger=1000,
+        series_idle_minutes=1440,
         idle_windows=0, timeout=0, master=None, conf=[],
     )
     return argparse.Namespace(**{**defaults, **overrides})
@@ -203,6 +205,26 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     # web-2 arrives newest first within each file; the monitor orders rows by time
     assert got["cpu_std"].gt(0).any()
+
+
+def test_a_series_idle_past_its_timeout_is_forgotten_and_starts_afresh(running, tmp_path):
+    header = "timestamp,cpu,disk,network,source\n"
+    a_rows = "2026-01-05 00:00:00,20,2562056,5933743,a\n2026-01-05 00:05:00,30,2562056,5933743,a\n"
+    handle = running(scored_rows=True, series_idle_minutes=0.01)  # 0.6 s
+    drop(tmp_path / "in", (header + a_rows).encode(), name="a-1.csv")
+    handle.process()
+    idle_since = time.monotonic()
+    wait_for(lambda: time.monotonic() - idle_since > 1.5, 5, "series a to pass its idle timeout")
+    # when another series' batch runs (timeouts are handled in batches with data) and a returns
+    drop(tmp_path / "in", (header + "2026-01-05 00:10:00,25,2562056,5933743,b\n").encode(), name="b-1.csv")
+    handle.process()
+    drop(tmp_path / "in", (header + "2026-01-05 00:10:00,40,2562056,5933743,a\n").encode(), name="a-2.csv")
+    handle.process()
+    # then a's new row is the first of a new series: its window is itself
+    scored = read_output(handle.output, "scored")
+    back = scored[(scored["series"] == "a") & (scored["cpu"] == 40.0)]
+    assert len(back) == 1 and back["cpu_mean"].iloc[0] == 40.0 and back["cpu_std"].iloc[0] == 0.0
+    assert len(read_summaries(handle.output)) == 3  # no empty batches in between
 
 
 def test_restart_from_the_checkpoint_emits_only_new_rows(running, tmp_path):
