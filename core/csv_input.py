@@ -186,7 +186,8 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
     for column in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", *history_columns(params)):
         out[column] = scored[column].to_numpy()
     out["cluster"] = out["cluster"].astype("int32")
-    return pd.concat([out, rest], ignore_index=True)[record_columns(params)], new_state
+    parts = [part for part in (out, rest) if len(part)] or [out]  # pandas warns on concatenating empties
+    return pd.concat(parts, ignore_index=True)[record_columns(params)], new_state
 
 
 def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.DataFrame:
