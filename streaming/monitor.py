@@ -264,15 +264,19 @@ class Monitor:
 
         Returns the query to keep running (the same one, or its restart)."""
         message = self.tracker.refresh()
-        if message:
-            print(message + f" (from batch {self.last_batch_id + 1})", flush=True)
         if self.tracker.current.uri == self.active.uri:
+            if message:  # e.g. the alias vanished: said, and the running model kept
+                print(message, flush=True)
             return query
-        self._log_switch(self.last_batch_id + 1, message or "model changed")
         deadline = time.monotonic() + 600
         while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)  # let the batch in flight finish; stopping it would only redo it
         query.stop()
+        # Only now is the first batch of the new model known: one may have started with the old
+        # model between the alias moving and this call.
+        first_batch = self.last_batch_id + 1
+        print((message or "model changed") + f" (from batch {first_batch})", flush=True)
+        self._log_switch(first_batch, message or "model changed")
         restarted = self.start_query()
         print(f"query restarted from its checkpoint with {self.tracker.label}; series state kept", flush=True)
         return restarted
