@@ -44,6 +44,7 @@ import pandas as pd
 from core.errors import UserError, main_guard
 
 BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
+PARTS = ("train", "replay", "monitor", "serving", "memory")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
@@ -156,6 +157,40 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
 
 
 # -- serving -----------------------------------------------------------------------------------
+class KeepAliveClient:
+    """POSTs one body to /invocations over a kept-alive connection, reconnecting when the
+    server closed it (uvicorn closes idle connections after 5 s)."""
+
+    def __init__(self, host: str, port: int, body: bytes):
+        import http.client
+
+        self._connect = lambda: http.client.HTTPConnection(host, port, timeout=30)  # noqa: E731
+        self.connection = self._connect()
+        self.body = body
+
+    def __call__(self) -> bytes:
+        import http.client
+
+        for attempt in (1, 2):
+            try:
+                self.connection.request("POST", "/invocations", body=self.body,
+                                        headers={"Content-Type": "application/json"})
+                response = self.connection.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    raise UserError(f"the scoring server answered {response.status}: {payload[:300]!r}")
+                return payload
+            except (http.client.HTTPException, ConnectionError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+                self.connection = self._connect()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def bench_serving(store: str, model_uri: str, requests: int, features: list[str]) -> list[dict]:
     import socket
 
@@ -185,9 +220,7 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
         for size in (1, 1000):
             frame = pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
             body = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
-            request = lambda: urllib.request.urlopen(urllib.request.Request(  # noqa: E731
-                f"http://127.0.0.1:{port}/invocations", data=body,
-                headers={"Content-Type": "application/json"}), timeout=30).read()
+            request = KeepAliveClient("127.0.0.1", port, body)
             for _ in range(50):
                 request()
             count = requests if size == 1 else max(requests // 10, 20)
@@ -201,10 +234,12 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
                 started = time.perf_counter()
                 model.predict(frame)
                 local.append((time.perf_counter() - started) * 1000)
+            request.close()
             for q in (50, 95, 99):
                 rows_out.append(row(f"serving {size}-row request p{q} ({count} requests)", "ms",
                                     [float(np.percentile(latencies, q))], [float(np.percentile(local, q))],
-                                    "baseline: in-process pyfunc predict"))
+                                    "baseline: in-process pyfunc predict; client: one keep-alive "
+                                    "connection, as a pooled HTTP client keeps"))
         return rows_out
     finally:
         os.killpg(server.pid, 15)
@@ -335,20 +370,22 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
 
 
 def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: float) -> list[dict]:
-    """Peak RSS of the monitor process tree (driver Python, JVM, Python workers) in a paced run."""
+    """Memory of the monitor's processes (driver Python, JVM, Python workers) in a paced run."""
     folder = work / "memory"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"}
     process = subprocess.Popen(
         [PYTHON, "-m", "streaming.monitor", "--input", str(folder / "in"), "--output", str(folder / "out"),
          "--model", model_uri, "--window", "3", "--show", "0", "--timeout", str(minutes * 60 + 30)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, dict]] = []
     stop = threading.Event()
 
     def sample():
         started = time.monotonic()
         while not stop.is_set() and process.poll() is None:
-            samples.append((time.monotonic() - started, _group_rss_mib(process.pid)))
+            kinds = monitor_memory_mib(process.pid)
+            if kinds:
+                samples.append((time.monotonic() - started, kinds))
             stop.wait(2.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -362,38 +399,106 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
         process.wait(timeout=60)
     if not samples:
         raise UserError("the memory run took no samples")
-    peak = max(rss for _, rss in samples)
     total = samples[-1][0]
-    first_third = max((rss for t, rss in samples if t <= total / 3), default=peak)
-    middle_third = max((rss for t, rss in samples if total / 3 <= t <= 2 * total / 3), default=peak)
-    last_third = max((rss for t, rss in samples if t >= 2 * total / 3), default=peak)
-    per_minute = [max((rss for t, rss in samples if m * 60 <= t < (m + 1) * 60), default=0.0)
-                  for m in range(int(total // 60) + 1)]
+
+    def peak(kind: str, start: float = 0.0, end: float = float("inf")) -> float:
+        return max((k[kind] for t, k in samples if start <= t <= end), default=0.0)
+
+    per_minute = [peak("total", m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)]
     trace = ", ".join(f"{v:.0f}" for v in per_minute if v)
+    first, middle, last = (peak("total", 0, total / 3), peak("total", total / 3, 2 * total / 3),
+                           peak("total", 2 * total / 3))
+    peak_row = row(
+        f"monitor peak memory (PSS), {minutes:g}-minute paced run at {rate:.0f} files/min", "MiB",
+        [peak("total")], None,
+        f"driver Python {peak('driver'):.0f} + JVM {peak('jvm'):.0f} + Python workers "
+        f"{peak('python_workers'):.0f} MiB at their peaks (up to {peak('workers') - 1:.0f} workers and "
+        f"their daemon); RSS summed without sharing: {peak('rss'):.0f} MiB; peak per minute: {trace} MiB")
+    kinds = ("total", "driver", "jvm", "python_workers")
+    peak_row["parts_mib"] = {kind: peak(kind) for kind in kinds[1:]}
+    peak_row["per_minute_mib"] = {
+        kind: [peak(kind, m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)] for kind in kinds}
     return [
-        row(f"monitor peak RSS, {minutes:g}-minute paced run at {rate:.0f} files/min", "MiB", [peak], None,
-            f"driver Python + JVM + Python workers; peak per minute: {trace} MiB"),
-        row("monitor RSS growth: peak of the last third / peak of the first third", "ratio",
-            [last_third / first_third], None, "includes the start-up"),
-        row("monitor RSS growth: peak of the last third / peak of the middle third", "ratio",
-            [last_third / middle_third], None, "about 1 means it stopped growing after the first minutes"),
+        peak_row,
+        row("monitor memory growth: peak of the last third / peak of the first third", "ratio",
+            [last / first], None, "includes the start-up"),
+        row("monitor memory growth: peak of the last third / peak of the middle third", "ratio",
+            [last / middle], None, "about 1 means it stopped growing after the first minutes"),
     ]
 
 
-def _group_rss_mib(group: int) -> float:
-    total = 0
+def _proc_status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def _memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of a process. PSS splits pages shared after a fork (the Python workers and
+    their daemon) among the processes sharing them, so a sum of PSS is what a tree really holds."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("Rss", "Pss"):
+            values[key] = int(line.split()[1]) / 1024
+    return values["Rss"], values["Pss"]
+
+
+def monitor_memory_mib(root: int) -> dict[str, float]:
+    """Memory of the monitor's long-lived processes, by kind.
+
+    The tree is followed by parent, not by process group: the Python worker daemon puts itself
+    in a group of its own. Transient shell-outs of the JVM (Hadoop runs ``readlink`` and the
+    like) are left out: a child spawned with vfork reports its parent's whole memory until it
+    runs exec, which made one sample in a minute look like a 1 GiB step."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.getpgid(int(entry.name)) != group:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, ProcessLookupError, ValueError):
+            status = _proc_status(int(entry.name))
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
             continue
-    return total / 1024
+        children.setdefault(int(status["PPid"].split()[0]), []).append(int(entry.name))
+    kinds = {"driver": 0.0, "jvm": 0.0, "python_workers": 0.0, "workers": 0.0, "rss": 0.0}
+
+    def add(kind: str, pid: int) -> None:
+        rss, pss = _memory_mib(pid)
+        kinds[kind] += pss
+        kinds["rss"] += rss
+
+    try:
+        add("driver", root)
+        for jvm in children.get(root, []):
+            if "java" not in commands.get(jvm, "").split(" ", 1)[0]:
+                continue
+            add("jvm", jvm)
+            for daemon in children.get(jvm, []):
+                if "pyspark.daemon" not in commands.get(daemon, ""):
+                    continue  # a shell-out, see above
+                for pid in [daemon, *children.get(daemon, [])]:
+                    add("python_workers", pid)
+                    kinds["workers"] += 1
+    except (OSError, ValueError, KeyError):
+        return {}  # a process ended between listing and reading: the next sample counts
+    kinds["total"] = kinds["driver"] + kinds["jvm"] + kinds["python_workers"]
+    return kinds
+
+
+def train_benchmark_model(store: str) -> str:
+    """The monitor's and server's model: the sample table with train's defaults, registered."""
+    from mlflow import MlflowClient
+
+    result = subprocess.run(
+        [PYTHON, "-m", "training.train", "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"),
+         "--model-name", "bench-monitor"],
+        cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
+    versions = MlflowClient(store, store).search_model_versions("name='bench-monitor'")
+    return f"models:/bench-monitor/{max(int(v.version) for v in versions)}"
 
 
 def print_table(rows: list[dict]) -> None:
@@ -426,6 +531,8 @@ def main(argv=None) -> int:
     parser.add_argument("--segment-seconds", type=float, default=30)
     parser.add_argument("--memory-minutes", type=float, default=10)
     parser.add_argument("--memory-rate", type=float, default=300, help="files/min in the memory run")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs, in seconds")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -436,36 +543,46 @@ def main(argv=None) -> int:
     series = nab / "data" / "realAWSCloudwatch" if nab else None
     if series is None or not series.is_dir():
         raise UserError("set --nab-dir (or NAB_DATA_DIR) to a NAB copy; see README 'Getting NAB'")
+    parts = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise UserError(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="speed-") as scratch:
         work = Path(scratch)
         store = f"sqlite:///{work / 'mlflow.db'}"
-        nab_table = work / "nab.csv"
-        write_table(collate(series).table, nab_table)
-        rows += bench_train(nab_table, "NAB table", store, args.repeat, 7, ())  # train's defaults
-        for size in [int(s) for s in args.sizes.split(",") if s]:
-            rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
-                                store, args.repeat)
+        if "train" in parts:
+            nab_table = work / "nab.csv"
+            write_table(collate(series).table, nab_table)
+            rows += bench_train(nab_table, "NAB table", store, args.repeat, 7, ())  # train's defaults
+            for size in [int(s) for s in args.sizes.split(",") if s]:
+                rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
+                                    store, args.repeat)
         saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         os.environ["MLFLOW_TRACKING_URI"] = store
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
         service = MlflowService(store, store).start()
-        spark = create_spark("speed-benchmark")
         try:
-            rows += bench_replay(spark, service, series, args.repeat)
-            from training import train as train_job
-
-            sample = train_job.parse_args(["--data", str(PROJECT_ROOT / "data/sample/metrics.csv"),
-                                           "--model-name", "bench-monitor"])
-            trained = train_job.train(spark, service, sample)
-            model_uri = f"models:/bench-monitor/{trained.model_version}"
-            rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
-                                  args.large_files, args.large_rows,
-                                  [float(r) for r in args.rates.split(",") if r], args.segment_seconds)
-            rows += bench_serving(store, model_uri, args.requests, ["cpu", "disk", "network"])
-            rows += bench_memory(store, model_uri, work / "monitor", args.memory_minutes, args.memory_rate)
+            # The model under test is trained by the train entry point, in its own process, so
+            # serving is measured before this process starts a JVM: a deployed scoring server
+            # has no Spark driver beside it competing for the 2 cores.
+            model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory"} else ""
+            if "serving" in parts:
+                rows += bench_serving(store, model_uri, args.requests, ["cpu", "disk", "network"])
+            if parts & {"replay", "monitor"}:
+                spark = create_spark("speed-benchmark")
+                try:
+                    if "replay" in parts:
+                        rows += bench_replay(spark, service, series, args.repeat)
+                    if "monitor" in parts:
+                        rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
+                                              args.large_files, args.large_rows,
+                                              [float(r) for r in args.rates.split(",") if r], args.segment_seconds)
+                finally:
+                    spark.stop()
+            if "memory" in parts:
+                rows += bench_memory(store, model_uri, work / "monitor", args.memory_minutes, args.memory_rate)
         finally:
-            spark.stop()
             service.stop()
             for key, value in saved.items():
                 if value is None:

@@ -84,17 +84,25 @@ def parse_binary_files(files, params: ModelParams):
     return files.select(canonical, "content").mapInPandas(parse, record_ddl(params))
 
 
-def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_paths: list[str] | None):
-    """'empty file' quarantine records for planned files that no record came from, or None.
+def unseen_file_frame(params: ModelParams, seen: set[str], planned_paths: list[str] | None) -> pd.DataFrame | None:
+    """'empty file' quarantine records (pandas) for planned files no record came from, or None.
 
     Spark's scan drops zero-length files before reading them, so they would vanish unseen.
     """
-    from core.csv_input import parse_files, record_ddl
+    from core.csv_input import parse_files
 
     skipped = [path for path in planned_paths or [] if path not in seen]
     if not skipped:
         return None
-    return spark.createDataFrame(parse_files(params, [(path, b"") for path in skipped]), record_ddl(params))
+    return parse_files(params, [(path, b"") for path in skipped])
+
+
+def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_paths: list[str] | None):
+    """``unseen_file_frame`` as a Spark DataFrame of records, or None."""
+    from core.csv_input import record_ddl
+
+    frame = unseen_file_frame(params, seen, planned_paths)
+    return None if frame is None else spark.createDataFrame(frame, record_ddl(params))
 
 
 def score_series_static(records, params: ModelParams):

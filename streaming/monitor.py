@@ -174,7 +174,8 @@ class Monitor:
     def process_batch(self, scored, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from core.spark_scoring import unseen_file_records
+        from core.csv_input import record_ddl
+        from core.spark_scoring import unseen_file_frame
         from streaming.sinks import files_in_batch
 
         started = time.perf_counter()
@@ -189,25 +190,33 @@ class Monitor:
         scored = scored.persist()
         try:
             planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
-            seen = {row[0] for row in scored.select("source_file").distinct().collect()}
-            unseen = unseen_file_records(self.spark, model.params, seen, planned)
-            records = scored if unseen is None else scored.unionByName(unseen)
+            # One job for the counts and the files seen: every job is a fixed cost per batch.
+            counted = scored.agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
+                F.coalesce(F.sum(F.col("is_alert").cast("long")), F.lit(0)).alias("alerts"),
+                F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
+                F.collect_set("source_file").alias("seen_files"),
+            ).first().asDict()
+            seen = set(counted.pop("seen_files"))
+            counts = {**counted, "files": len(seen)}
+            unseen = unseen_file_frame(model.params, seen, planned)
+            records = scored
+            if unseen is not None:
+                # Files Spark never read (zero length): quarantined, and counted here.
+                records = scored.unionByName(self.spark.createDataFrame(unseen, record_ddl(model.params)))
+                counts["rows"] += len(unseen)
+                counts["invalid_rows"] += int((~unseen["is_valid"]).sum())
+                counts["files"] += unseen["source_file"].nunique()
             records = (
                 records.withColumn("model_version", F.lit(model.version or ""))
                 .withColumn("model_uri", F.lit(model.uri))
                 .withColumn("batch_id", F.lit(batch_id).cast("long"))
             )
-            counts = records.agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
-                F.coalesce(F.sum(F.col("is_alert").cast("long")), F.lit(0)).alias("alerts"),
-                F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
-                F.countDistinct("source_file").alias("files"),
-            ).first().asDict()
             events = records.where("is_anomaly")
             alerts = records.where("is_alert")
             quarantine = records.where("NOT is_valid")
-            shown = events.limit(self.args.show).toPandas() if counts["anomalies"] else None
+            shown = events.limit(self.args.show).toPandas() if counts["anomalies"] and self.args.show else None
             raised = alerts.toPandas() if counts["alerts"] else None
             if fault_at("before_write") == batch_id:
                 crash_now("before_write", batch_id)

@@ -12,6 +12,9 @@ Layout under the output root (any Hadoop-compatible URI)::
         summary.json                    counts and the model version that scored the batch
     _staging/                           work in progress; never read
 
+A part directory exists only when the batch has rows for it; ``summary.json`` always does and
+counts rows, anomalies, alerts, invalid rows and files.
+
 ``foreachBatch`` is at-least-once: after a crash Spark re-runs the last planned batch with the
 same id and the same files. A batch whose directory exists is therefore skipped, and a batch is
 written in staging and renamed into place whole, which makes the sink exactly-once.
@@ -46,12 +49,18 @@ class BatchSink:
 
     def write(self, batch_id: int, events, quarantine, summary: dict, alerts=None, scored=None) -> None:
         stage = f"{self.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
-        events.coalesce(1).write.parquet(f"{stage}/events")
-        if alerts is not None:
-            alerts.coalesce(1).write.parquet(f"{stage}/alerts")
-        if scored is not None:
-            scored.coalesce(1).write.parquet(f"{stage}/scored")
-        quarantine.coalesce(1).write.parquet(f"{stage}/quarantine")
+        # A part is written only when it has rows (each write is a Spark job, and most batches
+        # raise no alert and quarantine nothing); summary.json counts every part.
+        parts = {
+            "events": (events, summary["anomalies"]),
+            "alerts": (alerts, summary["alerts"]),
+            "scored": (scored, summary["rows"] - summary["invalid_rows"]),
+            "quarantine": (quarantine, summary["invalid_rows"]),
+        }
+        for name, (frame, rows) in parts.items():
+            if frame is not None and rows:
+                frame.coalesce(1).write.parquet(f"{stage}/{name}")
+        self.fs.mkdirs(stage)
         self.fs.write_text(f"{stage}/summary.json", json.dumps(summary, sort_keys=True))
         target = f"{self.batches}/{batch_dir_name(batch_id)}"
         if not self.fs.rename(stage, target):

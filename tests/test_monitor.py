@@ -105,6 +105,10 @@ def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_pat
     want["source_file"] = want["source_file"].str.replace("file:///", "/")
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert set(events["model_version"]) == {"1"} and events["batch_id"].notna().all()
+    # and a part with no rows is not written (no row was invalid), while its count is
+    assert sum(s["invalid_rows"] for s in summaries) == 0
+    assert not list((tmp_path / "out" / "batches").glob("*/quarantine"))
+    assert len(list((tmp_path / "out" / "batches").glob("*/summary.json"))) == len(summaries)
     # and the MLflow run has per-batch counts with the batch id as the step
     history = registry.client.get_metric_history(handle.monitor.run_id, "rows")
     assert [m.step for m in history] == [s["batch_id"] for s in summaries]

@@ -17,8 +17,11 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     for expected in ("train NAB table: whole run", "train NAB table: JVM start", "train NAB table: log_model",
                      "replay 17 files", "monitor drain of 30 files x 100 rows", "monitor drain of 2 files x 5000",
                      "monitor sustained", "monitor latency", "serving 1-row request p50",
-                     "serving 1000-row request p99", "monitor peak RSS", "monitor RSS growth"):
+                     "serving 1000-row request p99", "monitor peak memory (PSS)", "monitor memory growth"):
         assert any(f.startswith(expected) for f in figures), expected
+    # the memory figure counts the JVM and the Python workers, not only the driver process
+    (memory,) = [r for r in data["rows"] if r["figure"].startswith("monitor peak memory")]
+    assert memory["parts_mib"]["jvm"] > 100 and memory["parts_mib"]["python_workers"] > 20
     for r in data["rows"]:
         assert r["ours"]["median"] > 0 and r["machine"] == data["machine"]
         if r["baseline"]:

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -329,7 +330,18 @@ def train(spark, service, args) -> TrainResult:
         pipeline_model, params, sizes = fitted.pipeline, fitted.params, fitted.cluster_sizes
         kmeans = pipeline_model.stages[2]
         threshold = params.threshold
-        silhouette = _silhouette(pipeline_model, fitted.vectors)
+        # Spark computes the silhouette and the input example while this thread writes the
+        # summary, its plot and the model (Python work): about 1 s less of a 17 s NAB run.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-spark") as pool:
+            silhouette_job = pool.submit(_silhouette, pipeline_model, fitted.vectors)
+            example_job = pool.submit(lambda: table.valid.limit(5).toPandas())
+            summary = cluster_summary(params, sizes)
+            _log_summary(summary, params)
+            example = example_job.result()
+            log_started = time.perf_counter()
+            info = log_anomaly_model(params, example, args.model_name or None)
+            log_model_seconds = time.perf_counter() - log_started
+            silhouette = silhouette_job.result()
         metrics = {f"cluster_size_{i}": size for i, size in enumerate(sizes)}
         metrics.update(
             expected_label=params.expected_label,
@@ -340,12 +352,6 @@ def train(spark, service, args) -> TrainResult:
             fit_seconds=fit_seconds,
         )
         mlflow.log_metrics(metrics)
-        summary = cluster_summary(params, sizes)
-        _log_summary(summary, params)
-        example = table.valid.limit(5).toPandas()
-        log_started = time.perf_counter()
-        info = log_anomaly_model(params, example, args.model_name or None)
-        log_model_seconds = time.perf_counter() - log_started
         mlflow.log_metrics(
             {"log_model_seconds": log_model_seconds, "train_seconds": time.perf_counter() - started}
         )
@@ -418,19 +424,33 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def _import_while_the_jvm_starts() -> None:
+    """Imports that a training run needs later, done while this thread would only wait."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import pyspark.ml.clustering  # noqa: F401
+    import pyspark.ml.evaluation  # noqa: F401
+    import pyspark.ml.feature  # noqa: F401
+
+
 @main_guard
 def main(argv=None) -> int:
-    from core.spark import spark_session
+    from core.spark import spark_session_in_background
     from core.tracking import MlflowService
 
     args = parse_args(argv)
     started = time.perf_counter()
-    with MlflowService() as service:
-        with spark_session("train", args.master, args.conf) as spark:
+    with spark_session_in_background("train", args.master, args.conf) as started_spark:
+        with MlflowService() as service:
+            _import_while_the_jvm_starts()
+            spark = started_spark()
+            # Until the session is up; MLflow's set-up ran meanwhile.
             jvm_seconds = time.perf_counter() - started
             result = train(spark, service, args)
-        service.client.log_metric(result.run_id, "jvm_start_seconds", jvm_seconds)
-        service.client.log_metric(result.run_id, "wall_seconds", time.perf_counter() - started)
+            service.client.log_metric(result.run_id, "jvm_start_seconds", jvm_seconds)
+            service.client.log_metric(result.run_id, "wall_seconds", time.perf_counter() - started)
     print(f"train wall time {time.perf_counter() - started:.1f} s (JVM start {jvm_seconds:.1f} s)")
     return 0
 
