@@ -20,6 +20,40 @@ def fmt(value) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+# The goals of the speed issue, checked against the figures they are about.
+# (figure prefix, what is compared, goal text, value from the row, test)
+GOALS = [
+    ("train NAB table: whole run", "train on the NAB table, whole run with JVM start", "at most 15 s",
+     lambda r: r["ours"]["median"], lambda v: v <= 15, "{:.1f} s"),
+    ("train 1e+07 rows: Spark KMeans pipeline fit", "Spark pipeline fit / scikit-learn fit at 10^7 rows",
+     "at most 2x", lambda r: r["ratio"], lambda v: v <= 2, "{:.1f}x"),
+    ("monitor drain of", "monitor drain throughput / no-scoring stream, 100-row files", "at least 0.5x",
+     lambda r: r["ratio"] if "x 100 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
+    ("monitor drain of", "monitor drain throughput / no-scoring stream, 10^5-row files", "at least 0.5x",
+     lambda r: r["ratio"] if "x 100000 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
+    ("monitor latency at", "monitor p50 latency at the highest rate kept up with, window 3 s",
+     "at most window + 1 s = 4 s", lambda r: r["ours"]["median"] if r["figure"].endswith("p50") else None,
+     lambda v: v <= 4, "{:.2f} s"),
+    ("serving 1-row request p50", "serving, 1-row request p50", "at most 5 ms",
+     lambda r: r["ours"]["median"], lambda v: v <= 5, "{:.2f} ms"),
+    ("monitor memory growth: peak of the last third / peak of the middle third",
+     "monitor memory stops growing: peak of the last third / middle third of 10 minutes",
+     "at most 1.02 (our reading of 'stops growing')", lambda r: r["ours"]["median"], lambda v: v <= 1.02, "{:.3f}"),
+]
+
+
+def goals_markdown(report: dict) -> list[str]:
+    lines = ["| goal | measured | target | met |", "| --- | --- | --- | --- |"]
+    for prefix, what, target, value_of, test, shown in GOALS:
+        values = [value_of(r) for r in report["rows"] if r["figure"].startswith(prefix)]
+        values = [v for v in values if v is not None]
+        if not values:
+            lines.append(f"| {what} | not measured in this run | {target} | - |")
+            continue
+        lines.append(f"| {what} | {shown.format(values[0])} | {target} | {'yes' if test(values[0]) else 'no'} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"Measured on {report['machine']} with `{report['command']}`"
@@ -37,6 +71,7 @@ def markdown(report: dict) -> str:
         better = " (higher is better)" if r.get("higher_is_better") else ""
         note = f" — {r['note']}" if r.get("note") else ""
         lines.append(f"| {r['figure']}{note} | {r['unit']}{better} | {ours} | {base} | {fmt(r['ratio'])} |")
+    lines += ["", "The issue's goals, read from the same figures:", "", *goals_markdown(report)]
     return "\n".join(lines)
 
 
@@ -56,7 +91,10 @@ def main(argv=None) -> int:
         report = json.loads(Path(args.json).read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {args.json}: {error}") from None
-    update_readme(Path(args.readme), report)
+    try:
+        update_readme(Path(args.readme), report)
+    except OSError as error:
+        raise UserError(f"cannot update {args.readme}: {error}") from None
     print(f"updated the performance section of {args.readme} from {args.json}")
     return 0
 
