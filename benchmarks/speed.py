@@ -514,7 +514,7 @@ def print_table(rows: list[dict]) -> None:
 def main(argv=None) -> int:
     import mlflow
 
-    from core.spark import create_spark
+    from core.spark import create_spark, stop_state_stores
     from core.tracking import MlflowService
     from training.prepare import collate, write_table
 
@@ -579,6 +579,7 @@ def main(argv=None) -> int:
                                               args.large_files, args.large_rows,
                                               [float(r) for r in args.rates.split(",") if r], args.segment_seconds)
                 finally:
+                    stop_state_stores(spark)
                     spark.stop()
             if "memory" in parts:
                 rows += bench_memory(store, model_uri, work / "monitor", args.memory_minutes, args.memory_rate)

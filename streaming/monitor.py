@@ -137,6 +137,11 @@ class Monitor:
         # Idle series are forgotten when the next batch with data runs; without this setting a
         # processing-time timeout makes Spark run an empty batch every window.
         self.spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        # Each batch's new files are listed by a Spark job with one task per file (600 files:
+        # 600 tasks, 1.6 s of a 5 s batch); a task per core lists them as widely for a tenth.
+        if self.spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism", None) is None:
+            self.spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
+                                str(self.spark.sparkContext.defaultParallelism))
         records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params,
                                          int(self.args.series_idle_minutes * 60_000))
         return (
