@@ -127,6 +127,11 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
     # Executors' Python must be this interpreter, so they see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # PySpark's applyInPandasWithState pads its own frames with all-NA rows, which pandas 2.x
+    # warns about once per worker; the workers inherit this filter, our code is not affected.
+    padding = "ignore:The behavior of DataFrame concatenation with empty or all-NA entries:FutureWarning"
+    if padding not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), padding) if w)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
