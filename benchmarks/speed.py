@@ -80,6 +80,17 @@ def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:
 
 
 # -- train -------------------------------------------------------------------------------------
+def run_train(store: str, *arguments: str) -> subprocess.CompletedProcess:
+    """The train entry point in its own process (its JVM start is part of what is measured)."""
+    result = subprocess.run(
+        [PYTHON, "-m", "training.train", *arguments],
+        cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
+    return result
+
+
 def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
                 history_args: tuple[str, ...] = ("--history", "value")) -> list[dict]:
     """The train entry point; by default on the rows' own values, like for like with the
@@ -91,14 +102,8 @@ def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
     client = MlflowClient(store, store)
     for _ in range(repeat):
         started = time.perf_counter()
-        result = subprocess.run(
-            [PYTHON, "-m", "training.train", "--data", str(table), "--k", str(k), "--model-name", "",
-             *history_args],
-            cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
-            capture_output=True, text=True)
+        result = run_train(store, "--data", str(table), "--k", str(k), "--model-name", "", *history_args)
         walls.append(time.perf_counter() - started)
-        if result.returncode != 0:
-            raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
         run_id = result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
         metrics = client.get_run(run_id).data.metrics
         jvm.append(metrics["jvm_start_seconds"])
@@ -404,8 +409,10 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     def peak(kind: str, start: float = 0.0, end: float = float("inf")) -> float:
         return max((k[kind] for t, k in samples if start <= t <= end), default=0.0)
 
-    per_minute = [peak("total", m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)]
-    trace = ", ".join(f"{v:.0f}" for v in per_minute if v)
+    kinds = ("total", "driver", "jvm", "python_workers")
+    per_minute = {kind: [peak(kind, m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)]
+                  for kind in kinds}
+    trace = ", ".join(f"{v:.0f}" for v in per_minute["total"] if v)
     first, middle, last = (peak("total", 0, total / 3), peak("total", total / 3, 2 * total / 3),
                            peak("total", 2 * total / 3))
     peak_row = row(
@@ -414,10 +421,8 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
         f"driver Python {peak('driver'):.0f} + JVM {peak('jvm'):.0f} + Python workers "
         f"{peak('python_workers'):.0f} MiB at their peaks (up to {peak('workers') - 1:.0f} workers and "
         f"their daemon); RSS summed without sharing: {peak('rss'):.0f} MiB; peak per minute: {trace} MiB")
-    kinds = ("total", "driver", "jvm", "python_workers")
     peak_row["parts_mib"] = {kind: peak(kind) for kind in kinds[1:]}
-    peak_row["per_minute_mib"] = {
-        kind: [peak(kind, m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)] for kind in kinds}
+    peak_row["per_minute_mib"] = per_minute
     return [
         peak_row,
         row("monitor memory growth: peak of the last third / peak of the first third", "ratio",
@@ -490,13 +495,7 @@ def train_benchmark_model(store: str) -> str:
     """The monitor's and server's model: the sample table with train's defaults, registered."""
     from mlflow import MlflowClient
 
-    result = subprocess.run(
-        [PYTHON, "-m", "training.train", "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"),
-         "--model-name", "bench-monitor"],
-        cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
-        capture_output=True, text=True)
-    if result.returncode != 0:
-        raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
+    run_train(store, "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"), "--model-name", "bench-monitor")
     versions = MlflowClient(store, store).search_model_versions("name='bench-monitor'")
     return f"models:/bench-monitor/{max(int(v.version) for v in versions)}"
 
