@@ -7,6 +7,12 @@ gets a ``source`` column naming its file (unless it has a host/source column alr
 written under a unique name in a staging folder on the same filesystem, then renamed into the
 directory: the monitor never sees a half-written file, and no name is ever reused.
 
+Spark's file source takes new files in modification-time order (milliseconds; ties in listing
+order) and the monitor continues each series from the rows before, so the chunks of one source
+get strictly increasing modification times: two chunks written in the same millisecond could
+otherwise reach the monitor in either order, and the later rows would be scored before the
+earlier ones.
+
     python -m streaming.streamer --input streamdata data/sample/metrics.csv
     mlflow run . -e stream --env-manager local -P input=streamdata -P files=data/sample/metrics.csv
 """
@@ -28,6 +34,30 @@ from pathlib import Path
 
 from core.errors import UserError, main_guard
 from core.schema import SOURCE_COLUMNS
+
+# A filesystem whose times are coarse (FAT's are 2 s) still advances within this.
+MTIME_ADVANCE_DEADLINE_SECONDS = 5.0
+
+
+def mtime_ms(path: Path) -> int:
+    return os.stat(path).st_mtime_ns // 1_000_000
+
+
+def stamp_after(path: Path, previous_ms: int | None) -> int:
+    """Touch ``path`` until its modification time (ms) is later than ``previous_ms``; return it.
+
+    Waits for the clock instead of writing a time ahead of it, so each chunk's time is real.
+    """
+    stamped = mtime_ms(path)
+    deadline = time.monotonic() + MTIME_ADVANCE_DEADLINE_SECONDS
+    while previous_ms is not None and stamped <= previous_ms:
+        if time.monotonic() > deadline:
+            raise UserError(f"the modification time of {path} does not advance past {previous_ms} ms; "
+                            "the monitor could not tell the order of this source's chunks")
+        time.sleep(0.001)
+        os.utime(path)
+        stamped = mtime_ms(path)
+    return stamped
 
 
 @dataclass
@@ -83,7 +113,8 @@ class Streamer:
         self._lock = threading.Lock()
         self.errors: list[str] = []
 
-    def write_chunk(self, source: SourceFile, rows: list[list[str]], number: int) -> Path:
+    def write_chunk(self, source: SourceFile, rows: list[list[str]], number: int,
+                    previous_ms: int | None = None) -> tuple[Path, int]:
         header = source.header + (["source"] if source.add_source else [])
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -93,19 +124,21 @@ class Streamer:
         name = f"{source.path.stem}-{number:06d}-{uuid.uuid4().hex[:8]}.csv"
         staged = self.staging / name
         staged.write_text(buffer.getvalue(), encoding="utf-8")
+        stamped = stamp_after(staged, previous_ms)  # a rename keeps the time
         final = self.target / name
         os.replace(staged, final)  # atomic on one filesystem; never overwrites (unique name)
-        return final
+        return final, stamped
 
     def feed(self, source: SourceFile) -> None:
         number = 0
+        previous_ms = None
         try:
             while not self.stop.is_set():
                 for start in range(0, len(source.rows), self.rows_per_chunk):
                     if self.stop.is_set():
                         return
                     chunk = source.rows[start:start + self.rows_per_chunk]
-                    written = self.write_chunk(source, chunk, number)
+                    written, previous_ms = self.write_chunk(source, chunk, number, previous_ms)
                     number += 1
                     with self._lock:
                         self.chunks_written += 1
@@ -115,7 +148,7 @@ class Streamer:
                     self.stop.wait(self.interval)
                 if not self.loop:
                     return
-        except OSError as error:
+        except (OSError, UserError) as error:
             with self._lock:
                 self.errors.append(f"{source.path}: {error}")
             self.stop.set()
