@@ -163,10 +163,14 @@ def empty_records(params: ModelParams) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=_dtype(c, params)) for c in record_columns(params)})
 
 
-def series_order(records: pd.DataFrame) -> np.ndarray:
+def record_times(records: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(records[TIMESTAMP], errors="coerce", format="mixed", utc=True)
+
+
+def series_order(records: pd.DataFrame, stamps: pd.Series | None = None) -> np.ndarray:
     """Positions of a series' records in time order; file and line break ties."""
-    stamps = pd.to_datetime(records[TIMESTAMP], errors="coerce", format="mixed")
-    keys = pd.DataFrame({"t": stamps.to_numpy(), "f": records["source_file"].to_numpy(),
+    stamps = record_times(records) if stamps is None else stamps
+    keys = pd.DataFrame({"t": stamps.values, "f": records["source_file"].to_numpy(),
                          "l": records["line_number"].to_numpy()})
     return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()
 
@@ -175,13 +179,28 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
                   ) -> tuple[pd.DataFrame, SeriesState]:
     """Score one series' parsed records in time order, continuing from ``state``.
 
-    Quarantined records pass through unscored. Returns the records (time order, then the
-    quarantined ones) and the series' state after them.
+    Quarantined records pass through unscored. A row older than the series' latest scored row
+    (its file arrived after a later one) is quarantined as late: its history is already gone,
+    and scoring it against later rows would give it a wrong score. Returns the records (time
+    order, then the quarantined ones) and the series' state after them.
     """
     valid = records[records["is_valid"].to_numpy(dtype=bool)]
     rest = records[~records["is_valid"].to_numpy(dtype=bool)]
-    valid = valid.iloc[series_order(valid)] if len(valid) > 1 else valid
+    stamps = record_times(valid)
+    if len(valid) > 1:
+        order = series_order(valid, stamps)
+        valid, stamps = valid.iloc[order], stamps.iloc[order]
+    if state is not None and state.last_time is not None and len(valid):
+        late = (stamps < pd.Timestamp(state.last_time)).to_numpy()
+        if late.any():
+            held = valid[late].copy()
+            held["is_valid"] = False
+            held["reason"] = f"late: older than this series' latest scored row ({state.last_time})"
+            rest = pd.concat([rest, held]) if len(rest) else held
+            valid, stamps = valid[~late], stamps[~late]
     scored, new_state = score_series(params, valid[params.features], state)
+    if len(valid):
+        new_state.last_time = stamps.max().isoformat()
     out = valid.copy()
     for column in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", *history_columns(params)):
         out[column] = scored[column].to_numpy()

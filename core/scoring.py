@@ -211,12 +211,14 @@ class SeriesState:
     ``tail``: its last ``params.tail_rows`` valid input rows, oldest first (raw inputs, not
     features, so a new model with the same inputs can pick up where the old one stopped);
     ``rows_since_alert``: valid rows since its last alert, None before the first;
-    ``rows``: valid rows seen.
+    ``rows``: valid rows seen; ``last_time``: the latest timestamp scored (UTC, ISO 8601), so a
+    row that arrives after later rows of its series can be told apart (None in older states).
     """
 
     tail: list[list[float]] = field(default_factory=list)
     rows_since_alert: int | None = None
     rows: int = 0
+    last_time: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -298,7 +300,7 @@ def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | 
     score = np.full(n, np.nan)
     is_anomaly = np.zeros(n, dtype=bool)
     is_alert = np.zeros(n, dtype=bool)
-    new_state = SeriesState(list(state.tail), state.rows_since_alert, state.rows)
+    new_state = SeriesState(list(state.tail), state.rows_since_alert, state.rows, state.last_time)
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
         z = (vectors - np.asarray(params.mean)) * np.asarray(params.scale)

@@ -11,7 +11,8 @@ per-batch counts (step = batch id), the model version in use and every switch.
 Rows are scored per series (the ``host`` or ``source`` column, else the file name) in time
 order. Each series' state (its last rows, for the history features, and the rows since its
 last alert, for the cooldown) lives in Spark's state store (``applyInPandasWithState``), in
-the query's checkpoint, so it survives micro-batches and restarts. The model is part of the
+the query's checkpoint, so it survives micro-batches and restarts. A row older than its
+series' latest scored row (a file that came after a later one) is quarantined as late. The model is part of the
 query, so the monitor checks the alias once per window between batches and, when it moved,
 stops the query and starts it again from the same checkpoint with the new model: no row is
 lost or scored twice, series state carries over, and every event names the version that

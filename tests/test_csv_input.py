@@ -50,3 +50,31 @@ def test_many_files_keep_their_own_headers():
 
 def test_no_files_give_an_empty_frame_with_the_record_columns():
     assert list(score_files(PARAMS, []).columns) == record_columns(PARAMS)
+
+
+def test_rows_older_than_the_series_latest_scored_row_are_quarantined_as_late():
+    from core.csv_input import parse_files, score_records
+
+    def records(name, *times):
+        body = b"".join(f"{t},30,3000000,8000000,web-1\n".encode() for t in times)
+        return parse_files(PARAMS, [(f"/in/{name}.csv", b"timestamp,cpu,disk,network,host\n" + body)])
+
+    # given a series scored up to 00:10
+    first, state = score_records(PARAMS, records("a", "2026-01-05 00:05:00", "2026-01-05 00:10:00"))
+    assert first["is_valid"].all() and state.last_time == "2026-01-05T00:10:00+00:00"
+    # when a later file brings one row older than that, one equal to it and one newer
+    second, after = score_records(PARAMS, records("b", "2026-01-05 00:00:00", "2026-01-05 00:10:00",
+                                                  "2026-01-05 00:15:00"), state)
+    # then only the older row is quarantined, with the time it missed; the rest continue the series
+    late = second[~second["is_valid"]]
+    assert late["line_number"].tolist() == [2]
+    assert late["reason"].iloc[0] == "late: older than this series' latest scored row (2026-01-05T00:10:00+00:00)"
+    assert late["raw"].iloc[0].startswith("2026-01-05 00:00:00,30")
+    assert second["is_valid"].sum() == 2 and after.rows == 4 and after.last_time == "2026-01-05T00:15:00+00:00"
+
+
+def test_a_state_saved_before_late_rows_were_tracked_still_loads():
+    from core.scoring import SeriesState
+
+    old = SeriesState.from_json('{"tail": [[1.0, 2.0, 3.0]], "rows_since_alert": null, "rows": 1}')
+    assert old.last_time is None and old.rows == 1

@@ -235,6 +235,29 @@ def test_a_series_idle_past_its_timeout_is_forgotten_and_starts_afresh(running, 
     assert len(read_summaries(handle.output)) == 3  # no empty batches in between
 
 
+def test_a_file_arriving_after_a_later_file_of_its_series_has_its_older_rows_quarantined_as_late(
+        running, tmp_path):
+    header = "timestamp,cpu,disk,network,source\n"
+    handle = running(scored_rows=True)
+    # given series web-1 scored up to 00:10
+    drop(tmp_path / "in", (header + "2026-01-05 00:05:00,20,2562056,5933743,web-1\n"
+                                    "2026-01-05 00:10:00,30,2562056,5933743,web-1\n").encode(), name="web-1-b.csv")
+    handle.process()
+    # when a file with an older and a newer row of it arrives next
+    drop(tmp_path / "in", (header + "2026-01-05 00:00:00,25,2562056,5933743,web-1\n"
+                                    "2026-01-05 00:15:00,35,2562056,5933743,web-1\n").encode(), name="web-1-a.csv")
+    summaries = handle.process()
+    # then the older row is quarantined and counted, not scored against later rows
+    assert [s["rows"] for s in summaries] == [2, 2] and [s["invalid_rows"] for s in summaries] == [0, 1]
+    quarantine = read_output(handle.output, "quarantine")
+    assert quarantine["line_number"].tolist() == [2] and quarantine["source_file"].str.endswith("web-1-a.csv").all()
+    assert quarantine["reason"].iloc[0].startswith("late: older than this series' latest scored row (2026-01-05T00:10:00")
+    # and the newer row continues the series from the rows before it
+    scored = read_output(handle.output, "scored").sort_values("timestamp")
+    assert scored["cpu"].tolist() == [20.0, 30.0, 35.0]
+    assert scored["cpu_mean"].iloc[-1] == pytest.approx((20 + 30 + 35) / 3)
+
+
 def test_restart_from_the_checkpoint_emits_only_new_rows(running, tmp_path):
     first = running()
     drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,99,50000000,1\n")
