@@ -255,17 +255,22 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
 def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pace: float = 0.0,
                  renamed: dict | None = None, prefix: str = "bench") -> None:
     lines = (PROJECT_ROOT / "data" / "sample" / "metrics.csv").read_text().splitlines()
-    # 20 hosts, as the streamer labels its chunks: each file continues its host's series.
-    header, body = lines[0] + ",source", lines[1:]
+    # 20 hosts, as the streamer labels its chunks: each file continues its host's series, in
+    # time order (the monitor quarantines rows older than their series' latest as late).
+    header, values = lines[0] + ",source", [line.split(",", 1)[1] for line in lines[1:]]
+    first = pd.Timestamp(lines[1].split(",", 1)[0])
     staging.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     next_due = time.monotonic()
     for i in range(count):
-        start = (i * rows_per_file) % len(body)
-        host = f"host-{i % 20:02d}"
-        rows = [f"{body[(start + j) % len(body)]},{host}" for j in range(rows_per_file - 1)]
+        start = (i * rows_per_file) % len(values)
+        host = f"{prefix}-host-{i % 20:02d}"  # each call its own hosts: its times start again
+        step = (i // 20) * rows_per_file  # this host's rows so far
+        stamps = [(first + pd.Timedelta(minutes=5 * (step + j))).strftime("%Y-%m-%d %H:%M:%S")
+                  for j in range(rows_per_file)]
+        rows = [f"{stamps[j + 1]},{values[(start + j) % len(values)]},{host}" for j in range(rows_per_file - 1)]
         # One sure anomaly per file, so every file leaves an event to time.
-        chunk = [header, f"2026-01-05 00:00:00,99,90000000,1,{host}", *rows]
+        chunk = [header, f"{stamps[0]},99,90000000,1,{host}", *rows]
         name = f"{prefix}-{i:06d}.csv"
         (staging / name).write_text("\n".join(chunk) + "\n")
         os.replace(staging / name, folder / name)
@@ -302,6 +307,7 @@ def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, ro
         query.stop()
         service.end_run(monitor.run_id)
     ours = time.perf_counter() - started
+    _check_all_scored(work / name / "out")
     started = time.perf_counter()
     plain = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
              .selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
@@ -314,9 +320,22 @@ def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, ro
     return ours, time.perf_counter() - started
 
 
+def _check_all_scored(output: Path) -> None:
+    """The benchmark's files are all valid; a quarantined row means the figures time the
+    quarantine path, not scoring, so the run stops instead of reporting them."""
+    from streaming.sinks import read_output, read_summaries
+
+    invalid = sum(s["invalid_rows"] for s in read_summaries(str(output)))
+    if invalid:
+        reasons = read_output(str(output), "quarantine")["reason"].str.split(" \\(").str[0].value_counts()
+        raise UserError(f"the monitor quarantined {invalid} of the benchmark's own rows "
+                        f"({', '.join(f'{n}: {r}' for r, n in reasons.items())}); figures not reported")
+
+
 def _latencies(output: Path, renamed: dict) -> dict[str, float]:
     from streaming.sinks import read_output
 
+    _check_all_scored(output)
     events = read_output(str(output), "events")
     committed = {int(d.name.split("=")[1]): (d / "summary.json").stat().st_mtime
                  for d in (output / "batches").glob("batch_id=*")}
