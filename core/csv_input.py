@@ -164,12 +164,13 @@ def empty_records(params: ModelParams) -> pd.DataFrame:
 
 
 def record_times(records: pd.DataFrame) -> pd.Series:
+    """The records' timestamps as UTC instants: the one reading of time that orders a series."""
     return pd.to_datetime(records[TIMESTAMP], errors="coerce", format="mixed", utc=True)
 
 
-def series_order(records: pd.DataFrame, stamps: pd.Series | None = None) -> np.ndarray:
-    """Positions of a series' records in time order; file and line break ties."""
-    stamps = record_times(records) if stamps is None else stamps
+def series_order(records: pd.DataFrame, stamps: pd.Series) -> np.ndarray:
+    """Positions of a series' records in time order (``stamps``: their ``record_times``); file
+    and line break ties."""
     keys = pd.DataFrame({"t": stamps.values, "f": records["source_file"].to_numpy(),
                          "l": records["line_number"].to_numpy()})
     return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()

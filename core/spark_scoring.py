@@ -174,6 +174,7 @@ def training_features(table, features: list[str], history: list[str], span: int,
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, StructField, StructType
 
+    from core.csv_input import record_times
     from core.schema import TIMESTAMP
     from core.scoring import derived_name, history_features
 
@@ -186,7 +187,7 @@ def training_features(table, features: list[str], history: list[str], span: int,
     def derive(group: pd.DataFrame) -> pd.DataFrame:
         keys = pd.DataFrame({"o": group[ORDER_COLUMN].to_numpy()})
         if has_time:
-            keys.insert(0, "t", pd.to_datetime(group[TIMESTAMP], errors="coerce", format="mixed").to_numpy())
+            keys.insert(0, "t", record_times(group).values)
         ordered = group.iloc[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
         vectors, _ = history_features(history, span, ordered[features].to_numpy(dtype=float), [])
         return pd.DataFrame(vectors, columns=names)
