@@ -165,12 +165,66 @@ def score_binary_files(spark, files, params: ModelParams, planned_paths: list[st
 ORDER_COLUMN = "_row_order"
 
 
-def training_features(table, features: list[str], history: list[str], span: int, series: str | None):
-    """The training table with its history features (``vector_columns``), from the core.
+def unreadable_time(column: str = "timestamp"):
+    """True for a timestamp Spark cannot read but that is not blank: only the core's own
+    reading of time (``record_times``, pandas) may order such rows."""
+    from pyspark.sql import functions as F
+
+    text = F.trim(F.col(column))
+    return (F.coalesce(F.length(text), F.lit(0)) > 0) & text.try_cast("timestamp").isNull()
+
+
+def training_features(table, features: list[str], history: list[str], span: int, series: str | None,
+                      times_readable: bool | None = None):
+    """The training table with its history features (``vector_columns``), the core's formulas.
 
     Rows are grouped by ``series`` (one series when None) and taken in time order, file order
-    breaking ties, exactly as the monitor and replay take them.
+    breaking ties, exactly as the monitor and replay take them. When Spark can read every
+    timestamp (``times_readable``; checked with a job when None) the features are Spark SQL
+    window functions: the core's formulas over the same rows, no Python workers (starting
+    them was 1-1.5 s of a 15 s NAB training run); sums in another order, so they equal the
+    core's to about 1e-15, not bit for bit (the parity test holds them to 1e-12). Otherwise
+    the core itself computes them in Python workers, ordering by its own reading of time.
     """
+    from pyspark.sql import functions as F
+
+    from core.schema import TIMESTAMP
+    from core.scoring import derived_name
+
+    if history == ["value"]:
+        return table
+    ordered = table.withColumn(ORDER_COLUMN, F.monotonically_increasing_id())
+    has_time = TIMESTAMP in table.columns
+    if has_time and times_readable is None:
+        times_readable = table.where(unreadable_time(TIMESTAMP)).limit(1).count() == 0
+    if has_time and not times_readable:
+        return _training_features_in_python(ordered, features, history, span, series)
+    from pyspark.sql import Window
+
+    order = ([F.trim(F.col(TIMESTAMP)).try_cast("timestamp").asc_nulls_last()] if has_time else []) + [
+        F.col(ORDER_COLUMN)]
+    by_series = Window.partitionBy(F.col(series) if series else F.lit(""))
+    in_order = by_series.orderBy(*order)
+    window = in_order.rowsBetween(-(span - 1), Window.currentRow)
+    columns = []
+    for feature in features:
+        value = F.col(feature)
+        for transform in history:
+            if transform == "value":
+                column = value
+            elif transform == "delta":
+                # A series' first row has a delta of 0, as in the core.
+                column = value - F.coalesce(F.lag(value, 1).over(in_order), value)
+            elif transform == "mean":
+                column = F.avg(value).over(window)
+            else:
+                column = F.stddev_pop(value).over(window)
+            columns.append(column.cast("double").alias(derived_name(feature, transform)))
+    return ordered.select(*columns)
+
+
+def _training_features_in_python(ordered, features, history, span, series):
+    """The core's ``history_features`` per series in Python workers, ordered by ``record_times``."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -179,19 +233,16 @@ def training_features(table, features: list[str], history: list[str], span: int,
     from core.scoring import derived_name, history_features
 
     names = [derived_name(f, t) for f in features for t in history]
-    if history == ["value"]:
-        return table
     schema = StructType([StructField(n, DoubleType()) for n in names])
-    has_time = TIMESTAMP in table.columns
+    has_time = TIMESTAMP in ordered.columns
 
     def derive(group: pd.DataFrame) -> pd.DataFrame:
         keys = pd.DataFrame({"o": group[ORDER_COLUMN].to_numpy()})
         if has_time:
             keys.insert(0, "t", record_times(group).values)
-        ordered = group.iloc[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
-        vectors, _ = history_features(history, span, ordered[features].to_numpy(dtype=float), [])
+        positions = group.iloc[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
+        vectors, _ = history_features(history, span, positions[features].to_numpy(dtype=float), [])
         return pd.DataFrame(vectors, columns=names)
 
-    ordered = table.withColumn(ORDER_COLUMN, F.monotonically_increasing_id())
     key = F.col(series) if series else F.lit("")
     return ordered.groupBy(key).applyInPandas(derive, schema)

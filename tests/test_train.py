@@ -135,7 +135,13 @@ def test_a_missing_training_table_is_a_clear_error(spark, mlflow_service, tmp_pa
         train_job.train(spark, mlflow_service, train_args(tmp_path / "absent.csv"))
 
 
-def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path):
+@pytest.mark.parametrize(
+    "time_format, path_taken",
+    [("%Y-%m-%d %H:%M:%S", "spark_sql"),  # ISO: Spark's window functions
+     ("%m/%d/%Y %H:%M", "core_in_python")],  # only pandas reads it: the core orders and computes
+)
+def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path, time_format,
+                                                                             path_taken):
     # given a table of two hosts with its rows shuffled
     from core.scoring import history_features
     from core.spark_scoring import training_features
@@ -144,21 +150,28 @@ def test_training_history_features_are_the_cores_on_each_series_in_time_order(sp
     stamps = pd.date_range("2026-01-05", periods=60, freq="5min")
     frames = []
     for host in ("web-1", "web-2"):
-        frames.append(pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "host": host,
+        frames.append(pd.DataFrame({"timestamp": stamps.strftime(time_format), "host": host,
                                     "cpu": rng.uniform(0, 100, 60)}))
     table = pd.concat(frames).sample(frac=1.0, random_state=1)
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
     loaded = train_job.load_feature_table(spark, str(path), ["cpu"])
     # when training computes the features
-    got = training_features(loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series).toPandas()
-    # then they are the core's, per host in time order
+    features = training_features(loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series,
+                                 loaded.unreadable_times == 0)
+    got = features.toPandas()
+    # then they are the core's, per host in time order (the deltas are exact; means and spreads
+    # summed in another order by Spark agree to rounding)
     want = []
     for host in ("web-1", "web-2"):
         series = frames[0 if host == "web-1" else 1]["cpu"].to_numpy()[:, None]
         want.append(history_features(["delta", "mean", "std"], 6, series, [])[0])
     want = pd.DataFrame(np.vstack(want), columns=["cpu_delta", "cpu_mean", "cpu_std"])
-    key = ["cpu_mean", "cpu_std", "cpu_delta"]
     assert loaded.series == "host" and len(got) == 120
-    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True)[key],
-                                  want.sort_values(key).reset_index(drop=True)[key], check_exact=True)
+    assert loaded.unreadable_times == (0 if path_taken == "spark_sql" else 120)
+    plan = features._jdf.queryExecution().executedPlan().toString()
+    assert ("FlatMapGroupsInPandas" in plan) == (path_taken == "core_in_python"), plan
+    got = got.sort_values(["cpu_delta", "cpu_mean"]).reset_index(drop=True)
+    want = want.sort_values(["cpu_delta", "cpu_mean"]).reset_index(drop=True)
+    np.testing.assert_array_equal(got["cpu_delta"], want["cpu_delta"])
+    np.testing.assert_allclose(got[["cpu_mean", "cpu_std"]], want[["cpu_mean", "cpu_std"]], rtol=1e-12, atol=1e-12)

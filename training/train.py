@@ -52,6 +52,7 @@ class FeatureTable:
     total_rows: int
     invalid_rows: int
     series: str | None = None  # the column naming each row's series, if the table has one
+    unreadable_times: int = 0  # valid rows whose timestamp Spark cannot read
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     """
     from pyspark.sql import functions as F
 
+    from core.spark_scoring import unreadable_time
+
     try:
         raw = spark.read.option("header", True).option("inferSchema", False).csv(uri)
     except Exception as error:  # noqa: BLE001 - AnalysisException: path missing or unreadable
@@ -109,8 +112,12 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     for check in checks[1:]:
         is_valid = is_valid & check
     flagged = typed.withColumn("_valid", is_valid).cache()
-    counts = flagged.groupBy("_valid").count().collect()
+    # The same job counts the valid rows whose timestamp Spark cannot read (see training_features).
+    unreadable = unreadable_time(TIMESTAMP) if TIMESTAMP in raw.columns else F.lit(False)
+    counts = flagged.groupBy("_valid").agg(F.count(F.lit(1)).alias("count"),
+                                           F.sum(unreadable.cast("long")).alias("unreadable")).collect()
     by_flag = {row["_valid"]: row["count"] for row in counts}
+    unreadable_times = next((row["unreadable"] or 0 for row in counts if row["_valid"]), 0)
     total = sum(by_flag.values())
     if total == 0:
         raise UserError(f"feature table {uri} has no data rows")
@@ -118,7 +125,7 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     if valid_rows == 0:
         raise UserError(f"feature table {uri} has no valid rows (all {total} are invalid)")
     valid = flagged.where("_valid").drop("_valid")
-    return FeatureTable(valid, total, total - valid_rows, series)
+    return FeatureTable(valid, total, total - valid_rows, series, int(unreadable_times))
 
 
 def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int):
@@ -182,7 +189,8 @@ class FittedModel:
 
 
 def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
-              spec: HistorySpec | None = None, series: str | None = None) -> FittedModel:
+              spec: HistorySpec | None = None, series: str | None = None,
+              times_readable: bool | None = None) -> FittedModel:
     """Compute the history features, fit the pipeline, and turn it into scoring parameters
     with a learned distance threshold. Without ``spec`` the model is the original one: each
     row's own values, no history, an alert for every anomalous row."""
@@ -190,7 +198,7 @@ def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
 
     spec = spec or HistorySpec(("value",), 1, 0.5, 0)
     columns = spec.vector_columns(features)
-    vectors = training_features(table, list(features), list(spec.history), spec.span, series)
+    vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
     if spec.history != ("value",):
         vectors = vectors.cache()
     pipeline_model = fit_pipeline(vectors, columns, k, seed, max_iter)
@@ -325,7 +333,7 @@ def train(spark, service, args) -> TrainResult:
         )
         fit_started = time.perf_counter()
         fitted = fit_model(table.valid, features, args.k, args.seed, args.max_iter, args.rule,
-                           args.threshold_quantile, spec, table.series)
+                           args.threshold_quantile, spec, table.series, table.unreadable_times == 0)
         fit_seconds = time.perf_counter() - fit_started
         pipeline_model, params, sizes = fitted.pipeline, fitted.params, fitted.cluster_sizes
         kmeans = pipeline_model.stages[2]
