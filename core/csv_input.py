@@ -62,8 +62,68 @@ def _split_lines(content: bytes) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
-def _parse_columns(path: str, content: bytes, features: list[str]) -> tuple[dict, list[dict]]:
+# ASCII whitespace that str.strip removes, besides the line feed, space and tab: rare enough
+# that a file holding any goes through the line-by-line parser.
+_RARE_SPACE = "\r\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def _has_edge_space(text: str) -> bool:
+    """Whether an ASCII text may hold a field or line that ``str.strip`` would change.
+
+    Substring searches, not a regular expression: one regex pass over a 6 MB file cost as
+    much as parsing it line by line."""
+    if any(space in text for space in _RARE_SPACE):
+        return True
+    return any(text.startswith(space) or text.endswith(space) or f"{space}," in text or f",{space}" in text
+               or f"{space}\n" in text or f"\n{space}" in text for space in " \t")
+
+
+def _clean_file_columns(path: str, content: bytes, features: list[str]) -> dict | None:
+    """The columns of a file that every per-line check would pass, split in C; else None.
+
+    Clean means: ASCII, no quotes, no whitespace around a field, no blank or over-long line, a
+    header with the columns once each, and every line as many fields as the header. The
+    line-by-line parser gives exactly these columns for such a file (a test compares them),
+    at about a fifth of its cost; anything else goes through it.
+    """
+    if b'"' in content:
+        return None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isascii() or text.startswith("\n") or "\n\n" in text or _has_edge_space(text):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    # 4 bytes per character at most: a line this short cannot pass the byte limit.
+    if len(lines) < 2 or max(map(len, lines)) * 4 > MAX_LINE_BYTES:
+        return None
+    header = lines[0].split(",")
+    width = len(header)
+    if len(set(header)) != width or any(name not in header for name in (TIMESTAMP, *features)):
+        return None
+    data = lines[1:]
+    if [line.count(",") for line in data].count(width - 1) != len(data):
+        return None
+    fields = ",".join(data).split(",")
+    positions = {name: i for i, name in enumerate(header)}
+    columns = {name: fields[positions[name]::width] for name in (TIMESTAMP, *features)}
+    columns["line_number"] = list(range(2, len(lines) + 1))
+    series_column = next((c for c in SOURCE_COLUMNS if c in positions), None)
+    columns["series"] = (fields[positions[series_column]::width] if series_column
+                         else [PurePosixPath(path).stem] * len(data))
+    columns["raw"] = [line[:RAW_KEEP_CHARS] for line in data]
+    return columns
+
+
+def _parse_columns(path: str, content: bytes, features: list[str], fast: bool = True) -> tuple[dict, list[dict]]:
     """One file's parseable rows as column lists (features as text), and its quarantine records."""
+    if fast and content and b"\x00" not in content[:BINARY_SNIFF_BYTES]:
+        clean = _clean_file_columns(path, content, features)
+        if clean is not None:
+            return clean, []
     quarantine: list[dict] = []
 
     def reject(line_number: int, raw: str, reason: str) -> None:

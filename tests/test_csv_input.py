@@ -78,3 +78,42 @@ def test_a_state_saved_before_late_rows_were_tracked_still_loads():
 
     old = SeriesState.from_json('{"tail": [[1.0, 2.0, 3.0]], "rows_since_alert": null, "rows": 1}')
     assert old.last_time is None and old.rows == 1
+
+
+CLEAN_AND_NEARLY_CLEAN = [
+    HEADER + NORMAL + b"\n" + NORMAL + b"\n",
+    HEADER + NORMAL,  # no trailing newline
+    b"host,network,timestamp,disk,cpu,region\nweb-1,1,2026-01-05 00:00:00,2,3,eu\nweb-2,4,2026-01-05 00:05:00,5,6,us\n",
+    b"source,timestamp,cpu,disk,network\ns1,2026-01-05T00:00:00Z,1e3,2,3\n",
+    HEADER + b"2026-01-05 00:00:00, 23.5,1,1\n",  # a space at a field's edge
+    HEADER + b"2026-01-05 00:00:00,23.5,1,1\t\n",  # a tab at a line's end
+    HEADER + b" 2026-01-05 00:00:00,23.5,1,1\n",  # a space at a line's start
+    HEADER + NORMAL + b"\n \n" + NORMAL + b"\n",  # a line of spaces
+    HEADER + NORMAL + b"\n\x0c\n",  # other ASCII whitespace
+    HEADER + b"2026-01-05 00:00:00,23.5,1,\xc2\xa01\n",  # non-ASCII whitespace
+    HEADER + b'2026-01-05 00:00:00,"23.5",1,1\n',  # quotes
+    HEADER + NORMAL + b",\n",  # one field too many
+    HEADER + NORMAL + b"\n\n",  # a blank last line
+    b"timestamp,cpu,cpu,disk,network\n2026-01-05 00:00:00,1,2,3,4\n",  # a repeated column
+    HEADER + b"2026-01-05 00:00:00,1,1," + b"9" * 20_000 + b"\n",  # long, not over the limit
+]
+
+
+@pytest.mark.parametrize("content", [c[1] for c in CASES] + CLEAN_AND_NEARLY_CLEAN)
+def test_the_split_in_c_of_a_clean_file_equals_the_line_by_line_parse(content):
+    # given a file, clean or with one thing that needs a line-by-line look
+    from core.csv_input import _parse_columns
+
+    # when it is parsed with the fast path allowed, and line by line
+    fast = _parse_columns("file:///in/f.csv", content, PARAMS.features)
+    slow = _parse_columns("file:///in/f.csv", content, PARAMS.features, fast=False)
+    # then both give the same columns and quarantine records
+    assert fast == slow
+
+
+def test_only_a_clean_file_takes_the_split_in_c():
+    from core.csv_input import _clean_file_columns
+
+    taken = [_clean_file_columns("file:///in/f.csv", content, PARAMS.features) is not None
+             for content in CLEAN_AND_NEARLY_CLEAN]
+    assert taken == [True] * 4 + [False] * (len(CLEAN_AND_NEARLY_CLEAN) - 4)
