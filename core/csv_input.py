@@ -84,7 +84,7 @@ def _clean_file_columns(path: str, content: bytes, features: list[str]) -> dict 
     Clean means: ASCII, no quotes, no whitespace around a field, no blank or over-long line, a
     header with the columns once each, and every line as many fields as the header. The
     line-by-line parser gives exactly these columns for such a file (a test compares them),
-    at about a fifth of its cost; anything else goes through it.
+    at about 60% of its cost on a 10^5-row file; anything else goes through it.
     """
     if b'"' in content:
         return None
