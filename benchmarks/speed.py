@@ -2,8 +2,10 @@
 
 Output: a table on stdout, the same as JSON (``--out``), and an MLflow run in the experiment
 ``server-anomaly-benchmarks`` (one metric per figure and ratio), so commits can be compared in
-the UI. Each row: figure, ours, baseline, ratio (ours / baseline), machine. Times are medians
-over ``--repeat`` runs, with min and max.
+the UI. Each row: figure, ours, baseline, ratio (ours / baseline), machine. Figures are medians
+over ``--repeat`` runs, with min and max: train, replay, the drains and the paced sweep repeat;
+serving gives percentiles of its thousands of requests; the memory run (10 minutes) runs once
+and reports its own growth ratio.
 
     python -m benchmarks.speed --nab-dir $NAB_DATA_DIR --out data/benchmarks/speed.json
     python -m benchmarks.speed --smoke --out /tmp/speed.json       # seconds, for the test suite
@@ -14,8 +16,8 @@ Figures and their baselines:
   k-means++ initialisation (Spark's default is k-means||), iteration cap and data.
 - monitor: (a) throughput, a backlog of 100-row files and one of large files drained by the
   monitor's query, against the same Spark file stream with no scoring (read, count, file sink);
-  (b) rising paced rates until the backlog grows: the highest rate held, and the latency there
-  from a file's rename into the directory to its batch being committed in the sink.
+  (b) rising paced rates until the backlog grows: the highest rate held in every sweep, and the
+  latency there from a file's rename into the directory to its batch being committed in the sink.
 - replay: the 17 NAB files through one model; baseline: the model's pandas predict in-process.
 - serving: p50/p95/p99 of 1-row and 1,000-row requests to ``mlflow models serve``; baseline:
   in-process pyfunc predict of the same rows.
@@ -344,52 +346,62 @@ def _latencies(output: Path, renamed: dict) -> dict[str, float]:
 
 
 def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_files: int, large_rows: int,
-                  rates: list[float], segment_seconds: float, window: float = 3.0) -> list[dict]:
+                  rates: list[float], segment_seconds: float, window: float = 3.0, repeat: int = 1) -> list[dict]:
     from streaming import monitor as monitor_job
 
     results = []
-    # (a) throughput: drain a backlog of small files, then of large files, against no scoring
+    # (a) throughput: drain a backlog of small files, then of large files, against no scoring;
+    # each repeat drains a fresh backlog with a fresh query and checkpoint
     for label, count, size in (("small", files, 100), ("large", large_files, large_rows)):
-        ours, baseline = _drain(spark, service, model_uri, work, f"drain-{label}", count, size)
+        drains = [_drain(spark, service, model_uri, work, f"drain-{label}-{i}", count, size) for i in range(repeat)]
         results.append(row(f"monitor drain of {count} files x {size} rows: files/min", "files/min",
-                           [count / ours * 60], [count / baseline * 60],
+                           [count / ours * 60 for ours, _ in drains], [count / plain * 60 for _, plain in drains],
                            "baseline: same file stream, no scoring (read, count, parquet sink)", higher_is_better=True))
         results.append(row(f"monitor drain of {count} files x {size} rows: rows/s", "rows/s",
-                           [count * size / ours], [count * size / baseline], higher_is_better=True))
-    # (b) rising paced rates, window 3 s, until the backlog grows; latency = rename -> batch committed
+                           [count * size / ours for ours, _ in drains], [count * size / plain for _, plain in drains],
+                           higher_is_better=True))
+    # (b) rising paced rates, window 3 s, until the backlog grows; latency = rename -> batch
+    # committed. The sweep runs ``repeat`` times on one query; a rate counts as sustained when
+    # every sweep kept up with it.
     tracker = monitor_job.ModelTracker(service.client, model_uri, "")
     monitor = monitor_job.Monitor(spark, service, _monitor_args(work, "paced", window, model_uri), tracker)
     query = monitor.start()
-    sustained = None
+    kept_up: dict[float, list[tuple[float, float]]] = {}
     try:
-        for rate in rates:
-            renamed: dict[str, float] = {}
-            count = max(int(rate * segment_seconds / 60), 3)
-            write_chunks(work / "paced" / "in", count, 100, work / "paced" / ".staging", 60 / rate, renamed,
-                         prefix=f"rate{int(rate)}")
-            query.processAllAvailable()
-            latencies = _latencies(work / "paced" / "out", renamed)
-            values = list(latencies.values())
-            p50, p95 = float(np.percentile(values, 50)), float(np.percentile(values, 95))
-            # a backlog that grows shows as the last files waiting longer than two windows
-            tail = sorted(renamed, key=renamed.get)[-max(count // 5, 1):]
-            tail_latency = float(np.median([latencies[name] for name in tail if name in latencies] or [p95]))
-            growing = tail_latency > 2 * window + 1
-            print(f"paced {rate:.0f} files/min: p50 {p50:.2f} s, p95 {p95:.2f} s, "
-                  f"{'backlog grows' if growing else 'keeps up'}", flush=True)
-            if growing:
-                break
-            sustained = (rate, p50, p95)
+        for sweep in range(repeat):
+            for rate in rates:
+                renamed: dict[str, float] = {}
+                count = max(int(rate * segment_seconds / 60), 3)
+                write_chunks(work / "paced" / "in", count, 100, work / "paced" / ".staging", 60 / rate, renamed,
+                             prefix=f"sweep{sweep}-rate{int(rate)}")
+                query.processAllAvailable()
+                latencies = _latencies(work / "paced" / "out", renamed)
+                values = list(latencies.values())
+                p50, p95 = float(np.percentile(values, 50)), float(np.percentile(values, 95))
+                # a backlog that grows shows as the last files waiting longer than two windows
+                tail = sorted(renamed, key=renamed.get)[-max(count // 5, 1):]
+                tail_latency = float(np.median([latencies[name] for name in tail if name in latencies] or [p95]))
+                growing = tail_latency > 2 * window + 1
+                print(f"paced sweep {sweep + 1}/{repeat}, {rate:.0f} files/min: p50 {p50:.2f} s, p95 {p95:.2f} s, "
+                      f"{'backlog grows' if growing else 'keeps up'}", flush=True)
+                if growing:
+                    break
+                kept_up.setdefault(rate, []).append((p50, p95))
     finally:
         query.stop()
         service.end_run(monitor.run_id)
+    sustained = [rate for rate, runs in kept_up.items() if len(runs) == repeat]
     if sustained:
-        rate, p50, p95 = sustained
+        rate = max(sustained)
+        runs = kept_up[rate]
         results.append(row(f"monitor sustained without backlog (rates tried {', '.join(f'{r:.0f}' for r in rates)}/min): files/min",
-                           "files/min", [rate], None, "100-row files", higher_is_better=True))
-        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p50", "s", [p50], None,
-                           "rename into the directory -> batch committed in the sink"))
-        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p95", "s", [p95], None))
+                           "files/min", [rate] * repeat, None, f"100-row files; kept up in all {repeat} sweep(s)",
+                           higher_is_better=True))
+        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p50", "s",
+                           [p50 for p50, _ in runs], None,
+                           "rename into the directory -> batch committed in the sink; median of the sweeps' p50"))
+        results.append(row(f"monitor latency at {rate:.0f} files/min, window {window:g} s: p95", "s",
+                           [p95 for _, p95 in runs], None))
     return results
 
 
@@ -595,7 +607,8 @@ def main(argv=None) -> int:
                     if "monitor" in parts:
                         rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
                                               args.large_files, args.large_rows,
-                                              [float(r) for r in args.rates.split(",") if r], args.segment_seconds)
+                                              [float(r) for r in args.rates.split(",") if r], args.segment_seconds,
+                                              repeat=args.repeat)
                 finally:
                     stop_state_stores(spark)
                     spark.stop()
