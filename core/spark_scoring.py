@@ -165,13 +165,19 @@ def score_binary_files(spark, files, params: ModelParams, planned_paths: list[st
 ORDER_COLUMN = "_row_order"
 
 
+def spark_time(column: str = "timestamp"):
+    """Spark's reading of a timestamp column (null where it cannot read one)."""
+    from pyspark.sql import functions as F
+
+    return F.trim(F.col(column)).try_cast("timestamp")
+
+
 def unreadable_time(column: str = "timestamp"):
     """True for a timestamp Spark cannot read but that is not blank: only the core's own
     reading of time (``record_times``, pandas) may order such rows."""
     from pyspark.sql import functions as F
 
-    text = F.trim(F.col(column))
-    return (F.coalesce(F.length(text), F.lit(0)) > 0) & text.try_cast("timestamp").isNull()
+    return (F.coalesce(F.length(F.trim(F.col(column))), F.lit(0)) > 0) & spark_time(column).isNull()
 
 
 def training_features(table, features: list[str], history: list[str], span: int, series: str | None,
@@ -201,8 +207,7 @@ def training_features(table, features: list[str], history: list[str], span: int,
         return _training_features_in_python(ordered, features, history, span, series)
     from pyspark.sql import Window
 
-    order = ([F.trim(F.col(TIMESTAMP)).try_cast("timestamp").asc_nulls_last()] if has_time else []) + [
-        F.col(ORDER_COLUMN)]
+    order = ([spark_time(TIMESTAMP).asc_nulls_last()] if has_time else []) + [F.col(ORDER_COLUMN)]
     by_series = Window.partitionBy(F.col(series) if series else F.lit(""))
     in_order = by_series.orderBy(*order)
     window = in_order.rowsBetween(-(span - 1), Window.currentRow)
