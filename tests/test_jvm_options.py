@@ -1,5 +1,6 @@
 """The driver JVM's options: chosen per kind of job, the class archive used only when built."""
 
+import os
 import subprocess
 
 from core import jvm_archive
@@ -33,3 +34,37 @@ def test_the_class_archive_is_used_only_when_built_for_this_java(tmp_path, monke
     result = subprocess.run([java, *options, "-version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "warning" not in (result.stderr + result.stdout).lower()
+
+
+def test_a_local_batch_job_takes_a_quarter_of_memory_unless_someone_chose_its_heap(tmp_path, monkeypatch):
+    from core.spark import local_batch_heap
+
+    monkeypatch.delenv("SPARK_DRIVER_MEMORY", raising=False)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    physical_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    # given nobody chose a heap, a batch job in local mode takes a quarter of physical memory
+    assert local_batch_heap("local[*]", {}, long_running=False) == f"{min(max(physical_mib // 4, 1024), 31 * 1024)}m"
+    assert local_batch_heap("local", {}, long_running=False) is not None
+    # but not the monitor (its heap is committed up front), nor a job whose driver runs no tasks
+    assert local_batch_heap("local[*]", {}, long_running=True) is None
+    assert local_batch_heap("spark://127.0.0.1:7077", {}, long_running=False) is None
+    assert local_batch_heap("local-cluster[2,1,1024]", {}, long_running=False) is None
+    # and a heap chosen by --conf, by the environment or in spark-defaults.conf is kept
+    assert local_batch_heap("local[*]", {"spark.driver.memory": "2g"}, long_running=False) is None
+    (tmp_path / "spark-defaults.conf").write_text("# a comment\nspark.driver.memory  3g\n")
+    assert local_batch_heap("local[*]", {}, long_running=False) is None
+    (tmp_path / "spark-defaults.conf").write_text("spark.executor.memory 3g\n")
+    assert local_batch_heap("local[*]", {}, long_running=False) is not None
+    monkeypatch.setenv("SPARK_DRIVER_MEMORY", "2g")
+    assert local_batch_heap("local[*]", {}, long_running=False) is None
+
+
+def test_the_shared_test_session_runs_with_the_local_batch_heap(spark):
+    from core.spark import local_batch_heap
+
+    expected = local_batch_heap("local[2]", {}, long_running=False)
+    conf = spark.sparkContext.getConf()
+    if expected is not None:
+        assert conf.get("spark.driver.memory") == expected
+    else:  # this machine's environment or spark-defaults.conf chose the heap, and it was kept
+        assert os.environ.get("SPARK_DRIVER_MEMORY") or conf.contains("spark.driver.memory")

@@ -90,6 +90,20 @@ def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
     np.testing.assert_allclose(sql, pandas_core["distance"], rtol=1e-9)
 
 
+def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, nab_table):
+    # given the NAB table
+    features = ["cpu", "disk", "network"]
+    table = train_job.load_feature_table(spark, str(nab_table), features).valid
+    # when the pipeline fits as trained, and with Spark choosing the solver
+    ours = train_job.fit_pipeline(table, features, 10, 42, 20)
+    spark_choice = train_job.fit_pipeline(table, features, 10, 42, 20, solver="auto")
+    # then the pass Spark spends choosing buys nothing: the same centroids, bit for bit
+    assert ours.stages[2].getOrDefault("solver") == "row"
+    np.testing.assert_array_equal(np.array(ours.stages[2].clusterCenters()),
+                                  np.array(spark_choice.stages[2].clusterCenters()))
+    assert ours.stages[2].summary.clusterSizes == spark_choice.stages[2].summary.clusterSizes
+
+
 def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(trained, nab_table):
     distances = score_frame(trained.params, pd.read_csv(nab_table))["distance"]
     share_above = (distances > trained.params.threshold).mean()

@@ -128,7 +128,13 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     return FeatureTable(valid, total, total - valid_rows, series, int(unreadable_times))
 
 
-def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int):
+# Spark's "auto" solver spends a pass over the data measuring its density before choosing, and
+# for the centred (so dense) vectors this pipeline gives it, it chooses "row": the same centroids
+# (a test holds them equal), without the pass that was 4.5 s of a 10^7-row fit.
+KMEANS_SOLVER = "row"
+
+
+def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int, solver: str = KMEANS_SOLVER):
     from pyspark.ml import Pipeline
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import StandardScaler, VectorAssembler
@@ -137,7 +143,8 @@ def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int):
         stages=[
             VectorAssembler(inputCols=features, outputCol="raw_features"),
             StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True),
-            KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster"),
+            KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster",
+                   solver=solver),
         ]
     )
     return pipeline.fit(table)
