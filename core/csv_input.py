@@ -227,6 +227,10 @@ def record_times(records: pd.DataFrame) -> pd.Series:
 def series_order(records: pd.DataFrame, stamps: pd.Series) -> np.ndarray:
     """Positions of a series' records in time order (``stamps``: their ``record_times``); file
     and line break ties."""
+    instants = stamps.values.view("i8")
+    if len(instants) < 2 or (not stamps.isna().any() and (instants[1:] > instants[:-1]).all()):
+        # Strictly rising times need no tie-breaks: the usual case, and a third of the sort's cost.
+        return np.arange(len(instants))
     keys = pd.DataFrame({"t": stamps.values, "f": records["source_file"].to_numpy(),
                          "l": records["line_number"].to_numpy()})
     return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()
@@ -246,7 +250,8 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
     stamps = record_times(valid)
     if len(valid) > 1:
         order = series_order(valid, stamps)
-        valid, stamps = valid.iloc[order], stamps.iloc[order]
+        if (order[1:] < order[:-1]).any():
+            valid, stamps = valid.iloc[order], stamps.iloc[order]
     if state is not None and state.last_time is not None and len(valid):
         late = (stamps < pd.Timestamp(state.last_time)).to_numpy()
         if late.any():
@@ -281,8 +286,9 @@ def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.D
 
 def _check_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
     try:
-        _, reasons = validity(params, rows)
+        values, reasons = validity(params, rows)
     except MissingFeaturesError as error:  # parse_file checks the header first; kept as a guard
+        values = np.full((len(rows), len(params.features)), np.nan)
         reasons = np.full(len(rows), str(error), dtype=object)
     stamps = pd.to_datetime(rows[TIMESTAMP], errors="coerce", format="mixed")
     bad_time = stamps.isna().to_numpy() & (reasons == "")
@@ -291,8 +297,8 @@ def _check_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
     valid = reasons == ""
     out = pd.DataFrame({"source_file": rows["source_file"], "line_number": rows["line_number"].astype("int64"),
                         "series": rows["series"].astype(str), TIMESTAMP: rows[TIMESTAMP]})
-    for feature in params.features:
-        out[feature] = pd.to_numeric(rows[feature], errors="coerce").astype(float)
+    for j, feature in enumerate(params.features):
+        out[feature] = values[:, j]  # read once, by validity: reading text was a third of parsing
     _leave_unscored(out, params)
     out["is_valid"] = valid
     out["reason"] = reasons.astype(str)

@@ -52,16 +52,17 @@ class FileResult:
 def probation_table(spark, content: bytes, path: str):
     """The file's probationary rows (valid ones), as a Spark DataFrame for training."""
     from core.csv_input import parse_file
-    from core.scoring import validity
+    from core.scoring import read_numbers
     from replay.nab_scoring import probationary_rows
 
     rows, _ = parse_file(path, content, FEATURES)
     if rows.empty:
         raise UserError(f"{path} has no data rows in NAB format (timestamp,value)")
     head = rows.head(probationary_rows(len(rows)))
-    values = pd.to_numeric(head["value"], errors="coerce")
-    keep = np.isfinite(values.to_numpy(dtype=float))
-    table = pd.DataFrame({"timestamp": head["timestamp"][keep].astype(str), "value": values[keep].astype(float)})
+    # Read as replay's scoring reads the same text, so training sees the very numbers scored.
+    values = read_numbers(head["value"])
+    keep = np.isfinite(values)
+    table = pd.DataFrame({"timestamp": head["timestamp"][keep].astype(str), "value": values[keep]})
     return spark.createDataFrame(table), int(keep.sum())
 
 

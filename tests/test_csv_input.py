@@ -117,3 +117,19 @@ def test_only_a_clean_file_takes_the_split_in_c():
     taken = [_clean_file_columns("file:///in/f.csv", content, PARAMS.features) is not None
              for content in CLEAN_AND_NEARLY_CLEAN]
     assert taken == [True] * 4 + [False] * (len(CLEAN_AND_NEARLY_CLEAN) - 4)
+
+
+@pytest.mark.parametrize("times", [
+    ["2026-01-05 00:00:00", "2026-01-05 00:05:00", "2026-01-05 00:10:00"],  # rising: no sort needed
+    ["2026-01-05 00:10:00", "2026-01-05 00:00:00", "2026-01-05 00:05:00"],
+    ["2026-01-05 00:05:00", "2026-01-05 00:05:00", "2026-01-05 00:00:00"],  # ties: file and line decide
+])
+def test_series_order_is_time_then_file_then_line(times):
+    import pandas as pd
+
+    from core.csv_input import record_times, series_order
+
+    records = pd.DataFrame({"timestamp": times, "source_file": ["/in/b.csv", "/in/a.csv", "/in/a.csv"],
+                            "line_number": [2, 3, 2]})
+    keys = list(zip(record_times(records), records["source_file"], records["line_number"]))
+    assert list(series_order(records, record_times(records))) == sorted(range(3), key=lambda i: keys[i])

@@ -115,6 +115,33 @@ def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_pat
     assert sum(m.value for m in history) == len(rows) - 1
 
 
+def test_a_backlog_of_small_files_is_read_in_a_task_per_core_unless_the_user_priced_opening_one(
+        running, spark, tmp_path):
+    # given a backlog of 200 small files (Spark's own pricing packs them into 7 tasks) and no say
+    # from the user on what opening a file costs
+    for i in range(200):
+        drop(tmp_path / "in", HEADER + f"2026-01-05 {i // 60:02d}:{i % 60:02d}:00,23.5,1,1\n".encode(),
+             name=f"f{i:03d}.csv")
+    key = monitor_job.OPEN_COST_KEY
+    spark.conf.unset(key)
+    try:
+        # when the monitor drains it
+        first = running()
+        summaries = first.process()
+        first.query.stop()  # one monitor query per session at a time
+        # then every row is scored, and the files fill one read task per core, not one per few
+        assert sum(s["rows"] for s in summaries) == 200
+        assert spark.conf.get(key) == str(monitor_job.SMALL_FILE_OPEN_COST_BYTES)
+        backlog = spark.read.format("binaryFile").load(str(tmp_path / "in"))
+        assert backlog.rdd.getNumPartitions() <= spark.sparkContext.defaultParallelism
+        # and a price the user set is kept
+        spark.conf.set(key, "1234567")
+        running(input=str(tmp_path / "in2"), output=str(tmp_path / "out2")).process()
+        assert spark.conf.get(key) == "1234567"
+    finally:
+        spark.conf.unset(key)
+
+
 def test_every_bad_input_is_accounted_for_and_the_next_good_file_still_flows(running, tmp_path):
     handle = running()
     for name, content, expected in CASES:

@@ -187,3 +187,34 @@ def test_serving_rows_carry_their_own_history_per_series():
     # rows of series a are [10, 20]; the second row's window is both
     assert scored["cpu_mean"].tolist() == [10.0, 90.0, 15.0, 85.0]
     assert scored["cpu_std"].tolist() == [0.0, 0.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize("texts, expected", [
+    # plain numbers: Arrow's reading
+    (["0.20199999999999999", "23.5", "-0", "1e5", ".5"], [0.20199999999999999, 23.5, -0.0, 1e5, 0.5]),
+    # beside texts that are not finite numbers: pandas' tolerant reading, then float()'s
+    (["0.20199999999999999", " 23.5", "abc", "", "nan", None], [0.20199999999999999, 23.5] + [math.nan] * 4),
+])
+def test_numbers_are_read_as_python_reads_them_whatever_else_the_column_holds(texts, expected):
+    # given texts of numbers, on their own or beside texts that are not numbers
+    from core.scoring import read_numbers
+
+    # when they are read
+    read = read_numbers(pd.Series(texts, dtype=object))
+    # then every number is the nearest double (pandas' own reading is 1 ulp off on the first)
+    # and what is not a finite number is NaN, for the text checks to name
+    assert [str(v) for v in read] == [str(v) for v in expected]
+    assert read[0] == float("0.20199999999999999") != pd.to_numeric(pd.Series(texts[:1]))[0]
+
+
+def test_a_clean_file_and_a_file_needing_a_closer_look_read_the_same_number_alike():
+    # given the same value in a clean file and in a file with one bad line
+    from core.csv_input import parse_files
+
+    params = two_cluster_model()
+    header = b"timestamp,cpu,disk,network\n"
+    line = b"2026-01-05 00:00:00,0.20199999999999999,1,1\n"
+    clean = parse_files(params, [("/in/a.csv", header + line)])
+    mixed = parse_files(params, [("/in/b.csv", header + line + b"2026-01-05 00:05:00,x,1,1\n")])
+    # then both read it as Python does
+    assert clean["cpu"].iloc[0] == mixed["cpu"].iloc[0] == float("0.20199999999999999")
