@@ -42,6 +42,13 @@ def record_columns(params: ModelParams) -> list[str]:
     ]
 
 
+def unscored_columns(params: ModelParams) -> list[str]:
+    """The record columns that scoring reads: the rest it only writes, so a Spark job need not
+    ship them to its Python workers (11 of the 21 columns of a NAB-style record)."""
+    written = {*history_columns(params), "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert"}
+    return [c for c in record_columns(params) if c not in written]
+
+
 def record_ddl(params: ModelParams) -> str:
     feature_ddl = ", ".join(f"`{f}` double" for f in (*params.features, *history_columns(params)))
     return (
@@ -242,8 +249,9 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
 
     Quarantined records pass through unscored. A row older than the series' latest scored row
     (its file arrived after a later one) is quarantined as late: its history is already gone,
-    and scoring it against later rows would give it a wrong score. Returns the records (time
-    order, then the quarantined ones) and the series' state after them.
+    and scoring it against later rows would give it a wrong score. ``records`` need only the
+    ``unscored_columns``. Returns the records (time order, then the quarantined ones, every
+    record column) and the series' state after them.
     """
     valid = records[records["is_valid"].to_numpy(dtype=bool)]
     rest = records[~records["is_valid"].to_numpy(dtype=bool)]
@@ -267,6 +275,8 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
     for column in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", *history_columns(params)):
         out[column] = scored[column].to_numpy()
     out["cluster"] = out["cluster"].astype("int32")
+    rest = rest.copy()
+    _leave_unscored(rest, params)
     parts = [part for part in (out, rest) if len(part)] or [out]  # pandas warns on concatenating empties
     return pd.concat(parts, ignore_index=True)[record_columns(params)], new_state
 

@@ -107,12 +107,12 @@ def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_path
 
 def score_series_static(records, params: ModelParams):
     """Score parsed records per series, every series from an empty state (replay, benchmark)."""
-    from core.csv_input import record_ddl, score_records
+    from core.csv_input import record_ddl, score_records, unscored_columns
 
     def score(group: pd.DataFrame) -> pd.DataFrame:
         return score_records(params, group)[0]
 
-    return records.groupBy("series").applyInPandas(score, record_ddl(params))
+    return records.select(*unscored_columns(params)).groupBy("series").applyInPandas(score, record_ddl(params))
 
 
 def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
@@ -124,7 +124,7 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
     """
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from core.csv_input import record_ddl, score_records
+    from core.csv_input import record_ddl, score_records, unscored_columns
     from core.scoring import SeriesState
 
     def score(key, frames, state):
@@ -138,7 +138,9 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
         state.setTimeoutDuration(idle_timeout_ms)
         yield scored
 
-    return records.groupBy("series").applyInPandasWithState(
+    # Only the columns scoring reads cross to the workers: the ones it writes would be shuffled
+    # and converted to pandas only to be overwritten.
+    return records.select(*unscored_columns(params)).groupBy("series").applyInPandasWithState(
         score, record_ddl(params), SERIES_STATE_DDL, "append", GroupStateTimeout.ProcessingTimeTimeout
     )
 
