@@ -16,6 +16,7 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     figures = [r["figure"] for r in data["rows"]]
     for expected in ("train NAB table: whole run", "train NAB table: JVM start", "train NAB table: log_model",
                      "replay 17 files", "monitor drain of 30 files x 100 rows", "monitor drain of 2 files x 5000",
+                     "monitor drain floor, 30 files x 100 rows", "monitor drain floor, 2 files x 5000",
                      "monitor sustained", "monitor latency", "serving 1-row request p50",
                      "serving 1000-row request p99", "monitor peak memory (PSS)", "monitor memory growth"):
         assert any(f.startswith(expected) for f in figures), expected
