@@ -478,7 +478,7 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"}
     process = subprocess.Popen(
         [PYTHON, "-m", "streaming.monitor", "--input", str(folder / "in"), "--output", str(folder / "out"),
-         "--model", model_uri, "--window", "3", "--show", "0", "--timeout", str(minutes * 60 + 30)],
+         "--model", model_uri, "--window", "3", "--show", "0", "--timeout", str(minutes * 60 + 330)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     samples: list[tuple[float, dict]] = []
     stop = threading.Event()
@@ -494,7 +494,11 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        write_chunks(folder / "in", max(int(rate * minutes), 1), 100, folder / ".staging", 60 / rate, prefix="mem")
+        count = max(int(rate * minutes), 1)
+        write_chunks(folder / "in", count, 100, folder / ".staging", 60 / rate, prefix="mem")
+        # Measured until the monitor has scored every file: on a loaded machine a short run could
+        # otherwise end before its first batch, and measure a monitor that never started its workers.
+        _wait_until_scored(folder / "out", count, process, deadline=time.monotonic() + 300)
     finally:
         stop.set()
         sampler.join()
@@ -528,6 +532,18 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
         row("monitor memory growth: peak of the last third / peak of the middle third", "ratio",
             [last / middle], None, "about 1 means it stopped growing after the first minutes"),
     ]
+
+
+def _wait_until_scored(output: Path, files: int, process: subprocess.Popen, deadline: float) -> None:
+    from streaming.sinks import read_summaries
+
+    while sum(summary["files"] for summary in read_summaries(str(output))) < files:
+        if process.poll() is not None:
+            raise UserError(f"the monitor of the memory run stopped (exit code {process.returncode}) "
+                            "before it scored every file")
+        if time.monotonic() > deadline:
+            raise UserError("the monitor of the memory run did not score every file in 5 minutes")
+        time.sleep(0.5)
 
 
 def _proc_status(pid: int) -> dict[str, str]:
