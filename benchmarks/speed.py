@@ -322,26 +322,27 @@ def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, ro
         service.end_run(monitor.run_id)
     ours = time.perf_counter() - started
     _check_all_scored(work / name / "out")
-    started = time.perf_counter()
-    plain = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
-             .selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
-             .writeStream.format("parquet").option("checkpointLocation", str(work / name / "plain-checkpoint"))
-             .option("path", str(work / name / "plain-out")).trigger(processingTime="0.5 seconds").start())
-    try:
-        plain.processAllAvailable()
-    finally:
-        plain.stop()
-    plain_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    floor = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
-             .writeStream.foreachBatch(sql_floor_scorer(tracker.current.params, work / name / "floor-out"))
-             .option("checkpointLocation", str(work / name / "floor-checkpoint"))
-             .trigger(processingTime="0.5 seconds").start())
-    try:
-        floor.processAllAvailable()
-    finally:
-        floor.stop()
-    floor_seconds = time.perf_counter() - started
+
+    def drained_in(writer) -> float:
+        """Seconds for a query over the same files (``writer``: its sink) to drain them."""
+        started = time.perf_counter()
+        files_stream = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
+        query = (writer(files_stream).option("checkpointLocation", str(work / name / f"{writer.__name__}-checkpoint"))
+                 .trigger(processingTime="0.5 seconds").start())
+        try:
+            query.processAllAvailable()
+        finally:
+            query.stop()
+        return time.perf_counter() - started
+
+    def plain(files_stream):
+        return (files_stream.selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
+                .writeStream.format("parquet").option("path", str(work / name / "plain-out")))
+
+    def floor(files_stream):
+        return files_stream.writeStream.foreachBatch(sql_floor_scorer(tracker.current.params, work / name / "floor-out"))
+
+    plain_seconds, floor_seconds = drained_in(plain), drained_in(floor)
     if not list((work / name / "floor-out").glob("*.parquet")):
         raise UserError("the SQL-only floor scorer wrote no events; its figures would time nothing")
     return ours, plain_seconds, floor_seconds
