@@ -131,7 +131,8 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
         if state.hasTimedOut:
             state.remove()
             return
-        records = pd.concat(list(frames), ignore_index=True)
+        frames = list(frames)
+        records = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         previous = SeriesState.from_json(state.get[0]) if state.exists else None
         scored, updated = score_records(params, records, previous)
         state.update((updated.to_json(),))

@@ -137,6 +137,20 @@ def test_history_features_of_a_split_series_equal_the_whole_bit_for_bit():
     assert np.array_equal(np.vstack(parts), whole)
 
 
+@pytest.mark.parametrize("rows", [1, 30, 50_000])  # 50,000 rows of 3 inputs span two blocks
+def test_history_features_of_several_inputs_equal_each_input_alone_bit_for_bit(rows):
+    # given three inputs of very different scales and a tail of earlier rows
+    rng = np.random.default_rng(11)
+    values = rng.lognormal(size=(rows, 3)) * np.array([1.0, 1e6, 1e-3])
+    tail = (rng.lognormal(size=(10, 3)) * np.array([1.0, 1e6, 1e-3])).tolist()
+    history = ["value", "delta", "mean", "std"]
+    # when they are computed together and one input at a time
+    together, _ = history_features(history, 24, values, tail)
+    alone = [history_features(history, 24, values[:, [j]], [[row[j]] for row in tail])[0] for j in range(3)]
+    # then the windows are summed in the same order: the same bits, not merely close ones
+    assert np.array_equal(together, np.hstack(alone))
+
+
 @pytest.mark.parametrize("scores, threshold, cooldown, expected", [
     # one incident of five rows above the threshold pages once
     ([0.1, 0.9, 0.95, 0.9, 0.8, 0.9, 0.1], 0.8, 10, [1]),
