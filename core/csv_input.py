@@ -276,11 +276,11 @@ def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState
     unscored_rows = sum(len(part) for part in quarantined)
     columns = {}
     for name in record_columns(params):
-        if name in scored and name != "is_valid":
+        if name == "is_valid":
+            columns[name] = np.concatenate([np.ones(len(valid), dtype=bool), np.zeros(unscored_rows, dtype=bool)])
+        elif name in scored:
             fill = np.full(unscored_rows, _UNSCORED.get(name, np.nan), dtype=scored[name].dtype)
             columns[name] = np.concatenate([scored[name], fill])
-        elif name == "is_valid":
-            columns[name] = np.concatenate([np.ones(len(valid), dtype=bool), np.zeros(unscored_rows, dtype=bool)])
         else:
             parts = [valid[name].to_numpy(), *(part[name].to_numpy() for part in quarantined)]
             if name == "reason" and late_reasons:
@@ -338,17 +338,12 @@ def _quarantine_records(path: str, quarantine: list[dict], params: ModelParams) 
 
 
 # The scoring columns of records not scored (yet), NaN for the others: scoring fills them per series.
-_UNSCORED = {"cluster": INVALID_CLUSTER, "is_anomaly": False, "is_alert": False}
+_UNSCORED = {"cluster": np.int32(INVALID_CLUSTER), "is_anomaly": False, "is_alert": False}
 
 
 def _leave_unscored(out: pd.DataFrame, params: ModelParams) -> None:
-    for column in history_columns(params):
-        out[column] = np.nan
-    out["cluster"] = np.int32(_UNSCORED["cluster"])
-    out["distance"] = np.nan
-    out["anomaly_score"] = np.nan
-    out["is_anomaly"] = _UNSCORED["is_anomaly"]
-    out["is_alert"] = _UNSCORED["is_alert"]
+    for column in (*history_columns(params), "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert"):
+        out[column] = _UNSCORED.get(column, np.nan)
 
 
 def _dtype(column: str, params: ModelParams):
