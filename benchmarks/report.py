@@ -31,6 +31,8 @@ GOALS = [
      lambda r: r["ratio"] if "x 100 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
     ("monitor drain of", "monitor drain throughput / no-scoring stream, 10^5-row files", "at least 0.5x",
      lambda r: r["ratio"] if "x 100000 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
+    ("monitor sustained without backlog (", "monitor sustained paced rate / no-scoring stream's, 100-row files",
+     "at least 0.5x", lambda r: r["ratio"], lambda v: v >= 0.5, "{:.2f}x"),
     ("monitor latency at", "monitor p50 latency at the highest rate kept up with, window 3 s",
      "at most window + 1 s = 4 s", lambda r: r["ours"]["median"] if r["figure"].endswith("p50") else None,
      lambda v: v <= 4, "{:.2f} s"),
@@ -45,12 +47,18 @@ GOALS = [
 def goals_markdown(report: dict) -> list[str]:
     lines = ["| goal | measured | target | met |", "| --- | --- | --- | --- |"]
     for prefix, what, target, value_of, test, shown in GOALS:
-        values = [value_of(r) for r in report["rows"] if r["figure"].startswith(prefix)]
-        values = [v for v in values if v is not None]
-        if not values:
+        found = [(value_of(r), r) for r in report["rows"] if r["figure"].startswith(prefix)]
+        found = [(v, r) for v, r in found if v is not None]
+        if not found:
             lines.append(f"| {what} | not measured in this run | {target} | - |")
             continue
-        lines.append(f"| {what} | {shown.format(values[0])} | {target} | {'yes' if test(values[0]) else 'no'} |")
+        value, source = found[0]
+        if source.get("ratio_bound") == "upper":
+            # The baseline never fell behind, so the true ratio is this or lower: only a miss is sure.
+            met = "no" if not test(value) else "not known (baseline not saturated)"
+            lines.append(f"| {what} | at most {shown.format(value)} | {target} | {met} |")
+            continue
+        lines.append(f"| {what} | {shown.format(value)} | {target} | {'yes' if test(value) else 'no'} |")
     return lines
 
 

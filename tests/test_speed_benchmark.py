@@ -20,6 +20,9 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
                      "monitor sustained", "monitor latency", "serving 1-row request p50",
                      "serving 1000-row request p99", "monitor peak memory (PSS)", "monitor memory growth"):
         assert any(f.startswith(expected) for f in figures), expected
+    # the paced sweep ran into the monitor and into the no-scoring stream, each to its own figure
+    sustained = [r for r in data["rows"] if r["figure"].startswith("monitor sustained without backlog")]
+    assert len(sustained) == 2 and all(r["baseline"] for r in sustained), sustained
     # the memory figure counts the JVM and the Python workers, not only the driver process
     (memory,) = [r for r in data["rows"] if r["figure"].startswith("monitor peak memory")]
     assert memory["parts_mib"]["jvm"] > 100 and memory["parts_mib"]["python_workers"] > 20
@@ -39,3 +42,20 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     assert report.main(["--json", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old" not in text and "| train NAB table: JVM start |" in text and text.endswith("after\n")
+
+
+def test_a_goal_read_from_an_upper_bound_ratio_is_only_ever_reported_missed_or_not_known():
+    # given sustained-rate rows whose baseline kept up at every rate tried (ratio an upper bound)
+    def sustained(ratio):
+        return {"figure": "monitor sustained without backlog (rates tried 1/min): files/min", "ratio": ratio,
+                "ratio_bound": "upper", "ours": {"median": 1.0}}
+
+    # when the goals are read from them
+    below = report.goals_markdown({"rows": [sustained(0.2)]})
+    above = report.goals_markdown({"rows": [sustained(0.7)]})
+
+    # then a bound under the goal is a sure miss, and one over it proves nothing
+    (line,) = [line for line in below if line.startswith("| monitor sustained paced rate")]
+    assert line.endswith("| at most 0.20x | at least 0.5x | no |")
+    (line,) = [line for line in above if line.startswith("| monitor sustained paced rate")]
+    assert "| at most 0.70x |" in line and "not known" in line and "| yes |" not in line
