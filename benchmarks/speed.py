@@ -582,7 +582,7 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
         write_chunks(folder / "in", count, 100, folder / ".staging", 60 / rate, prefix="mem")
         # Measured until the monitor has scored every file: on a loaded machine a short run could
         # otherwise end before its first batch, and measure a monitor that never started its workers.
-        _wait_until_scored(folder / "out", count, process, deadline=time.monotonic() + 300)
+        _wait_until_scored(folder / "out", count, process, seconds=300)
     finally:
         stop.set()
         sampler.join()
@@ -618,15 +618,16 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     ]
 
 
-def _wait_until_scored(output: Path, files: int, process: subprocess.Popen, deadline: float) -> None:
+def _wait_until_scored(output: Path, files: int, process: subprocess.Popen, seconds: float) -> None:
     from streaming.sinks import read_summaries
 
+    deadline = time.monotonic() + seconds
     while sum(summary["files"] for summary in read_summaries(str(output))) < files:
         if process.poll() is not None:
             raise UserError(f"the monitor of the memory run stopped (exit code {process.returncode}) "
                             "before it scored every file")
         if time.monotonic() > deadline:
-            raise UserError("the monitor of the memory run did not score every file in 5 minutes")
+            raise UserError(f"the monitor of the memory run did not score every file in {seconds:g} s")
         time.sleep(0.5)
 
 
