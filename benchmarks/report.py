@@ -53,10 +53,19 @@ def goals_markdown(report: dict) -> list[str]:
             lines.append(f"| {what} | not measured in this run | {target} | - |")
             continue
         value, source = found[0]
-        if source.get("ratio_bound") == "upper":
+        bound = source.get("ratio_bound")
+        if bound == "upper":
             # The baseline never fell behind, so the true ratio is this or lower: only a miss is sure.
             met = "no" if not test(value) else "not known (baseline not saturated)"
             lines.append(f"| {what} | at most {shown.format(value)} | {target} | {met} |")
+            continue
+        if bound == "lower":
+            # Ours never fell behind, so the true ratio is this or higher: only a success is sure.
+            met = "yes" if test(value) else "not known (rates too low)"
+            lines.append(f"| {what} | at least {shown.format(value)} | {target} | {met} |")
+            continue
+        if bound == "none":  # neither side fell behind: the ratio says nothing
+            lines.append(f"| {what} | not bounded ({shown.format(value)}) | {target} | not known (rates too low) |")
             continue
         lines.append(f"| {what} | {shown.format(value)} | {target} | {'yes' if test(value) else 'no'} |")
     return lines
