@@ -41,6 +41,19 @@ OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 SMALL_FILE_OPEN_COST_BYTES = 8 * 1024
 
 
+ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number")
+
+
+def alert_lines(rows) -> pd.DataFrame | None:
+    """The collected alert rows as a frame in the order their files and lines came, or None."""
+    import pandas as pd
+
+    if not rows:
+        return None
+    frame = pd.DataFrame([row.asDict() for row in rows], columns=list(ALERT_LINE_COLUMNS))
+    return frame.sort_values(["source_file", "line_number"], kind="stable", ignore_index=True)
+
+
 def crash_now(point: str, batch_id: int) -> None:
     """Simulate a hard crash (kill -9 of driver and JVM) at a chosen point."""
     print(f"FAULT INJECTED: {point} at batch {batch_id}", flush=True)
@@ -203,15 +216,19 @@ class Monitor:
         scored = scored.persist()
         try:
             planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
-            # One job for the counts and the files seen: every job is a fixed cost per batch.
+            # One job for the counts, the files seen and the alerts to print: every job is a
+            # fixed cost per batch (collecting the alerts apart took 0.17 s of a 3.3 s batch).
+            # Alerts are few by design: one per series at most every `cooldown` rows.
             counted = scored.agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
                 F.coalesce(F.sum(F.col("is_alert").cast("long")), F.lit(0)).alias("alerts"),
                 F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
                 F.collect_set("source_file").alias("seen_files"),
+                F.collect_list(F.when(F.col("is_alert"), F.struct(*ALERT_LINE_COLUMNS))).alias("raised"),
             ).first().asDict()
             seen = set(counted.pop("seen_files"))
+            raised = alert_lines(counted.pop("raised"))
             counts = {**counted, "files": len(seen)}
             unseen = unseen_file_frame(model.params, seen, planned)
             records = scored
@@ -230,7 +247,6 @@ class Monitor:
             alerts = records.where("is_alert")
             quarantine = records.where("NOT is_valid")
             shown = events.limit(self.args.show).toPandas() if counts["anomalies"] and self.args.show else None
-            raised = alerts.toPandas() if counts["alerts"] else None
             if fault_at("before_write") == batch_id:
                 crash_now("before_write", batch_id)
             summary = {"batch_id": batch_id, "model_version": model.version, "model_uri": model.uri, **counts}

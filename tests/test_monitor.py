@@ -205,13 +205,15 @@ def test_promotion_mid_stream_switches_version_from_the_next_batch(running, regi
 
 
 def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_batches_and_a_restart(
-        running, tmp_path):
-    # given two series (a source column) interleaved in 4 files, in time order
+        running, tmp_path, capsys):
+    # given two series (a source column) interleaved in 4 files, in time order, with a spike
+    # (far from every cluster) early in each file, so that both series raise alerts
     lines = SAMPLE.read_text().splitlines()[1:601]
     header = "timestamp,cpu,disk,network,source\n"
     files = []
     for part in range(4):
         chunk = lines[part * 150:(part + 1) * 150]
+        chunk[5] = chunk[5].split(",", 1)[0] + ",99,50000000,1"
         body = [f"{line},web-1" for line in chunk] + [f"{line},web-2" for line in chunk[::-1][:75]]
         files.append(header + "\n".join(body) + "\n")
     # when the monitor takes them one batch each, and is stopped and restarted half way
@@ -240,6 +242,15 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     # web-2 arrives newest first within each file; the monitor orders rows by time
     assert got["cpu_std"].gt(0).any()
+    # and each alert was said once on stdout, with its file and line, in the order they came
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ALERT series ")]
+    places = [tuple(line.rsplit("[", 1)[1].rstrip("]").split(":")) for line in said]
+    alerts = expected[expected["is_alert"]]
+    want_places = sorted((path.rsplit("/", 1)[-1], str(line)) for path, line in
+                         zip(alerts["source_file"], alerts["line_number"]))
+    assert len(want_places) >= 2
+    assert places == sorted(places, key=lambda place: (place[0], int(place[1])))
+    assert sorted(places) == want_places
 
 
 def test_a_series_idle_past_its_timeout_is_forgotten_and_starts_afresh(running, tmp_path):

@@ -66,6 +66,7 @@ def assert_exactly_once(tmp_path, store):
     assert len(events.drop_duplicates(["source_file", "line_number"])) == want
     # alerts depend on each series' state, which must survive the crash and restart too
     alerts = read_output(str(tmp_path / "out"), "alerts")
+    assert int(expected["is_alert"].sum()) > 0
     assert len(alerts) == int(expected["is_alert"].sum()), "alerts lost, repeated or changed"
     summaries = read_summaries(str(tmp_path / "out"))
     assert sum(s["rows"] for s in summaries) == len(expected)
