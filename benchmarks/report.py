@@ -71,6 +71,70 @@ def goals_markdown(report: dict) -> list[str]:
     return lines
 
 
+SUSTAINED = "monitor sustained without backlog ("
+
+
+def _held_and_lost(rungs: list[dict], stream: str) -> tuple[float | None, float | None]:
+    """A stream's highest rate kept up with in every sweep, and its lowest rate some sweep fell
+    behind at (None when none did): its sustained rate lies between them."""
+    mine = [r for r in rungs if r["stream"] == stream]
+    sweeps = len({r["sweep"] for r in mine})
+    held = [rate for rate in {r["rate"] for r in mine}
+            if sum(r["kept_up"] for r in mine if r["rate"] == rate) == sweeps]
+    lost = [r["rate"] for r in mine if not r["kept_up"]]
+    return (max(held) if held else None), (min(lost) if lost else None)
+
+
+def sweep_markdown(report: dict) -> list[str]:
+    """The paced sweep rate by rate, and the bounds it puts on the sustained ratio; nothing for
+    a report without the sweep's rates (older runs)."""
+    found = [r for r in report["rows"] if r["figure"].startswith(SUSTAINED) and r.get("rungs")]
+    if not found:
+        return []
+    rungs, (ours, baseline) = found[0]["rungs"], found[0]["rung_streams"]
+    lines = ["The paced sweep rate by rate: in how many of the sweeps that reached a rate the stream kept "
+             "up, and the range of their p50 latencies (rename to committed batch):", "",
+             f"| files/min | {ours} | {baseline} |", "| --- | --- | --- |"]
+    for rate in sorted({r["rate"] for r in rungs}):
+        cells = []
+        for stream in (ours, baseline):
+            at = [r for r in rungs if r["stream"] == stream and r["rate"] == rate]
+            p50 = sorted(r["p50"] for r in at)
+            cells.append(f"kept up {sum(r['kept_up'] for r in at)} of {len(at)}, p50 {p50[0]:.2f}-{p50[-1]:.2f} s"
+                         if at else "not reached")
+        lines.append(f"| {rate:,.0f} | {cells[0]} | {cells[1]} |")
+
+    (ours_held, ours_lost), (base_held, base_lost) = _held_and_lost(rungs, ours), _held_and_lost(rungs, baseline)
+
+    def span(held: float | None, lost: float | None) -> str:
+        low = f"{held:,.0f}" if held else "0"
+        return (f"between {low} and {lost:,.0f} files/min" if lost
+                else f"at least {low} files/min (it kept up at every rate tried)")
+
+    low = ours_held / base_lost if ours_held and base_lost else None
+    high = ours_lost / base_held if ours_lost and base_held else None
+    ratio = (f"between {fmt(low)} and {fmt(high)}" if low is not None and high is not None
+             else f"at least {fmt(low)}" if low is not None else f"at most {fmt(high)}" if high is not None
+             else "not bounded by these rates")
+    lines += ["", f"So the {ours}'s sustained rate lies {span(ours_held, ours_lost)}, the {baseline}'s "
+              f"{span(base_held, base_lost)}, and their ratio {ratio}."]
+    return lines
+
+
+def phase_line(report: dict) -> list[str]:
+    """The machine's phase in this run, from two figures that move with it and not with our code."""
+    parts = []
+    for prefix, side, text in (("train NAB table: JVM start", "ours", "JVM start {:.1f} s (NAB train)"),
+                               ("serving 1-row request p50", "baseline", "in-process 1-row predict {:.2f} ms")):
+        found = [r for r in report["rows"] if r["figure"].startswith(prefix) and r.get(side)]
+        if found:
+            parts.append(text.format(found[0][side]["median"]))
+    if not parts:
+        return []
+    return ["", f"This run's machine phase, which moves absolute figures (compare ratios across runs): "
+                f"{', '.join(parts)}."]
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"Measured on {report['machine']} with `{report['command']}`"
@@ -88,6 +152,8 @@ def markdown(report: dict) -> str:
         better = " (higher is better)" if r.get("higher_is_better") else ""
         note = f" — {r['note']}" if r.get("note") else ""
         lines.append(f"| {r['figure']}{note} | {r['unit']}{better} | {ours} | {base} | {fmt(r['ratio'])} |")
+    sweep = sweep_markdown(report)
+    lines += phase_line(report) + ([""] + sweep if sweep else [])
     lines += ["", "The issue's goals, read from the same figures:", "", *goals_markdown(report)]
     return "\n".join(lines)
 

@@ -423,13 +423,14 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
     tracker = monitor_job.ModelTracker(service.client, model_uri, "")
     ours_runs: dict[float, list[dict]] = {}
     plain_runs: dict[float, list[dict]] = {}
+    rungs: list[dict] = []  # every rate of every sweep, held or not, for the README's per-rate table
     for sweep in range(repeat):
         name = f"paced-{sweep}"
         monitor = monitor_job.Monitor(spark, service, _monitor_args(work, name, window, model_uri), tracker)
         query = monitor.start()
         try:
             _paced_sweep(spark, query, monitor.checkpoint_uri, work / name, "monitor", rates, segment_seconds,
-                         window, sweep, repeat, ours_runs)
+                         window, sweep, repeat, ours_runs, rungs)
         finally:
             query.stop()
             service.end_run(monitor.run_id)
@@ -437,7 +438,7 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         plain_query = _plain_paced_query(spark, work / f"plain-{name}", window)
         try:
             _paced_sweep(spark, plain_query, str(work / f"plain-{name}" / "checkpoint"), work / f"plain-{name}",
-                         "no-scoring stream", rates, segment_seconds, window, sweep, repeat, plain_runs)
+                         "no-scoring stream", rates, segment_seconds, window, sweep, repeat, plain_runs, rungs)
         finally:
             plain_query.stop()
     tried = f"rates tried {', '.join(f'{r:.0f}' for r in rates)}/min, each for {segment_seconds:g} s"
@@ -466,6 +467,8 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
                            higher_is_better=True))
         if ratio_bound:
             results[-1]["ratio_bound"] = ratio_bound
+        results[-1]["rungs"] = rungs
+        results[-1]["rung_streams"] = ["monitor", "no-scoring stream"]  # ours, baseline
         results.append(row("monitor sustained without backlog: rows/s", "rows/s", [r * 100 / 60 for r in sustained],
                            [r * 100 / 60 for r in plain_rates] if plain_rates else None, higher_is_better=True))
         results.append(row(f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p50", "s",
@@ -495,9 +498,10 @@ def no_scoring_stream(files_stream, out: Path):
 
 def _paced_sweep(spark, query, checkpoint: str, folder: Path, label: str, rates: list[float],
                  segment_seconds: float, window: float, sweep: int, repeat: int,
-                 kept_up: dict[float, list[dict]]) -> None:
+                 kept_up: dict[float, list[dict]], rungs: list[dict]) -> None:
     """Feed ``query`` 100-row files at each rate in turn, until its backlog grows; adds each
-    rate it kept up with to ``kept_up`` (achieved rate, p50 and p95 latency)."""
+    rate it kept up with to ``kept_up`` (achieved rate, p50 and p95 latency), and every rate
+    tried, held or not, to ``rungs``."""
     commits = CommitLog(spark, checkpoint)
     # A warm-up batch first, untimed: a new query's first batch also starts its Python workers
     # and state stores, which on a loaded machine pushed the first rate's tail past two windows.
@@ -519,6 +523,8 @@ def _paced_sweep(spark, query, checkpoint: str, folder: Path, label: str, rates:
         growing = tail_latency > 2 * window + 1
         print(f"paced sweep {sweep + 1}/{repeat}, {label}, {rate:.0f} files/min (written at {achieved:.0f}): "
               f"p50 {p50:.2f} s, p95 {p95:.2f} s, {'backlog grows' if growing else 'keeps up'}", flush=True)
+        rungs.append({"stream": label, "sweep": sweep + 1, "rate": rate, "achieved": achieved,
+                      "p50": p50, "p95": p95, "kept_up": not growing})
         if growing:
             break
         kept_up.setdefault(rate, []).append({"achieved": achieved, "p50": p50, "p95": p95})

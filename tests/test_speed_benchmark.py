@@ -23,6 +23,7 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     # the paced sweep ran into the monitor and into the no-scoring stream, each to its own figure
     sustained = [r for r in data["rows"] if r["figure"].startswith("monitor sustained without backlog")]
     assert len(sustained) == 2 and all(r["baseline"] for r in sustained), sustained
+    assert {r["stream"] for r in sustained[0]["rungs"]} == set(sustained[0]["rung_streams"])
     # the memory figure counts the JVM and the Python workers, not only the driver process
     (memory,) = [r for r in data["rows"] if r["figure"].startswith("monitor peak memory")]
     assert memory["parts_mib"]["jvm"] > 100 and memory["parts_mib"]["python_workers"] > 20
@@ -42,6 +43,7 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     assert report.main(["--json", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old" not in text and "| train NAB table: JVM start |" in text and text.endswith("after\n")
+    assert "The paced sweep rate by rate" in text and "This run's machine phase" in text
 
 
 def test_a_goal_read_from_a_bounded_ratio_is_reported_only_as_far_as_the_bound_proves():
@@ -61,3 +63,32 @@ def test_a_goal_read_from_a_bounded_ratio_is_reported_only_as_far_as_the_bound_p
     # and when ours never fell behind (a lower bound), only a success is sure
     assert goal_line(0.7, "lower").endswith("| at least 0.70x | at least 0.5x | yes |")
     assert "not known" in goal_line(0.2, "lower") and "not known" in goal_line(0.7, "none")
+
+
+def test_the_sweep_rate_by_rate_and_the_bounds_on_its_ratio_are_written_from_the_json():
+    # given two sweeps each: the monitor held 1,200 in both, fell behind at 2,400 in one of them;
+    # the no-scoring stream held 2,400 in both and fell behind at 4,800 in both
+    def rung(stream, sweep, rate, kept_up, p50):
+        return {"stream": stream, "sweep": sweep, "rate": rate, "achieved": rate, "p50": p50, "p95": p50 + 1,
+                "kept_up": kept_up}
+
+    rungs = [rung("monitor", 1, 1200, True, 3.0), rung("monitor", 1, 2400, False, 9.0),
+             rung("no-scoring stream", 1, 1200, True, 2.0), rung("no-scoring stream", 1, 2400, True, 2.5),
+             rung("no-scoring stream", 1, 4800, False, 8.0),
+             rung("monitor", 2, 1200, True, 3.5), rung("monitor", 2, 2400, True, 3.9),
+             rung("monitor", 2, 4800, False, 8.0),
+             rung("no-scoring stream", 2, 1200, True, 2.1), rung("no-scoring stream", 2, 2400, True, 2.4),
+             rung("no-scoring stream", 2, 4800, False, 9.0)]
+    row = {"figure": "monitor sustained without backlog (rates tried 1200, 2400, 4800/min): files/min",
+           "rungs": rungs, "rung_streams": ["monitor", "no-scoring stream"]}
+    # when the section is written
+    lines = report.sweep_markdown({"rows": [row]})
+    # then each rate says how many sweeps kept up and their p50 range
+    assert "| 1,200 | kept up 2 of 2, p50 3.00-3.50 s | kept up 2 of 2, p50 2.00-2.10 s |" in lines
+    assert "| 2,400 | kept up 1 of 2, p50 3.90-9.00 s | kept up 2 of 2, p50 2.40-2.50 s |" in lines
+    assert "| 4,800 | kept up 0 of 1, p50 8.00-8.00 s | kept up 0 of 2, p50 8.00-9.00 s |" in lines
+    # and the sustained rates and their ratio are bounded by the rates held and lost
+    assert lines[-1] == ("So the monitor's sustained rate lies between 1,200 and 2,400 files/min, the no-scoring "
+                         "stream's between 2,400 and 4,800 files/min, and their ratio between 0.25 and 1.")
+    # and a report from before the sweep's rates were kept has no such section
+    assert report.sweep_markdown({"rows": [{**row, "rungs": None}]}) == []
