@@ -49,6 +49,8 @@ from core.errors import UserError, main_guard
 
 BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
 PARTS = ("train", "replay", "monitor", "serving", "memory")
+# The paced sweep's two streams, as its lines and its JSON rungs name them.
+MONITOR_STREAM, PLAIN_STREAM = "monitor", "no-scoring stream"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
@@ -429,7 +431,7 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         monitor = monitor_job.Monitor(spark, service, _monitor_args(work, name, window, model_uri), tracker)
         query = monitor.start()
         try:
-            _paced_sweep(spark, query, monitor.checkpoint_uri, work / name, "monitor", rates, segment_seconds,
+            _paced_sweep(spark, query, monitor.checkpoint_uri, work / name, MONITOR_STREAM, rates, segment_seconds,
                          window, sweep, repeat, ours_runs, rungs)
         finally:
             query.stop()
@@ -438,7 +440,7 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         plain_query = _plain_paced_query(spark, work / f"plain-{name}", window)
         try:
             _paced_sweep(spark, plain_query, str(work / f"plain-{name}" / "checkpoint"), work / f"plain-{name}",
-                         "no-scoring stream", rates, segment_seconds, window, sweep, repeat, plain_runs, rungs)
+                         PLAIN_STREAM, rates, segment_seconds, window, sweep, repeat, plain_runs, rungs)
         finally:
             plain_query.stop()
     tried = f"rates tried {', '.join(f'{r:.0f}' for r in rates)}/min, each for {segment_seconds:g} s"
@@ -468,7 +470,7 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         if ratio_bound:
             results[-1]["ratio_bound"] = ratio_bound
         results[-1]["rungs"] = rungs
-        results[-1]["rung_streams"] = ["monitor", "no-scoring stream"]  # ours, baseline
+        results[-1]["rung_streams"] = [MONITOR_STREAM, PLAIN_STREAM]  # ours, baseline
         results.append(row("monitor sustained without backlog: rows/s", "rows/s", [r * 100 / 60 for r in sustained],
                            [r * 100 / 60 for r in plain_rates] if plain_rates else None, higher_is_better=True))
         results.append(row(f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p50", "s",
