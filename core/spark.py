@@ -18,10 +18,11 @@ from core.errors import UserError
 DEFAULT_MASTER = "local[*]"
 SUPPORTED_JAVA = (17, 21)
 
+SHUFFLE_PARTITIONS_KEY = "spark.sql.shuffle.partitions"
 # Small defaults for runtime SQL settings, applied only where neither the caller nor
 # spark-submit set them: 200 shuffle partitions on 2 cores is pure overhead.
 SQL_DEFAULTS = {
-    "spark.sql.shuffle.partitions": "4",
+    SHUFFLE_PARTITIONS_KEY: "4",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
 }
@@ -159,6 +160,20 @@ def driver_java_options(settings: dict[str, str], long_running: bool, java: str,
     return " ".join(options + archive_options(java, version_text))
 
 
+def sql_defaults(context) -> dict[str, str]:
+    """``SQL_DEFAULTS`` for this SparkContext: in local mode, one shuffle partition per core.
+
+    Every task of the monitor's stateful scoring stage pays a fixed cost (its Python worker's
+    Arrow streams, its state store's load and commit): at 4 partitions on 2 cores a batch of
+    480 small files took 3.9 s, at 2 partitions 3.5 s. A stateful query keeps the number its
+    checkpoint was started with, so existing checkpoints are not affected.
+    """
+    defaults = dict(SQL_DEFAULTS)
+    if context.master.startswith("local"):
+        defaults[SHUFFLE_PARTITIONS_KEY] = str(context.defaultParallelism)
+    return defaults
+
+
 def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
                  long_running: bool = False):
     """Build (or return the running) SparkSession for a job."""
@@ -191,7 +206,7 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     already_set = spark.sparkContext.getConf()
-    for key, value in SQL_DEFAULTS.items():
+    for key, value in sql_defaults(spark.sparkContext).items():
         if not already_set.contains(key) and key not in (conf or {}):
             spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))

@@ -68,3 +68,17 @@ def test_the_shared_test_session_runs_with_the_local_batch_heap(spark):
         assert conf.get("spark.driver.memory") == expected
     else:  # this machine's environment or spark-defaults.conf chose the heap, and it was kept
         assert os.environ.get("SPARK_DRIVER_MEMORY") or conf.contains("spark.driver.memory")
+
+
+def test_local_mode_shuffles_into_one_partition_per_core_and_a_cluster_keeps_the_default(spark):
+    from types import SimpleNamespace
+
+    from core.spark import SHUFFLE_PARTITIONS_KEY, SQL_DEFAULTS, sql_defaults
+
+    # given the shared test session, local[2], that set no shuffle partitions of its own
+    # then its stateful and grouped stages run one task per core
+    assert spark.conf.get(SHUFFLE_PARTITIONS_KEY) == "2"
+    # and a session on a cluster master keeps the fixed default
+    on_cluster = SimpleNamespace(master="spark://10.0.0.1:7077", defaultParallelism=64)
+    assert sql_defaults(on_cluster)[SHUFFLE_PARTITIONS_KEY] == SQL_DEFAULTS[SHUFFLE_PARTITIONS_KEY]
+    assert sql_defaults(SimpleNamespace(master="local[3]", defaultParallelism=3))[SHUFFLE_PARTITIONS_KEY] == "3"
