@@ -20,7 +20,8 @@ SUPPORTED_JAVA = (17, 21)
 
 SHUFFLE_PARTITIONS_KEY = "spark.sql.shuffle.partitions"
 # Small defaults for runtime SQL settings, applied only where neither the caller nor
-# spark-submit set them: 200 shuffle partitions on 2 cores is pure overhead.
+# spark-submit set them: 200 shuffle partitions on 2 cores is pure overhead. In local mode
+# ``sql_defaults`` makes the shuffle one partition per core.
 SQL_DEFAULTS = {
     SHUFFLE_PARTITIONS_KEY: "4",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
