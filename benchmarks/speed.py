@@ -22,7 +22,8 @@ Figures and their baselines:
   latency there from a file's rename into the directory to its batch's commit.
 - replay: the 17 NAB files through one model; baseline: the model's pandas predict in-process.
 - serving: p50/p95/p99 of 1-row and 1,000-row requests to ``mlflow models serve``; baseline:
-  in-process pyfunc predict of the same rows.
+  in-process pyfunc predict of the same rows. Its floor: the same server and 1-row requests
+  with a model that only returns a fixed frame of our output, i.e. MLflow's server alone.
 - memory: peak RSS of the monitor's process tree (driver Python, JVM, Python workers) during a
   paced run (10 minutes by default), and whether it still grows in the last third.
 """
@@ -30,6 +31,7 @@ Figures and their baselines:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -202,10 +204,10 @@ class KeepAliveClient:
         self.connection.close()
 
 
-def bench_serving(store: str, model_uri: str, requests: int, features: list[str]) -> list[dict]:
+@contextlib.contextmanager
+def scoring_server(store: str, model_uri: str):
+    """``mlflow models serve`` on a free 127.0.0.1 port, as a user starts it; yields the port."""
     import socket
-
-    import mlflow
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -215,7 +217,6 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
     server = subprocess.Popen([PYTHON, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                                "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    rng = np.random.default_rng(1)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -224,37 +225,77 @@ def bench_serving(store: str, model_uri: str, requests: int, features: list[str]
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise UserError("mlflow models serve did not start for the benchmark") from None
+                    raise UserError(f"mlflow models serve did not start for the benchmark ({model_uri})") from None
                 time.sleep(0.2)
-        model = mlflow.pyfunc.load_model(model_uri)
-        rows_out = []
-        for size in (1, 1000):
-            frame = pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
-            body = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
-            request = KeepAliveClient("127.0.0.1", port, body)
-            for _ in range(50):
-                request()
+        yield port
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def request_latencies_ms(port: int, frame: pd.DataFrame, count: int) -> list[float]:
+    """Milliseconds of ``count`` POSTs of ``frame`` to /invocations, after 50 to warm up."""
+    body = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
+    request = KeepAliveClient("127.0.0.1", port, body)
+    try:
+        for _ in range(50):
+            request()
+        latencies = []
+        for _ in range(count):
+            started = time.perf_counter()
+            request()
+            latencies.append((time.perf_counter() - started) * 1000)
+        return latencies
+    finally:
+        request.close()
+
+
+def log_fixed_frame_model(service, model, frame: pd.DataFrame) -> str:
+    """Log a model with ours' signature whose predict returns ours' output for ``frame``,
+    whatever it is asked: served, it costs what MLflow's server costs, with no model in it."""
+    import mlflow
+
+    from benchmarks.serving_floor import FixedFrameModel
+    from core.model import serving_requirements
+
+    with service.start_run(BENCHMARK_EXPERIMENT + "-serving-floor", run_name="fixed-frame model"):
+        return mlflow.pyfunc.log_model(name="fixed_frame", python_model=FixedFrameModel(model.predict(frame)),
+                                       signature=model.metadata.signature,
+                                       pip_requirements=serving_requirements()).model_uri
+
+
+def bench_serving(service, store: str, model_uri: str, requests: int, features: list[str]) -> list[dict]:
+    import mlflow
+
+    rng = np.random.default_rng(1)
+    model = mlflow.pyfunc.load_model(model_uri)
+    frames = {size: pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
+              for size in (1, 1000)}
+    note = "baseline: in-process pyfunc predict; client: one keep-alive connection, as a pooled HTTP client keeps"
+    rows_out, local_one_row = [], []
+    with scoring_server(store, model_uri) as port:
+        for size, frame in frames.items():
             count = requests if size == 1 else max(requests // 10, 20)
-            latencies = []
-            for _ in range(count):
-                started = time.perf_counter()
-                request()
-                latencies.append((time.perf_counter() - started) * 1000)
+            latencies = request_latencies_ms(port, frame, count)
             local = []
             for _ in range(count):
                 started = time.perf_counter()
                 model.predict(frame)
                 local.append((time.perf_counter() - started) * 1000)
-            request.close()
+            if size == 1:
+                local_one_row = local
             for q in (50, 95, 99):
                 rows_out.append(row(f"serving {size}-row request p{q} ({count} requests)", "ms",
-                                    [float(np.percentile(latencies, q))], [float(np.percentile(local, q))],
-                                    "baseline: in-process pyfunc predict; client: one keep-alive "
-                                    "connection, as a pooled HTTP client keeps"))
-        return rows_out
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+                                    [float(np.percentile(latencies, q))], [float(np.percentile(local, q))], note))
+    # What the server costs with no model in it: the part of our latency no predict can remove.
+    with scoring_server(store, log_fixed_frame_model(service, model, frames[1])) as port:
+        floor = request_latencies_ms(port, frames[1], requests)
+    for q in (50, 95, 99):
+        rows_out.append(row(f"serving floor, 1-row request p{q} ({requests} requests)", "ms",
+                            [float(np.percentile(floor, q))], [float(np.percentile(local_one_row, q))],
+                            "ours: the same server and requests with a model of our signature whose predict "
+                            "returns a fixed frame of our output (MLflow's server alone); " + note))
+    return rows_out
 
 
 # -- monitor -----------------------------------------------------------------------------------
@@ -770,9 +811,13 @@ def main(argv=None) -> int:
             for size in [int(s) for s in args.sizes.split(",") if s]:
                 rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
                                     store, args.repeat)
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        # The jobs measured log to this run's own store; the run that `mlflow run` started lives in
+        # the results store, and joining it from the scratch one failed every job ("run not found").
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
+                                                "MLFLOW_EXPERIMENT_ID")}
         os.environ["MLFLOW_TRACKING_URI"] = store
-        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        for key in ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+            os.environ.pop(key, None)
         service = MlflowService(store, store).start()
         try:
             # The model under test is trained by the train entry point, in its own process, so
@@ -780,7 +825,7 @@ def main(argv=None) -> int:
             # has no Spark driver beside it competing for the 2 cores.
             model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory"} else ""
             if "serving" in parts:
-                rows += bench_serving(store, model_uri, args.requests, ["cpu", "disk", "network"])
+                rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"])
             if parts & {"replay", "monitor"}:
                 spark = create_spark("speed-benchmark")
                 try:

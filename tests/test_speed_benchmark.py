@@ -18,7 +18,8 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
                      "replay 17 files", "monitor drain of 30 files x 100 rows", "monitor drain of 2 files x 5000",
                      "monitor drain floor, 30 files x 100 rows", "monitor drain floor, 2 files x 5000",
                      "monitor sustained", "monitor latency", "serving 1-row request p50",
-                     "serving 1000-row request p99", "monitor peak memory (PSS)", "monitor memory growth"):
+                     "serving 1000-row request p99", "serving floor, 1-row request p50", "monitor peak memory (PSS)",
+                     "monitor memory growth"):
         assert any(f.startswith(expected) for f in figures), expected
     # the paced sweep ran into the monitor and into the no-scoring stream, each to its own figure
     sustained = [r for r in data["rows"] if r["figure"].startswith("monitor sustained without backlog")]
@@ -44,6 +45,32 @@ def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir,
     text = readme.read_text()
     assert "old" not in text and "| train NAB table: JVM start |" in text and text.endswith("after\n")
     assert "The paced sweep rate by rate" in text and "This run's machine phase" in text
+
+
+def test_under_mlflow_run_the_benchmark_logs_to_that_run_and_measures_its_jobs_in_their_own_store(nab_dir,
+                                                                                                  tmp_path):
+    # given a run started as `mlflow run . -e speed` starts one, in the results store
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'results.db'}"
+    client = MlflowClient(uri, uri)
+    experiment_id = client.create_experiment("from-mlflow-run")
+    run_id = client.create_run(experiment_id).info.run_id
+    out = tmp_path / "speed.json"
+    # when the serving part runs inside it (its model is trained by the train entry point)
+    result = run_command([PYTHON, "-m", "benchmarks.speed", "--smoke", "--only", "serving", "--nab-dir", str(nab_dir),
+                          "--out", str(out)], MLFLOW_TRACKING_URI=uri, MLFLOW_RUN_ID=run_id,
+                         MLFLOW_EXPERIMENT_ID=experiment_id, timeout=600)
+    # then the jobs it measures did not try to join that run from their scratch store
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = {r["figure"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
+    # and the server's floor (a model that does no work) is measured beside ours, below it
+    ours, floor = figures["serving 1-row request p50"], figures["serving floor, 1-row request p50"]
+    assert 0 < floor["ours"]["median"] < ours["ours"]["median"] + 1.0
+    # and the results went to the run it was started in, and to no other
+    logged = client.get_run(run_id).data.metrics
+    assert any("serving_floor__1_row_request_p50" in key for key in logged), sorted(logged)
+    assert [r.info.run_id for r in client.search_runs([experiment_id])] == [run_id]
 
 
 def test_a_goal_read_from_a_bounded_ratio_is_reported_only_as_far_as_the_bound_proves():
