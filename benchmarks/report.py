@@ -122,7 +122,7 @@ def sweep_markdown(report: dict) -> list[str]:
 
 
 def phase_line(report: dict) -> list[str]:
-    """The machine's phase in this run, from two figures that move with it and not with our code."""
+    """The machine's phase in this run, from figures that move with it and not with our code."""
     parts = []
     for prefix, side, text in (("train NAB table: JVM start", "ours", "JVM start {:.1f} s (NAB train)"),
                                ("serving 1-row request p50", "baseline", "in-process 1-row predict {:.2f} ms"),
