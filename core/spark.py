@@ -29,6 +29,10 @@ SQL_DEFAULTS = {
 }
 
 
+def is_local_master(master: str | None) -> bool:
+    return master is not None and (master == "local" or master.startswith("local["))
+
+
 def java_version_text(java: str) -> str | None:
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
@@ -122,7 +126,7 @@ def local_batch_heap(master: str, settings: dict[str, str], long_running: bool) 
 
     The monitor keeps Spark's default (or the operator's): its heap is committed up front.
     """
-    if long_running or not (master == "local" or master.startswith("local[")):
+    if long_running or not is_local_master(master):
         return None
     if "spark.driver.memory" in settings or os.environ.get("SPARK_DRIVER_MEMORY"):
         return None
@@ -133,12 +137,31 @@ def local_batch_heap(master: str, settings: dict[str, str], long_running: bool) 
     return f"{heap_mib}m"
 
 
-def driver_java_options(settings: dict[str, str], long_running: bool, java: str, version_text: str) -> str:
+# A batch job over a small local input ends within seconds, spent loading classes and running
+# code for the first time. Tiered compilation runs that code as profiled C1 code until C2 has
+# compiled it, which does not pay back within such a run; C1 alone, unprofiled, runs it faster.
+# Measured on 2 cores, the train entry point in alternating runs: the NAB table (0.35 MB) 22.5
+# and 20.4 s -> 15.8 and 12.5 s; 3.4 MB (87k rows, history features) 26.2, 26.6 -> 29.2, 25.8 s
+# and 7.5 MB (10^5 rows) 22.8, 24.6 -> 23.7, 23.7 s, no gain; 75 MB (10^6 rows) 38 -> 89 s,
+# where C2's code pays back. Hence only up to this size, and only where the driver runs the tasks.
+SHORT_JOB_INPUT_BYTES = 1 << 20
+SHORT_JOB_JIT_OPTIONS = ["-XX:TieredStopAtLevel=1"]
+
+
+def is_short_job(master: str | None, long_running: bool, input_bytes: int | None) -> bool:
+    """A batch job in local mode over a local input of known, small size."""
+    return (not long_running and is_local_master(master) and input_bytes is not None
+            and input_bytes <= SHORT_JOB_INPUT_BYTES)
+
+
+def driver_java_options(settings: dict[str, str], long_running: bool, java: str, version_text: str,
+                        short_job: bool = False) -> str:
     """JVM options for the driver, which in local mode also runs the tasks.
 
     A batch job (train, replay, the benchmark) uses the parallel collector: it has no pauses to
     hide, and G1's concurrent work competed with the job on 2 cores (NAB train 17.0 -> 15.8 s,
-    a 1e6-row train 26 -> 24.6 s).
+    a 1e6-row train 26 -> 24.6 s). A short one (``short_job``: a small input in local mode)
+    also runs with the C1 compiler alone (see ``SHORT_JOB_INPUT_BYTES``).
 
     A long-running job (the monitor) keeps G1 and takes its whole heap at start. Left to
     itself G1 commits heap a region at a time as garbage builds up between collections, so a
@@ -157,7 +180,7 @@ def driver_java_options(settings: dict[str, str], long_running: bool, java: str,
     if long_running:
         options = [f"-Xms{settings.get('spark.driver.memory', '1g')}", "-XX:+AlwaysPreTouch"]
     else:
-        options = ["-XX:+UseParallelGC"]
+        options = ["-XX:+UseParallelGC", *(SHORT_JOB_JIT_OPTIONS if short_job else [])]
     return " ".join(options + archive_options(java, version_text))
 
 
@@ -176,8 +199,12 @@ def sql_defaults(context) -> dict[str, str]:
 
 
 def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
-                 long_running: bool = False):
-    """Build (or return the running) SparkSession for a job."""
+                 long_running: bool = False, input_bytes: int | None = None):
+    """Build (or return the running) SparkSession for a job.
+
+    ``input_bytes``: the size of a batch job's input when it is local and known (see
+    ``core.paths.local_input_bytes``), which picks the driver's JIT for a short job.
+    """
     java, version_text = check_java()
     # Executors' Python must be this interpreter, so they see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -202,7 +229,8 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
     if heap:
         settings["spark.driver.memory"] = heap
     if "spark.driver.extraJavaOptions" not in settings and not under_spark_submit:
-        settings["spark.driver.extraJavaOptions"] = driver_java_options(settings, long_running, java, version_text)
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(
+            settings, long_running, java, version_text, is_short_job(chosen_master, long_running, input_bytes))
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -236,7 +264,8 @@ def stop_state_stores(spark) -> None:
 
 
 @contextlib.contextmanager
-def spark_session_in_background(app_name: str, master: str | None, conf_pairs: list[str] | None):
+def spark_session_in_background(app_name: str, master: str | None, conf_pairs: list[str] | None,
+                                input_bytes: int | None = None):
     """Like ``spark_session``, but the JVM starts while the caller goes on with its own set-up
     (importing MLflow and opening the store take 2-3 s of a short job, the JVM 5-7 s).
 
@@ -249,7 +278,7 @@ def spark_session_in_background(app_name: str, master: str | None, conf_pairs: l
 
     conf = parse_conf(conf_pairs)  # a bad --conf is said now, not from the thread
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
-    starting = pool.submit(create_spark, app_name, master, conf)
+    starting = pool.submit(create_spark, app_name, master, conf, False, input_bytes)
     try:
         yield starting.result
     finally:

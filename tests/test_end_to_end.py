@@ -77,6 +77,8 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     assert sum(metrics[f"cluster_size_{i}"] for i in range(7)) == int(params["rows"])
     assert {"expected_label", "expected_label_share", "training_cost", "silhouette"} <= metrics.keys()
     assert {"jvm_start_seconds", "log_model_seconds", "wall_seconds"} <= metrics.keys()
+    # the NAB table is small and local: its driver ran C1 alone, as the run says
+    assert "-XX:TieredStopAtLevel=1" in run.data.tags["spark.driver.extraJavaOptions"].split()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"cluster_summary.png", "cluster_summary.json"} <= artifacts
     # mlflow run's own run was joined, not duplicated

@@ -4,7 +4,8 @@ import os
 import subprocess
 
 from core import jvm_archive
-from core.spark import check_java, driver_java_options
+from core.paths import local_input_bytes
+from core.spark import SHORT_JOB_INPUT_BYTES, check_java, driver_java_options, is_short_job
 
 
 def test_batch_jobs_use_the_parallel_collector_and_the_monitor_a_pre_touched_heap(tmp_path, monkeypatch):
@@ -17,6 +18,43 @@ def test_batch_jobs_use_the_parallel_collector_and_the_monitor_a_pre_touched_hea
     # then
     assert batch == "-XX:+UseParallelGC"
     assert monitor == "-Xms2g -XX:+AlwaysPreTouch"
+
+
+def test_a_short_batch_job_in_local_mode_runs_with_the_c1_compiler_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm_archive, "ARCHIVE_DIR", tmp_path)
+    java, version = check_java()
+    # given a batch job in local mode over a small local input (the NAB table is 0.35 MB)
+    assert is_short_job("local[*]", False, 350_000)
+    # then its driver runs C1 alone, beside the parallel collector, and such a JVM starts
+    options = driver_java_options({}, False, java, version, short_job=True)
+    assert options == "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
+    result = subprocess.run([java, *options.split(), "-version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # but not past the size where C2's code paid back, nor over an input of unknown size
+    assert not is_short_job("local[*]", False, SHORT_JOB_INPUT_BYTES + 1)
+    assert not is_short_job("local[2]", False, None)
+    # nor the monitor, which runs for days, nor a driver that runs no tasks
+    assert not is_short_job("local[*]", True, 1000)
+    assert not is_short_job("spark://10.0.0.1:7077", False, 1000)
+    assert not is_short_job(None, False, 1000)
+
+
+def test_an_input_size_is_known_for_local_files_directories_and_globs_only(tmp_path):
+    # given two files in a folder, one in a subfolder, and a file elsewhere
+    (tmp_path / "series" / "more").mkdir(parents=True)
+    (tmp_path / "series" / "a.csv").write_bytes(b"x" * 100)
+    (tmp_path / "series" / "more" / "b.csv").write_bytes(b"y" * 20)
+    (tmp_path / "table.csv").write_bytes(b"z" * 7)
+    # then a file, a folder (recursively), a glob, a file:// URI and a list add up
+    assert local_input_bytes([str(tmp_path / "table.csv")]) == 7
+    assert local_input_bytes([str(tmp_path / "series")]) == 120
+    assert local_input_bytes([str(tmp_path / "series" / "*.csv")]) == 100
+    assert local_input_bytes([(tmp_path / "table.csv").as_uri(), str(tmp_path / "series")]) == 127
+    # and a remote store or a path that matches nothing leave the size unknown
+    assert local_input_bytes(["s3a://bucket/table.csv"]) is None
+    assert local_input_bytes([str(tmp_path / "table.csv"), "hdfs://nn:8020/x.csv"]) is None
+    assert local_input_bytes([str(tmp_path / "missing.csv")]) is None
+    assert local_input_bytes([str(tmp_path / "nothing-*.csv")]) is None
 
 
 def test_the_class_archive_is_used_only_when_built_for_this_java(tmp_path, monkeypatch):
