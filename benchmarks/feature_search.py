@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 
 
 def labelled_series(nab_dir: Path):
@@ -91,4 +90,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

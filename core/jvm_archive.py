@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 
 ARCHIVE_DIR = Path(sys.prefix) / "share" / "server-anomaly"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -89,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -30,7 +29,7 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.scoring import RULE_DISTANCE, RULES
 
 BENCHMARK_EXPERIMENT = "server-anomaly-nab-benchmark"
@@ -274,4 +273,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -11,11 +11,10 @@ promotes the version that leads it.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 
 # Metrics where less is better; every other metric sorts highest first.
 LOWER_IS_BETTER = {"anomaly_count", "anomaly_rate", "alert_count", "invalid_rows", "replay_seconds"}
@@ -92,4 +91,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

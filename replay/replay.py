@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
 
 REPLAY_EXPERIMENT = "server-anomaly-replay"
@@ -353,4 +352,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

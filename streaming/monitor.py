@@ -27,11 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 import time
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
 
 MONITOR_EXPERIMENT = "server-anomaly-monitor"
@@ -428,4 +427,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

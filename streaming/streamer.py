@@ -25,14 +25,13 @@ import glob
 import io
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.schema import SOURCE_COLUMNS
 
 # A filesystem whose times are coarse (FAT's are 2 s) still advances within this.
@@ -208,4 +207,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/numenta/NAB/master"
 SERIES = (
@@ -84,4 +83,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -13,10 +13,9 @@ it, so the MLflow UI shows one run per step.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_MODEL_NAME, TRAINING_EXPERIMENT
 from core.tracking import PROJECT_ROOT, MlflowService
 
@@ -125,4 +124,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -23,14 +23,13 @@ import csv
 import hashlib
 import io
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_FEATURES, TIMESTAMP
 
 ALIGNMENTS = ("positional", "timestamp")
@@ -242,4 +241,4 @@ def _log(report: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

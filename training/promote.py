@@ -11,10 +11,9 @@ replaced). Stages are deprecated in MLflow 3; aliases are what the monitor and s
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 
-from core.errors import UserError, main_guard
+from core.errors import UserError, exit_process, main_guard
 from core.registry import alias_versions, version_or_error
 from core.schema import DEFAULT_MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS
 
@@ -115,4 +114,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

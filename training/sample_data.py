@@ -14,13 +14,12 @@ burst, a network outage), so that the main job has something to find.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.errors import main_guard
+from core.errors import exit_process, main_guard
 
 DEFAULT_ROWS = 2016  # one week at 5-minute intervals
 START = "2026-01-05 00:00:00"
@@ -79,4 +78,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
