@@ -27,11 +27,11 @@ def test_an_entry_point_exits_with_its_code_after_atexit_handlers_and_file_flush
     assert out.read_text() == "written before exit"
 
 
-def test_a_user_error_from_an_entry_point_is_one_line_and_exit_code_2():
+def test_a_user_error_from_an_entry_point_is_one_line_and_exit_code_2(tmp_path):
     # given no registered model of this name in a fresh store, when promote is asked for it
     result = subprocess.run([sys.executable, "-m", "training.promote", "--model-name", "no-such-model"],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///:memory:"})
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     # then
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
