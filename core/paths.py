@@ -34,27 +34,26 @@ def local_path(uri: str) -> Path | None:
     return None
 
 
-def local_input_bytes(specs: list[str]) -> int | None:
-    """The bytes behind local files, directories (their files, recursively) and globs.
+def local_input_bytes(spec: str) -> int | None:
+    """The bytes behind a local file, directory (its files, recursively) or glob.
 
-    None when any of them is remote or matches nothing: the size is then unknown here, and a
-    job that needs it (to size its JVM) assumes a large input. The job itself still reports a
-    missing input its own way.
+    None when it is remote or matches nothing: the size is then unknown here, and a job that
+    needs it (to choose its JVM's options) assumes a large input. The job itself still reports
+    a missing input its own way.
     """
     import glob
 
+    local = local_path(spec)
+    if local is None:
+        return None
+    is_glob = any(c in str(local) for c in "*?[")
+    matches = [Path(m) for m in glob.glob(str(local))] if is_glob else [local]
+    if not any(m.exists() for m in matches):
+        return None
     total = 0
-    for spec in specs:
-        local = local_path(spec)
-        if local is None:
-            return None
-        is_glob = any(c in str(local) for c in "*?[")
-        matches = [Path(m) for m in glob.glob(str(local))] if is_glob else [local]
-        if not any(m.exists() for m in matches):
-            return None
-        for match in matches:
-            if match.is_dir():
-                total += sum(f.stat().st_size for f in match.rglob("*") if f.is_file())
-            elif match.is_file():
-                total += match.stat().st_size
+    for match in matches:
+        if match.is_dir():
+            total += sum(f.stat().st_size for f in match.rglob("*") if f.is_file())
+        elif match.is_file():
+            total += match.stat().st_size
     return total

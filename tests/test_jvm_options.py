@@ -45,16 +45,16 @@ def test_an_input_size_is_known_for_local_files_directories_and_globs_only(tmp_p
     (tmp_path / "series" / "a.csv").write_bytes(b"x" * 100)
     (tmp_path / "series" / "more" / "b.csv").write_bytes(b"y" * 20)
     (tmp_path / "table.csv").write_bytes(b"z" * 7)
-    # then a file, a folder (recursively), a glob, a file:// URI and a list add up
-    assert local_input_bytes([str(tmp_path / "table.csv")]) == 7
-    assert local_input_bytes([str(tmp_path / "series")]) == 120
-    assert local_input_bytes([str(tmp_path / "series" / "*.csv")]) == 100
-    assert local_input_bytes([(tmp_path / "table.csv").as_uri(), str(tmp_path / "series")]) == 127
+    # then a file, a folder (recursively), a glob and a file:// URI have their sizes
+    assert local_input_bytes(str(tmp_path / "table.csv")) == 7
+    assert local_input_bytes(str(tmp_path / "series")) == 120
+    assert local_input_bytes(str(tmp_path / "series" / "*.csv")) == 100
+    assert local_input_bytes((tmp_path / "table.csv").as_uri()) == 7
     # and a remote store or a path that matches nothing leave the size unknown
-    assert local_input_bytes(["s3a://bucket/table.csv"]) is None
-    assert local_input_bytes([str(tmp_path / "table.csv"), "hdfs://nn:8020/x.csv"]) is None
-    assert local_input_bytes([str(tmp_path / "missing.csv")]) is None
-    assert local_input_bytes([str(tmp_path / "nothing-*.csv")]) is None
+    assert local_input_bytes("s3a://bucket/table.csv") is None
+    assert local_input_bytes("hdfs://nn:8020/x.csv") is None
+    assert local_input_bytes(str(tmp_path / "missing.csv")) is None
+    assert local_input_bytes(str(tmp_path / "nothing-*.csv")) is None
 
 
 def test_the_class_archive_is_used_only_when_built_for_this_java(tmp_path, monkeypatch):

@@ -464,7 +464,7 @@ def main(argv=None) -> int:
     # A small local table makes a short job, whose driver JIT differs (see core.spark). Replay
     # does not pass its input's size: its work is in Python workers, and at the NAB series'
     # 1.9 MB C1 alone gained nothing there (18.7, 17.3 -> 18.1, 18.5 s).
-    input_bytes = local_input_bytes([to_uri(args.data)])
+    input_bytes = local_input_bytes(to_uri(args.data))
     with spark_session_in_background("train", args.master, args.conf, input_bytes) as started_spark:
         with MlflowService() as service:
             _import_while_the_jvm_starts()
