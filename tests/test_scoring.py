@@ -151,6 +151,24 @@ def test_history_features_of_several_inputs_equal_each_input_alone_bit_for_bit(r
     assert np.array_equal(together, np.hstack(alone))
 
 
+@pytest.mark.parametrize("span", [1, 2, 7, 24, 200])
+def test_window_mean_and_std_are_numpys_nanmean_and_nanstd_bit_for_bit(span):
+    # given windows as history_features makes them: NaN before a series' first row, values of
+    # many scales, some windows reaching back before the start
+    from core.scoring import window_mean_std
+
+    rng = np.random.default_rng(span)
+    values = rng.lognormal(sigma=3, size=(3, 400)) * np.array([[1.0], [1e9], [1e-6]])
+    padded = np.concatenate([np.full((3, span - 1), np.nan), values], axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, span, axis=1)
+    # when the shared pass computes both
+    mean, std = window_mean_std(windows)
+    # then they are numpy's own results, not merely close ones
+    assert np.array_equal(mean, np.nanmean(windows, axis=2))
+    assert np.array_equal(std, np.nanstd(windows, axis=2))
+    assert np.array_equal(window_mean_std(windows, with_std=False)[0], mean)
+
+
 @pytest.mark.parametrize("scores, threshold, cooldown, expected", [
     # one incident of five rows above the threshold pages once
     ([0.1, 0.9, 0.95, 0.9, 0.8, 0.9, 0.1], 0.8, 10, [1]),
