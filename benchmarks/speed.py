@@ -779,7 +779,7 @@ def main(argv=None) -> int:
     parser.add_argument("--monitor-files", type=int, default=600)
     parser.add_argument("--large-files", type=int, default=5, help="files of --large-rows rows in the drain test")
     parser.add_argument("--large-rows", type=int, default=100000)
-    parser.add_argument("--rates", default="1200,2400,4800,9600,19200,38400,76800,153600",
+    parser.add_argument("--rates", default="1200,2400,4800,9600,19200,38400,76800,153600,307200",
                         help="paced files/min, tried in turn until the backlog grows")
     parser.add_argument("--segment-seconds", type=float, default=30)
     parser.add_argument("--memory-minutes", type=float, default=10)
