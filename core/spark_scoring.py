@@ -20,17 +20,21 @@ OUTPUT_DDL = (
 )
 
 
-def nearest_distance_expression(params: ModelParams):
-    """Spark SQL for the distance to the nearest centroid, the core's formula, for valid rows.
-
-    z = (x - mean) * scale per feature; distance = min over centroids of the Euclidean norm.
-    """
+def scaled_feature_expressions(params: ModelParams) -> list:
+    """Spark SQL for a row's standardised vector, the core's formula: z = (x - mean) * scale."""
     from pyspark.sql import functions as F
 
-    scaled = [
+    return [
         (F.col(f).cast("double") - F.lit(float(m))) * F.lit(float(s))
         for f, m, s in zip(params.vector_columns, params.mean, params.scale)
     ]
+
+
+def squared_distance_expressions(params: ModelParams, scaled=None) -> list:
+    """Spark SQL for a row's squared distance to each centroid, the core's formula."""
+    from pyspark.sql import functions as F
+
+    scaled = scaled if scaled is not None else scaled_feature_expressions(params)
     squared = []
     for centroid in params.centroids:
         terms = [(z - F.lit(float(c))) * (z - F.lit(float(c))) for z, c in zip(scaled, centroid)]
@@ -38,6 +42,17 @@ def nearest_distance_expression(params: ModelParams):
         for term in terms[1:]:
             total = total + term
         squared.append(total)
+    return squared
+
+
+def nearest_distance_expression(params: ModelParams):
+    """Spark SQL for the distance to the nearest centroid, the core's formula, for valid rows.
+
+    z = (x - mean) * scale per feature; distance = min over centroids of the Euclidean norm.
+    """
+    from pyspark.sql import functions as F
+
+    squared = squared_distance_expressions(params)
     nearest = F.least(*squared) if len(squared) > 1 else squared[0]
     return F.sqrt(nearest)
 

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import UserError
 from core.model import load_params
-from core.scoring import score_frame
+from core.scoring import ModelParams, score_frame
 from core.spark_scoring import nearest_distance_expression, score_dataframe
 from training import train as train_job
 
@@ -104,6 +104,43 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     assert ours.stages[2].summary.clusterSizes == spark_choice.stages[2].summary.clusterSizes
 
 
+@pytest.mark.parametrize("history", ["mean,std", "value"])
+def test_the_silhouette_is_spark_mls_own(spark, nab_table, history):
+    # given models fitted on the NAB table, with history features and on the rows' own values
+    # (the latter has clusters of one row, whose silhouette is 0 by definition)
+    from pyspark.ml.evaluation import ClusteringEvaluator
+
+    features = ["cpu", "disk", "network"]
+    table = train_job.load_feature_table(spark, str(nab_table), features)
+    spec = train_job.HistorySpec(train_job.parse_history(history))
+    fitted = train_job.fit_model(table.valid, features, 7, 42, 20, "distance", 0.99, spec, table.series)
+    # when the silhouette is computed from the clusters' sums, and by Spark ML's evaluator
+    ours = train_job.silhouette(fitted.vectors, fitted.params)
+    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="cluster", metricName="silhouette")
+    theirs = evaluator.evaluate(fitted.pipeline.transform(fitted.vectors))
+    # then they are the same number
+    assert 0 < ours < 1
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+    if history == "value":
+        assert 1 in fitted.cluster_sizes
+
+
+def test_the_silhouette_of_fewer_than_two_clusters_is_nan(spark):
+    # given a table whose rows all sit at one of two centroids, so the other stays empty
+    params = ModelParams(
+        history=["value"], span=1, alert_threshold=0.5, cooldown=0, features=["cpu"], mean=[0.0],
+        scale=[1.0], centroids=[[0.0], [10.0]], expected_label=0, rule="distance", threshold=1.0,
+        bounds={"cpu": [0.0, 100.0]})
+    rows = spark.createDataFrame([(0.5,), (1.0,), (1.5,)], "cpu double")
+    # then the silhouette says so, instead of failing as Spark ML's evaluator does
+    assert np.isnan(train_job.silhouette(rows, params))
+    # and with both clusters populated it is the textbook value over squared distances:
+    # 1 and 2 share a cluster (a = 1 each; b = 81 and 64 to the 10), and 10 is alone (0)
+    two = spark.createDataFrame([(1.0,), (2.0,), (10.0,)], "cpu double")
+    expected = np.mean([1 - 1 / 81, 1 - 1 / 64, 0.0])
+    assert train_job.silhouette(two, params) == pytest.approx(expected, rel=1e-12)
+
+
 def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(trained, nab_table):
     distances = score_frame(trained.params, pd.read_csv(nab_table))["distance"]
     share_above = (distances > trained.params.threshold).mean()
@@ -135,6 +172,10 @@ def test_invalid_training_rows_are_counted_and_left_out(spark, mlflow_service, t
         ("timestamp,cpu,disk\n2024-01-01,1,2\n", "lacks column(s) network"),
         ("timestamp,cpu,disk,network\n", "has no data rows"),
         ("timestamp,cpu,disk,network\n2024-01-01,-5,1,1\n", "has no valid rows"),
+        # an idle server: every row the same, so Spark's KMeans finds one centroid for k=2
+        ("timestamp,cpu,disk,network\n" + "".join(f"2024-01-01 00:{m:02d}:00,5,6,7\n" for m in range(30)),
+         "hold only 1 distinct point(s) in cpu_mean, cpu_std, disk_mean, disk_std, network_mean, "
+         "network_std, fewer than --k 2"),
     ],
 )
 def test_bad_training_tables_are_clear_errors(spark, mlflow_service, tmp_path, content, message):
