@@ -98,10 +98,9 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     ours = train_job.fit_pipeline(table, features, 10, 42, 20)
     spark_choice = train_job.fit_pipeline(table, features, 10, 42, 20, solver="auto")
     # then the pass Spark spends choosing buys nothing: the same centroids, bit for bit
-    assert ours.stages[2].getOrDefault("solver") == "row"
-    np.testing.assert_array_equal(np.array(ours.stages[2].clusterCenters()),
-                                  np.array(spark_choice.stages[2].clusterCenters()))
-    assert ours.stages[2].summary.clusterSizes == spark_choice.stages[2].summary.clusterSizes
+    assert ours.kmeans.getOrDefault("solver") == "row"
+    np.testing.assert_array_equal(np.array(ours.kmeans.clusterCenters()), np.array(spark_choice.kmeans.clusterCenters()))
+    assert ours.kmeans.summary.clusterSizes == spark_choice.kmeans.summary.clusterSizes
 
 
 @pytest.mark.parametrize("history", ["mean,std", "value"])

@@ -134,38 +134,68 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
 KMEANS_SOLVER = "row"
 
 
-def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int, solver: str = KMEANS_SOLVER):
-    from pyspark.ml import Pipeline
+@dataclass(frozen=True)
+class FittedPipeline:
+    """Spark ML's KMeans fitted on standardised vectors, and the standardisation."""
+
+    columns: list[str]
+    mean: list[float]
+    std: list[float]  # sample standard deviation, as Spark ML's StandardScaler learns it
+    kmeans: object = None  # the KMeansModel
+
+    @property
+    def scale(self) -> list[float]:
+        # Spark's StandardScaler maps a feature with no spread to 0; so does a zero scale.
+        return [1.0 / s if s > 0 else 0.0 for s in self.std]
+
+    def vectors(self, table):
+        """``table`` with its standardised vectors as ``features``: z = (x - mean) * scale,
+        the scoring core's formula."""
+        from pyspark.ml.functions import array_to_vector
+        from pyspark.sql import functions as F
+
+        scaled = [(F.col(c).cast("double") - F.lit(m)) * F.lit(s) for c, m, s in zip(self.columns, self.mean, self.scale)]
+        return table.withColumn("features", array_to_vector(F.array(*scaled)))
+
+    def transform(self, table):
+        """``table`` with its vectors and each row's ``cluster``, by Spark ML."""
+        return self.kmeans.transform(self.vectors(table))
+
+
+def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int, solver: str = KMEANS_SOLVER
+                 ) -> FittedPipeline:
+    """Standardise the columns, then fit Spark ML's KMeans on them.
+
+    The mean and standard deviation come from one Spark SQL aggregate and the vectors from SQL
+    expressions, not from Spark ML's VectorAssembler and StandardScaler: KMeans reads its input
+    twice while caching it, through every stage before it, and the scaler's fit is a pass of its
+    own. At 10^7 rows the fit took 20.9 s instead of 24.2 s (same session, after a warm-up).
+    """
     from pyspark.ml.clustering import KMeans
-    from pyspark.ml.feature import StandardScaler, VectorAssembler
+    from pyspark.sql import functions as F
 
-    pipeline = Pipeline(
-        stages=[
-            VectorAssembler(inputCols=features, outputCol="raw_features"),
-            StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True),
-            KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster",
-                   solver=solver),
-        ]
-    )
-    return pipeline.fit(table)
+    moments = table.agg(*[F.avg(c) for c in features], *[F.stddev_samp(c) for c in features]).first()
+    standardisation = FittedPipeline(
+        list(features), [float(moments[i]) for i in range(len(features))],
+        # stddev_samp is null for one row, where there is no spread to scale
+        [float(moments[len(features) + i] or 0.0) for i in range(len(features))])
+    kmeans = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster", solver=solver)
+    return replace(standardisation, kmeans=kmeans.fit(standardisation.vectors(table)))
 
 
-def params_from_pipeline(pipeline_model, features, rule, threshold=0.0, spec: HistorySpec | None = None
+def params_from_pipeline(pipeline: FittedPipeline, features, rule, threshold=0.0, spec: HistorySpec | None = None
                          ) -> ModelParams:
     spec = spec or HistorySpec(("value",), 1, 0.5, 0)
-    scaler, kmeans = pipeline_model.stages[1], pipeline_model.stages[2]
-    std = np.asarray(scaler.std.toArray(), dtype=float)
-    sizes = kmeans.summary.clusterSizes
+    sizes = pipeline.kmeans.summary.clusterSizes
     return ModelParams(
         history=list(spec.history),
         span=spec.span,
         alert_threshold=spec.alert_threshold,
         cooldown=spec.cooldown,
         features=list(features),
-        mean=[float(v) for v in scaler.mean.toArray()],
-        # Spark's StandardScaler maps a feature with no spread to 0; so does a zero scale.
-        scale=[float(1.0 / s) if s > 0 else 0.0 for s in std],
-        centroids=[[float(v) for v in c] for c in kmeans.clusterCenters()],
+        mean=list(pipeline.mean),
+        scale=pipeline.scale,
+        centroids=[[float(v) for v in c] for c in pipeline.kmeans.clusterCenters()],
         expected_label=int(np.argmax(sizes)),
         rule=rule,
         threshold=float(threshold),
@@ -189,7 +219,7 @@ def distance_threshold(table, params: ModelParams, quantile: float) -> float:
 
 @dataclass
 class FittedModel:
-    pipeline: object  # the Spark ML PipelineModel
+    pipeline: FittedPipeline
     params: ModelParams
     cluster_sizes: list[int]
     vectors: object  # the training rows as feature vectors (Spark DataFrame, cached)
@@ -209,7 +239,7 @@ def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
     if spec.history != ("value",):
         vectors = vectors.cache()
     pipeline_model = fit_pipeline(vectors, columns, k, seed, max_iter)
-    sizes = [int(s) for s in pipeline_model.stages[2].summary.clusterSizes]
+    sizes = [int(s) for s in pipeline_model.kmeans.summary.clusterSizes]
     params = params_from_pipeline(pipeline_model, features, rule, spec=spec)
     threshold = distance_threshold(vectors, params, threshold_quantile)
     return FittedModel(pipeline_model, replace(params, threshold=threshold), sizes, vectors)
@@ -352,7 +382,7 @@ def train(spark, service, args) -> TrainResult:
                 f"the {valid_rows} valid rows of {uri} hold only {len(params.centroids)} distinct point(s) "
                 f"in {', '.join(params.vector_columns)}, fewer than --k {args.k}: lower --k, or train on "
                 "more varied data")
-        kmeans = pipeline_model.stages[2]
+        kmeans = pipeline_model.kmeans
         threshold = params.threshold
         # Spark computes the input example and the silhouette while this thread writes the
         # summary, its plot and the model (Python work): about 1 s less of a 17 s NAB run. The
@@ -498,7 +528,7 @@ def _import_while_the_jvm_starts() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
     import pyspark.ml.clustering  # noqa: F401
-    import pyspark.ml.feature  # noqa: F401
+    import pyspark.ml.functions  # noqa: F401
 
 
 @main_guard
