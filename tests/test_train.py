@@ -13,7 +13,7 @@ import pytest
 from core.errors import UserError
 from core.model import load_params
 from core.scoring import ModelParams, score_frame
-from core.spark_scoring import nearest_distance_expression, score_dataframe
+from core.spark_scoring import nearest_distance_expression, score_dataframe, training_features
 from training import train as train_job
 
 
@@ -101,6 +101,28 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     assert ours.kmeans.getOrDefault("solver") == "row"
     np.testing.assert_array_equal(np.array(ours.kmeans.clusterCenters()), np.array(spark_choice.kmeans.clusterCenters()))
     assert ours.kmeans.summary.clusterSizes == spark_choice.kmeans.summary.clusterSizes
+
+
+def test_the_standardisation_is_spark_mls_standard_scaler(spark, nab_table):
+    # given the NAB table's history features
+    from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    features = ["cpu", "disk", "network"]
+    table = train_job.load_feature_table(spark, str(nab_table), features)
+    spec = train_job.HistorySpec()
+    columns = spec.vector_columns(features)
+    vectors = training_features(table.valid, features, list(spec.history), spec.span, table.series)
+    # when the pipeline standardises them in SQL, and Spark ML's StandardScaler fits them
+    ours = train_job.fit_pipeline(vectors, columns, 7, 42, 20)
+    assembled = VectorAssembler(inputCols=columns, outputCol="raw").transform(vectors)
+    scaler = StandardScaler(inputCol="raw", outputCol="z", withMean=True, withStd=True).fit(assembled)
+    # then they learn the same mean and (sample) standard deviation, up to the order of the sums
+    np.testing.assert_allclose(ours.mean, scaler.mean.toArray(), rtol=1e-12)
+    np.testing.assert_allclose(ours.std, scaler.std.toArray(), rtol=1e-12)
+    # and the vectors KMeans clustered are the scaler's output
+    z = np.array([v.toArray() for v in scaler.transform(assembled).select("z").toPandas()["z"]])
+    ours_z = np.array([v.toArray() for v in ours.vectors(vectors).select("features").toPandas()["features"]])
+    np.testing.assert_allclose(ours_z, z, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("history", ["mean,std", "value"])
