@@ -120,3 +120,32 @@ def test_the_sweep_rate_by_rate_and_the_bounds_on_its_ratio_are_written_from_the
                          "stream's between 2,400 and 4,800 files/min, and their ratio between 0.25 and 1.")
     # and a report from before the sweep's rates were kept has no such section
     assert report.sweep_markdown({"rows": [{**row, "rungs": None}]}) == []
+
+
+def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_quarantine(spark, tmp_path):
+    # given a monitor output, written by the monitor's own sink, whose batch quarantined two rows
+    # as late (a file a listing missed, come a batch later)
+    import pytest
+
+    from benchmarks.speed import _check_all_scored
+    from core.errors import UserError
+    from streaming.sinks import BatchSink
+
+    sink = BatchSink(spark, str(tmp_path / "out"))
+    late = "late: older than this series' latest scored row (2026-01-01 00:00:00)"
+
+    def batch(batch_id, reasons, rows):
+        quarantine = spark.createDataFrame([(r,) for r in reasons], "reason string")
+        sink.write(batch_id, None, quarantine, {"batch_id": batch_id, "rows": rows, "anomalies": 0, "alerts": 0,
+                                                "invalid_rows": len(reasons), "files": 1})
+
+    batch(0, [late, late], 10)
+    # when the sweep checks it, then the late rows are counted, and only a strict check stops
+    assert _check_all_scored(tmp_path / "out", tolerated="late") == (10, 2)
+    with pytest.raises(UserError, match="quarantined 2 of the benchmark's own rows"):
+        _check_all_scored(tmp_path / "out")
+    # and a row quarantined for any other reason still stops the run: its figures would time
+    # the quarantine path
+    batch(1, ["not a number in cpu"], 5)
+    with pytest.raises(UserError, match="1: not a number in cpu"):
+        _check_all_scored(tmp_path / "out", tolerated="late")
