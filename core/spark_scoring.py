@@ -20,21 +20,19 @@ OUTPUT_DDL = (
 )
 
 
-def scaled_feature_expressions(params: ModelParams) -> list:
+def standardised_expressions(columns, mean, scale) -> list:
     """Spark SQL for a row's standardised vector, the core's formula: z = (x - mean) * scale."""
     from pyspark.sql import functions as F
 
-    return [
-        (F.col(f).cast("double") - F.lit(float(m))) * F.lit(float(s))
-        for f, m, s in zip(params.vector_columns, params.mean, params.scale)
-    ]
+    return [(F.col(c).cast("double") - F.lit(float(m))) * F.lit(float(s)) for c, m, s in zip(columns, mean, scale)]
 
 
 def squared_distance_expressions(params: ModelParams, scaled=None) -> list:
     """Spark SQL for a row's squared distance to each centroid, the core's formula."""
     from pyspark.sql import functions as F
 
-    scaled = scaled if scaled is not None else scaled_feature_expressions(params)
+    if scaled is None:
+        scaled = standardised_expressions(params.vector_columns, params.mean, params.scale)
     squared = []
     for centroid in params.centroids:
         terms = [(z - F.lit(float(c))) * (z - F.lit(float(c))) for z, c in zip(scaled, centroid)]
