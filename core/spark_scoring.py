@@ -10,9 +10,10 @@ so scoring works whatever the tracking store is and without the executors reachi
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from core.scoring import OUTPUT_COLUMNS, ModelParams, score_frame
+from core.scoring import INVALID_CLUSTER, OUTPUT_COLUMNS, ModelParams, score_frame
 
 OUTPUT_DDL = (
     "cluster int, distance double, anomaly_score double, is_anomaly boolean, is_alert boolean, "
@@ -128,12 +129,45 @@ def score_series_static(records, params: ModelParams):
     return records.select(*unscored_columns(params)).groupBy("series").applyInPandas(score, record_ddl(params))
 
 
-def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
+FOLDED_ROWS = "_folded_normal_rows"
+
+
+def fold_normal_rows(scored: pd.DataFrame) -> pd.DataFrame:
+    """``scored`` with its normal rows (valid, no anomaly, no alert) folded into one tally row
+    per file, whose ``FOLDED_ROWS`` counts them; every other row is kept whole, with
+    ``FOLDED_ROWS`` null.
+
+    The monitor writes only anomalies, alerts and quarantined rows, and counts the rest: every
+    row that leaves the Python workers is converted to Arrow and back and padded with state
+    columns by PySpark (a quarter of the workers' time in a 1,920-file batch). A tally row is
+    valid and normal, so no part of the output selects it, and it names its file, which the
+    monitor needs to tell a file that was read from one that never was.
+    """
+    keep = (scored["is_anomaly"].to_numpy(dtype=bool) | scored["is_alert"].to_numpy(dtype=bool)
+            | ~scored["is_valid"].to_numpy(dtype=bool))
+    kept = scored[keep].assign(**{FOLDED_ROWS: np.nan})
+    if keep.all():
+        return kept
+    files, counts = np.unique(scored["source_file"].to_numpy()[~keep].astype(str), return_counts=True)
+    tally = {name: np.full(len(files), np.nan) for name in scored.columns}
+    tally.update({
+        "source_file": files, "series": np.repeat(scored["series"].iloc[0], len(files)),
+        "line_number": np.zeros(len(files), dtype=np.int64), "cluster": np.full(len(files), INVALID_CLUSTER, dtype=np.int32),
+        "timestamp": np.repeat("", len(files)), "reason": np.repeat("", len(files)), "raw": np.repeat("", len(files)),
+        "is_anomaly": np.zeros(len(files), dtype=bool), "is_alert": np.zeros(len(files), dtype=bool),
+        "is_valid": np.ones(len(files), dtype=bool), FOLDED_ROWS: counts.astype(float),
+    })
+    return pd.concat([kept, pd.DataFrame(tally)[kept.columns]], ignore_index=True)
+
+
+def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, fold_normal: bool = False):
     """Score streaming records per series, continuing each series from its stored state.
 
     A series that sends nothing for ``idle_timeout_ms`` (processing time) is forgotten, so the
     state store holds the series that are alive, not every series ever seen; if it comes back
-    it starts again from its first row (warm-up included).
+    it starts again from its first row (warm-up included). Every output row carries
+    ``FOLDED_ROWS``: with ``fold_normal`` the normal rows come back as per-file tallies
+    (``fold_normal_rows``), otherwise it is null and every row comes back.
     """
     from pyspark.sql.streaming.state import GroupStateTimeout
 
@@ -150,12 +184,13 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int):
         scored, updated = score_records(params, records, previous)
         state.update((updated.to_json(),))
         state.setTimeoutDuration(idle_timeout_ms)
-        yield scored
+        yield fold_normal_rows(scored) if fold_normal else scored.assign(**{FOLDED_ROWS: np.nan})
 
     # Only the columns scoring reads cross to the workers: the ones it writes would be shuffled
     # and converted to pandas only to be overwritten.
     return records.select(*unscored_columns(params)).groupBy("series").applyInPandasWithState(
-        score, record_ddl(params), SERIES_STATE_DDL, "append", GroupStateTimeout.ProcessingTimeTimeout
+        score, f"{record_ddl(params)}, {FOLDED_ROWS} long", SERIES_STATE_DDL, "append",
+        GroupStateTimeout.ProcessingTimeTimeout
     )
 
 

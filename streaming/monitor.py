@@ -162,8 +162,11 @@ class Monitor:
         # 4.5 s batch. Priced at their size, they fill a task per core (up to 128 MiB each).
         if self.spark.conf.get(OPEN_COST_KEY, None) is None:
             self.spark.conf.set(OPEN_COST_KEY, str(SMALL_FILE_OPEN_COST_BYTES))
+        # Without --scored-rows only anomalies, alerts and quarantined rows are written, so the
+        # normal rows come back from the scoring workers as per-file counts.
         records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params,
-                                         int(self.args.series_idle_minutes * 60_000))
+                                         int(self.args.series_idle_minutes * 60_000),
+                                         fold_normal=not self.args.scored_rows)
         return (
             records.writeStream.foreachBatch(self.process_batch)
             .option("checkpointLocation", self.checkpoint_uri)
@@ -200,7 +203,7 @@ class Monitor:
         from pyspark.sql import functions as F
 
         from core.csv_input import record_ddl
-        from core.spark_scoring import unseen_file_frame
+        from core.spark_scoring import FOLDED_ROWS, unseen_file_frame
         from streaming.sinks import files_in_batch
 
         started = time.perf_counter()
@@ -219,7 +222,7 @@ class Monitor:
             # fixed cost per batch (collecting the alerts apart took 0.17 s of a 3.3 s batch).
             # Alerts are few by design: one per series at most every `cooldown` rows.
             counted = scored.agg(
-                F.count(F.lit(1)).alias("rows"),
+                F.coalesce(F.sum(F.coalesce(F.col(FOLDED_ROWS), F.lit(1))), F.lit(0)).alias("rows"),
                 F.coalesce(F.sum(F.col("is_anomaly").cast("long")), F.lit(0)).alias("anomalies"),
                 F.coalesce(F.sum(F.col("is_alert").cast("long")), F.lit(0)).alias("alerts"),
                 F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
@@ -230,10 +233,10 @@ class Monitor:
             raised = alert_lines(counted.pop("raised"))
             counts = {**counted, "files": len(seen)}
             unseen = unseen_file_frame(model.params, seen, planned)
-            records = scored
+            records = scored.drop(FOLDED_ROWS)
             if unseen is not None:
                 # Files Spark never read (zero length): quarantined, and counted here.
-                records = scored.unionByName(self.spark.createDataFrame(unseen, record_ddl(model.params)))
+                records = records.unionByName(self.spark.createDataFrame(unseen, record_ddl(model.params)))
                 counts["rows"] += len(unseen)
                 counts["invalid_rows"] += int((~unseen["is_valid"]).sum())
                 counts["files"] += unseen["source_file"].nunique()

@@ -11,6 +11,7 @@ import pytest
 from conftest import PROJECT_ROOT, isolated_store, wait_for
 from core.csv_input import score_files
 from core.errors import UserError
+from core.spark_scoring import FOLDED_ROWS, fold_normal_rows
 from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
 from streaming_cases import CASES, HEADER, NORMAL
@@ -84,6 +85,32 @@ def running(spark, registry, tmp_path):
         handle.stop()
 
 
+def test_normal_rows_fold_into_one_tally_per_file_and_every_other_row_stays_whole():
+    # given a series' scored rows from two files: normal rows, an anomaly, an alert, a quarantined row
+    scored = pd.DataFrame({
+        "source_file": ["a", "a", "a", "b", "b", "b"], "line_number": [2, 3, 4, 2, 3, 4],
+        "series": ["h"] * 6, "timestamp": ["t"] * 6, "cpu": [1.0, 2.0, 3.0, 4.0, 5.0, None],
+        "cluster": [0, 1, 0, 0, 0, -1], "distance": [0.1, 9.0, 0.2, 0.3, 8.0, None],
+        "is_anomaly": [False, True, False, False, True, False],
+        "is_alert": [False, False, False, False, True, False],
+        "is_valid": [True, True, True, True, True, False],
+        "reason": ["", "", "", "", "", "unreadable timestamp"], "raw": ["x"] * 6,
+    })
+    # when its normal rows are folded
+    folded = fold_normal_rows(scored)
+    # then the anomaly, the alert and the quarantined row come back whole, without a tally
+    whole = folded[folded[FOLDED_ROWS].isna()]
+    assert list(zip(whole["source_file"], whole["line_number"])) == [("a", 3), ("b", 3), ("b", 4)]
+    pd.testing.assert_frame_equal(whole.drop(columns=FOLDED_ROWS).reset_index(drop=True),
+                                  scored.iloc[[1, 4, 5]].reset_index(drop=True))
+    # and each file's normal rows become one valid, normal row counting them, so none is lost
+    tallies = folded[folded[FOLDED_ROWS].notna()]
+    assert dict(zip(tallies["source_file"], tallies[FOLDED_ROWS])) == {"a": 2, "b": 1}
+    assert tallies["is_valid"].all() and not tallies["is_anomaly"].any() and not tallies["is_alert"].any()
+    assert len(whole) + tallies[FOLDED_ROWS].sum() == len(scored)
+    assert list(folded.columns) == [*scored.columns, FOLDED_ROWS]
+
+
 def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_path):
     # given the sample split into three files
     rows = SAMPLE.read_bytes().splitlines()
@@ -105,6 +132,7 @@ def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_pat
     want["source_file"] = want["source_file"].str.replace("file:///", "/")
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert set(events["model_version"]) == {"1"} and events["batch_id"].notna().all()
+    assert FOLDED_ROWS not in events.columns  # the workers' per-file tallies stay inside the monitor
     # and a part with no rows is not written (no row was invalid), while its count is
     assert sum(s["invalid_rows"] for s in summaries) == 0
     assert not list((tmp_path / "out" / "batches").glob("*/quarantine"))
