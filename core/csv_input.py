@@ -238,6 +238,14 @@ def series_order(records: pd.DataFrame, stamps: pd.Series) -> np.ndarray:
     if len(instants) < 2 or (not stamps.isna().any() and (instants[1:] > instants[:-1]).all()):
         # Strictly rising times need no tie-breaks: the usual case, and a third of the sort's cost.
         return np.arange(len(instants))
+    if not stamps.isna().any():
+        # Distinct times need no tie-breaks either, only sorting: a series gathered from files
+        # read by different tasks arrives out of order (sorting its three keys in pandas was a
+        # sixth of scoring a 1,920-file batch).
+        order = np.argsort(instants, kind="stable")
+        ordered = instants[order]
+        if (ordered[1:] > ordered[:-1]).all():
+            return order
     keys = pd.DataFrame({"t": stamps.values, "f": records["source_file"].to_numpy(),
                          "l": records["line_number"].to_numpy()})
     return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()
