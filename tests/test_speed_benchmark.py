@@ -149,3 +149,23 @@ def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_
     batch(1, ["not a number in cpu"], 5)
     with pytest.raises(UserError, match="1: not a number in cpu"):
         _check_all_scored(tmp_path / "out", tolerated="late")
+
+
+def test_the_monitor_batch_profile_times_batches_of_exactly_the_files_renamed_in_together(tmp_path):
+    # given the batch profile asked for two batches of 30 files, without the injected anomaly
+    result = run_command([PYTHON, "-m", "benchmarks.monitor_batch", "--files", "30", "--batches", "2",
+                          "--no-injected-anomaly"], MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}",
+                         timeout=600)
+    # then each batch held exactly those files, with Spark's timings of it, and the steady one is summarised
+    assert result.returncode == 0, result.stderr[-3000:]
+    batches = [line for line in result.stdout.splitlines() if line.startswith("timed batch ")]
+    assert len(batches) == 2 and all(": 30 files, addBatch " in line for line in batches), result.stdout
+    assert "steady batches (1 of 2" in result.stdout
+
+
+def test_the_monitor_batch_profile_refuses_a_bad_setting_before_it_trains(tmp_path):
+    # given a --conf without a value, when the profile starts, then it says so and trains nothing
+    result = run_command([PYTHON, "-m", "benchmarks.monitor_batch", "--conf", "spark.nonsense"],
+                         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "spark.nonsense" in result.stderr + result.stdout
