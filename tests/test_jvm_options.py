@@ -20,6 +20,23 @@ def test_batch_jobs_use_the_parallel_collector_and_the_monitor_a_pre_touched_hea
     assert monitor == "-Xms2g -XX:+AlwaysPreTouch"
 
 
+def test_a_local_batch_job_starts_with_its_whole_heap_unless_it_is_short(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm_archive, "ARCHIVE_DIR", tmp_path)
+    java, version = check_java()
+    # given a batch job in local mode with a 3g heap
+    settings = {"spark.driver.memory": "3g"}
+    # then its heap is set at its size from the start, and such a JVM starts
+    options = driver_java_options(settings, False, java, version, local_batch=True)
+    assert options == "-XX:+UseParallelGC -Xms3g"
+    result = subprocess.run([java, *options.split(), "-Xmx3g", "-version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    # but not a short one, a driver that runs no tasks, or a heap nobody named
+    assert "-Xms" not in driver_java_options(settings, False, java, version, short_job=True, local_batch=True)
+    assert driver_java_options(settings, False, java, version, local_batch=False) == "-XX:+UseParallelGC"
+    assert driver_java_options({}, False, java, version, local_batch=True) == "-XX:+UseParallelGC"
+
+
 def test_a_short_batch_job_in_local_mode_runs_with_the_c1_compiler_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(jvm_archive, "ARCHIVE_DIR", tmp_path)
     java, version = check_java()
