@@ -121,6 +121,8 @@ def test_the_shared_test_session_runs_with_the_local_batch_heap(spark):
     conf = spark.sparkContext.getConf()
     if expected is not None:
         assert conf.get("spark.driver.memory") == expected
+        # and, a batch job in local mode, starts with that whole heap
+        assert f"-Xms{expected}" in conf.get("spark.driver.extraJavaOptions", "").split()
     else:  # this machine's environment or spark-defaults.conf chose the heap, and it was kept
         assert os.environ.get("SPARK_DRIVER_MEMORY") or conf.contains("spark.driver.memory")
 
