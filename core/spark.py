@@ -167,9 +167,8 @@ def driver_java_options(settings: dict[str, str], long_running: bool, java: str,
     (``-Xms``; committed, not touched). The parallel collector otherwise starts from a small
     heap and grows it by full collections as the data a job caches fills it: KMeans caching
     10^7 vectors ran 8 full collections of 0.2-1.2 s each, 2 with the heap set from the start
-    (10^7-row train, fit 27.5, 26.9, 26.2 s -> 25.5, 24.5, 24.5 s; 10^6 rows 8.5, 8.2, 8.0 s
-    -> 7.2, 7.1, 7.3 s, alternating runs). A short job gains nothing: NAB train 7.3-7.5 s
-    -> 7.5-7.9 s.
+    (median fit 0.91x of the runs without it at 10^7 rows, 0.88x at 10^6; 3 alternating pairs,
+    README "the driver's JVM options"). A short job gains nothing: NAB train whole run 1.03x.
 
     A long-running job (the monitor) keeps G1 and takes its whole heap at start. Left to
     itself G1 commits heap a region at a time as garbage builds up between collections, so a
