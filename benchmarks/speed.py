@@ -3,9 +3,9 @@
 Output: a table on stdout, the same as JSON (``--out``), and an MLflow run in the experiment
 ``server-anomaly-benchmarks`` (one metric per figure and ratio), so commits can be compared in
 the UI. Each row: figure, ours, baseline, ratio (ours / baseline), machine. Figures are medians
-over ``--repeat`` runs, with min and max: train, replay, the drains and the paced sweep repeat;
-serving gives percentiles of its thousands of requests; the memory run (10 minutes) runs once
-and reports its own growth ratio.
+over ``--repeat`` runs, with min and max: train, replay, the drains and the paced sweep repeat,
+and serving repeats its rounds of ``--requests`` requests of each size (the median of the
+rounds' percentiles); the memory run (10 minutes) runs once and reports its own growth ratio.
 
     python -m benchmarks.speed --nab-dir $NAB_DATA_DIR --out data/benchmarks/speed.json
     python -m benchmarks.speed --smoke --out /tmp/speed.json       # seconds, for the test suite
@@ -264,7 +264,10 @@ def log_fixed_frame_model(service, model, frame: pd.DataFrame) -> str:
                                        pip_requirements=serving_requirements()).model_uri
 
 
-def bench_serving(service, store: str, model_uri: str, requests: int, features: list[str]) -> list[dict]:
+def bench_serving(service, store: str, model_uri: str, requests: int, features: list[str], repeat: int = 1
+                  ) -> list[dict]:
+    """``repeat`` rounds of ``requests`` requests of each size (after a warm-up), each round's
+    percentiles beside the same number of in-process predicts; rows give the rounds' median."""
     import mlflow
 
     rng = np.random.default_rng(1)
@@ -272,27 +275,38 @@ def bench_serving(service, store: str, model_uri: str, requests: int, features: 
     frames = {size: pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
               for size in (1, 1000)}
     note = "baseline: in-process pyfunc predict; client: one keep-alive connection, as a pooled HTTP client keeps"
-    rows_out, local_one_row = [], []
+    quantiles = (50, 95, 99)
+
+    def local_latencies(frame) -> list[float]:
+        local = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            model.predict(frame)
+            local.append((time.perf_counter() - started) * 1000)
+        return local
+
+    served = {size: {q: [] for q in quantiles} for size in frames}
+    in_process = {size: {q: [] for q in quantiles} for size in frames}
     with scoring_server(store, model_uri) as port:
-        for size, frame in frames.items():
-            count = requests if size == 1 else max(requests // 10, 20)
-            latencies = request_latencies_ms(port, frame, count)
-            local = []
-            for _ in range(count):
-                started = time.perf_counter()
-                model.predict(frame)
-                local.append((time.perf_counter() - started) * 1000)
-            if size == 1:
-                local_one_row = local
-            for q in (50, 95, 99):
-                rows_out.append(row(f"serving {size}-row request p{q} ({count} requests)", "ms",
-                                    [float(np.percentile(latencies, q))], [float(np.percentile(local, q))], note))
+        for _ in range(repeat):
+            for size, frame in frames.items():
+                latencies, local = request_latencies_ms(port, frame, requests), local_latencies(frame)
+                for q in quantiles:
+                    served[size][q].append(float(np.percentile(latencies, q)))
+                    in_process[size][q].append(float(np.percentile(local, q)))
+    rows_out = [row(f"serving {size}-row request p{q} ({requests} requests)", "ms", served[size][q],
+                    in_process[size][q], note)
+                for size in frames for q in quantiles]
     # What the server costs with no model in it: the part of our latency no predict can remove.
+    floor = {q: [] for q in quantiles}
     with scoring_server(store, log_fixed_frame_model(service, model, frames[1])) as port:
-        floor = request_latencies_ms(port, frames[1], requests)
-    for q in (50, 95, 99):
+        for _ in range(repeat):
+            latencies = request_latencies_ms(port, frames[1], requests)
+            for q in quantiles:
+                floor[q].append(float(np.percentile(latencies, q)))
+    for q in quantiles:
         rows_out.append(row(f"serving floor, 1-row request p{q} ({requests} requests)", "ms",
-                            [float(np.percentile(floor, q))], [float(np.percentile(local_one_row, q))],
+                            floor[q], in_process[1][q],
                             "ours: the same server and requests with a model of our signature whose predict "
                             "returns a fixed frame of our output (MLflow's server alone); " + note))
     return rows_out
@@ -841,7 +855,8 @@ def main(argv=None) -> int:
             # has no Spark driver beside it competing for the 2 cores.
             model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory"} else ""
             if "serving" in parts:
-                rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"])
+                rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"],
+                                      args.repeat)
             if parts & {"replay", "monitor"}:
                 spark = create_spark("speed-benchmark")
                 try:

@@ -63,8 +63,12 @@ def test_under_mlflow_run_the_benchmark_logs_to_that_run_and_measures_its_jobs_i
                          MLFLOW_EXPERIMENT_ID=experiment_id, timeout=600)
     # then the jobs it measures did not try to join that run from their scratch store
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = {r["figure"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
+    rows = json.loads(out.read_text())["rows"]
+    figures = {r["figure"].split(" (")[0]: r for r in rows}
     assert figures["train NAB table: log_model"]["ours"]["median"] > 0
+    # and 1,000-row requests are as many as 1-row ones (the issue asks for 2,000 of each)
+    assert {r["figure"] for r in rows if r["figure"].startswith("serving 1")} == {
+        f"serving {size}-row request p{q} (50 requests)" for size in (1, 1000) for q in (50, 95, 99)}
     # and the server's floor (a model that does no work) is measured beside ours, on the same baseline
     ours, floor = figures["serving 1-row request p50"], figures["serving floor, 1-row request p50"]
     assert floor["ours"]["median"] > 0 and floor["baseline"] == ours["baseline"]
