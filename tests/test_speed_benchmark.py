@@ -173,3 +173,21 @@ def test_the_monitor_batch_profile_refuses_a_bad_setting_before_it_trains(tmp_pa
                          MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "spark.nonsense" in result.stderr + result.stdout
+
+
+def test_the_kmeans_methods_benchmark_times_both_fits_and_refuses_a_table_the_lloyd_path_would_not_take(
+        tmp_path):
+    # given a small synthetic table and a sample size below it
+    result = run_command([PYTHON, "-m", "benchmarks.kmeans_methods", "--rows", "3000", "--sample-rows", "500",
+                          "--repeat", "1"], MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
+    # then each method fitted once, and their ratio is printed
+    assert result.returncode == 0, result.stderr[-3000:]
+    fits = [line for line in result.stdout.splitlines() if line.startswith("fit ")]
+    assert [line.split(":")[0] for line in fits] == ["fit spark-ml-kmeans",
+                                                      "fit sample-kmeans++-then-lloyd-in-spark-sql"], result.stdout
+    assert "ratio spark-ml-kmeans / sample-kmeans++-then-lloyd-in-spark-sql: " in result.stdout
+    # and given a sample size the table does not exceed, it says so instead of timing one method twice
+    refused = run_command([PYTHON, "-m", "benchmarks.kmeans_methods", "--rows", "300", "--sample-rows", "500"],
+                          MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "more than the sample size (500)" in refused.stderr + refused.stdout

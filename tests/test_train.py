@@ -103,6 +103,46 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     assert ours.kmeans.summary.clusterSizes == spark_choice.kmeans.summary.clusterSizes
 
 
+def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_agrees_with_the_core(
+        spark, nab_table, monkeypatch):
+    # given the NAB table (about 67,000 rows) and a sample size well below it
+    features = ["cpu", "disk", "network"]
+    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 5000)
+    table = train_job.load_feature_table(spark, str(nab_table), features).valid
+    # when the model is fitted
+    fitted = train_job.fit_model(table, features, 10, 42, 20, "distance", 0.99)
+    pipeline, params = fitted.pipeline, fitted.params
+    # then Lloyd's iterations over every row fitted it, not Spark ML, within the iteration cap
+    assert pipeline.method == train_job.METHOD_SAMPLE_LLOYD and pipeline.kmeans is None
+    assert 1 <= pipeline.iterations <= 20 and len(params.centroids) == 10
+    # and the scoring core, labelling every row, finds the sizes, cost and expected label it logged
+    rows = pd.read_csv(nab_table)
+    core = score_frame(params, rows)
+    assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(10)]
+    assert params.expected_label == int(np.argmax(fitted.cluster_sizes))
+    assert pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
+    # and every centroid is the mean of its rows, up to the last move Lloyd allows (tolerance)
+    z = (rows[features].to_numpy() - np.array(params.mean)) * np.array(params.scale)
+    for i, centroid in enumerate(params.centroids):
+        mean = z[core["cluster"].to_numpy() == i].mean(axis=0)
+        assert np.sqrt(((mean - np.array(centroid)) ** 2).sum()) <= 2 * train_job.KMEANS_TOLERANCE
+    # and the threshold, computed on the fit's last pass, is the one distance_threshold computes
+    assert params.threshold == train_job.distance_threshold(table, params, 0.99)
+    # and Spark SQL's labels are the core's
+    labels = pipeline.transform(table).select("cluster").toPandas()["cluster"].to_numpy()
+    assert (labels == core["cluster"].to_numpy()).all()
+
+
+def test_lloyd_from_a_sample_returns_fewer_centroids_when_the_rows_hold_fewer_points(spark, monkeypatch):
+    # given more rows than the sample size, holding 3 distinct points
+    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 10)
+    table = spark.createDataFrame([(float(i % 3), float(i % 3) * 2) for i in range(60)], "a double, b double")
+    # when 5 clusters are asked for
+    pipeline = train_job.fit_pipeline(table, ["a", "b"], 5, 42, 20)
+    # then, like Spark ML's KMeans, it finds the 3 points (the train job turns that into a clear error)
+    assert sorted(pipeline.cluster_sizes) == [20, 20, 20] and len(pipeline.centroids) == 3
+
+
 def test_the_standardisation_is_spark_mls_standard_scaler(spark, nab_table):
     # given the NAB table's history features
     from pyspark.ml.feature import StandardScaler, VectorAssembler

@@ -1,0 +1,83 @@
+"""The two ways training fits KMeans, timed in turn in one process on the same table.
+
+Input: ``--rows`` rows of the speed benchmark's synthetic 3-feature table (written to a scratch
+directory), or ``--data`` a feature table of your own. Output: a line per fit with its wall
+time, iterations, cost (sum of squared distances) and distance threshold, then each method's
+median time and the ratio of Spark ML's to the sample-started Lloyd's. Both fits go through
+``training.train.fit_model`` (moments, KMeans, sizes, threshold), alternating, after the table
+is loaded and cached once, so the ratio is not the JVM's start or the reading.
+
+    python -m benchmarks.kmeans_methods --rows 10000000 --repeat 2
+
+``--sample-rows`` sets the sample size (``SAMPLE_INIT_ROWS``, also the size up to which
+training uses Spark ML's KMeans); the test suite sets it low to run the Lloyd path on a small table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from core.errors import UserError, exit_process, main_guard
+
+FEATURES = ["cpu", "disk", "network"]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Time Spark ML's KMeans against Lloyd from a sample.")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="synthetic table rows (without --data)")
+    parser.add_argument("--data", default="", help="a feature table with cpu, disk and network columns")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=2, help="fits of each method, alternating")
+    parser.add_argument("--sample-rows", type=int, default=None, help="SAMPLE_INIT_ROWS for this run")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.k < 2 or (not args.data and args.rows < args.k):
+        raise UserError("--repeat must be at least 1, --k at least 2 and --rows at least --k")
+    return args
+
+
+@main_guard
+def main(argv=None) -> int:
+    from benchmarks.speed import synthetic_table
+    from core.paths import local_input_bytes
+    from core.spark import create_spark, stop_state_stores
+    from training import train
+
+    args = parse_args(argv)
+    lloyd_from = args.sample_rows if args.sample_rows is not None else train.SAMPLE_INIT_ROWS
+    with tempfile.TemporaryDirectory(prefix="kmeans-methods-") as scratch:
+        data = args.data or str(synthetic_table(args.rows, Path(scratch) / "synthetic.csv"))
+        spark = create_spark("kmeans-methods", input_bytes=local_input_bytes(data))
+        try:
+            table = train.load_feature_table(spark, data, FEATURES)
+            if table.total_rows - table.invalid_rows <= lloyd_from:
+                raise UserError(f"the table's valid rows must be more than the sample size ({lloyd_from}) "
+                                "for the Lloyd path to run: pass more --rows or a lower --sample-rows")
+            seconds: dict[str, list[float]] = {}
+            for _ in range(args.repeat):
+                # Spark ML's KMeans: no table is over an unreachable sample size
+                for cap in (float("inf"), lloyd_from):
+                    train.SAMPLE_INIT_ROWS = cap
+                    started = time.perf_counter()
+                    fitted = train.fit_model(table.valid, FEATURES, args.k, 42, 20, "distance", 0.99)
+                    elapsed = time.perf_counter() - started
+                    pipeline = fitted.pipeline
+                    seconds.setdefault(pipeline.method, []).append(elapsed)
+                    print(f"fit {pipeline.method}: {elapsed:.2f} s, {pipeline.iterations} iterations, cost "
+                          f"{pipeline.training_cost:.6g}, threshold {fitted.params.threshold:.6g}", flush=True)
+        finally:
+            stop_state_stores(spark)
+            spark.stop()
+    medians = {method: statistics.median(times) for method, times in seconds.items()}
+    for method, median in medians.items():
+        print(f"median {method}: {median:.2f} s over {len(seconds[method])} fit(s)")
+    print(f"ratio {train.METHOD_SPARK_ML} / {train.METHOD_SAMPLE_LLOYD}: "
+          f"{medians[train.METHOD_SPARK_ML] / medians[train.METHOD_SAMPLE_LLOYD]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_process(main())
