@@ -133,14 +133,17 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     assert (labels == core["cluster"].to_numpy()).all()
 
 
-def test_lloyd_from_a_sample_returns_fewer_centroids_when_the_rows_hold_fewer_points(spark, monkeypatch):
+def test_a_sample_with_fewer_points_than_k_leaves_the_fit_to_spark_ml_over_every_row(spark, monkeypatch):
     # given more rows than the sample size, holding 3 distinct points
     monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 10)
     table = spark.createDataFrame([(float(i % 3), float(i % 3) * 2) for i in range(60)], "a double, b double")
     # when 5 clusters are asked for
     pipeline = train_job.fit_pipeline(table, ["a", "b"], 5, 42, 20)
-    # then, like Spark ML's KMeans, it finds the 3 points (the train job turns that into a clear error)
-    assert sorted(pipeline.cluster_sizes) == [20, 20, 20] and len(pipeline.centroids) == 3
+    # then Spark ML fitted every row and, as it does, found the 3 points (the train job turns
+    # that into a clear error about the table, not about a sample)
+    assert pipeline.method == train_job.METHOD_SPARK_ML
+    assert len(pipeline.centroids) == 3 and sorted(pipeline.cluster_sizes)[-3:] == [20, 20, 20]
+    assert sum(pipeline.cluster_sizes) == 60
 
 
 def test_the_standardisation_is_spark_mls_standard_scaler(spark, nab_table):

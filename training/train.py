@@ -231,7 +231,11 @@ def fit_pipeline(table, features: list[str], k: int, seed: int, max_iter: int, s
         # stddev_samp is null for one row, where there is no spread to scale
         [float(moments[n + i] or 0.0) for i in range(n)], rows=int(moments[2 * n]))
     if standardisation.rows > SAMPLE_INIT_ROWS:
-        return fit_by_sample_then_lloyd(standardisation, table, k, seed, max_iter, threshold_quantile)
+        fitted = fit_by_sample_then_lloyd(standardisation, table, k, seed, max_iter, threshold_quantile)
+        if len(fitted.centroids) == k:
+            return fitted
+        # The sample held fewer distinct points than k: Spark ML's KMeans looks at every row,
+        # so the train job's "fewer distinct points" error is about the table, not the sample.
     kmeans = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster",
                     solver=solver, tol=KMEANS_TOLERANCE).fit(standardisation.vectors(table))
     return replace(standardisation, kmeans=kmeans,
