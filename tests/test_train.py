@@ -126,11 +126,40 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     for i, centroid in enumerate(params.centroids):
         mean = z[core["cluster"].to_numpy() == i].mean(axis=0)
         assert np.sqrt(((mean - np.array(centroid)) ** 2).sum()) <= 2 * train_job.KMEANS_TOLERANCE
-    # and the threshold, computed on the fit's last pass, is the one distance_threshold computes
-    assert params.threshold == train_job.distance_threshold(table, params, 0.99)
+    # and the threshold, bracketed on the fit's last pass, is the exact 0.99 quantile of the
+    # core's distances (its ceil(0.99 n)-th smallest), which Spark's approximate one is near
+    ranked = np.sort(core["distance"].to_numpy())
+    assert params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
+    approximate = train_job.distance_threshold(table, params, 0.99)
+    assert abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean()) <= 2 * train_job.QUANTILE_RELATIVE_ERROR
     # and Spark SQL's labels are the core's
     labels = pipeline.transform(table).select("cluster").toPandas()["cluster"].to_numpy()
     assert (labels == core["cluster"].to_numpy()).all()
+
+
+def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_the_bracket_misses(spark):
+    # given 1,000 distances 1..1000, whose 0.9 quantile is the 900th smallest
+    distances = spark.createDataFrame([(float(i),) for i in range(1, 1001)], "_distance double")
+    # when the bracket holds rank 900 (899 below 899.5, 905 at most 905)
+    inside = train_job.exact_quantile_from_bracket(distances, 0.9, 1000, 899.5, 905.0, 899, 905)
+    # and when it does not (the bracket sits above the quantile)
+    missed = train_job.exact_quantile_from_bracket(distances, 0.9, 1000, 950.0, 960.0, 949, 960)
+    # then the first is exact and the second Spark's approximate quantile, within its rank error
+    assert inside == 900.0
+    assert abs(missed - 900.0) <= 1000 * train_job.QUANTILE_RELATIVE_ERROR + 1
+
+
+def test_the_quantile_bracket_from_a_uniform_sample_holds_the_full_quantile():
+    # given a million distances and a 200,000-row uniform sample of them
+    rng = np.random.default_rng(7)
+    full = rng.exponential(size=1_000_000)
+    sample = rng.choice(full, size=200_000, replace=False)
+    # when the sample brackets the 0.99 quantile
+    low, high = train_job.quantile_bracket(sample, 0.99)
+    # then the full quantile lies inside, and the bracket holds well under 1% of the rows
+    exact = np.sort(full)[int(np.ceil(0.99 * len(full))) - 1]
+    assert low < exact <= high
+    assert ((full >= low) & (full <= high)).mean() < 0.005
 
 
 def test_a_sample_with_fewer_points_than_k_leaves_the_fit_to_spark_ml_over_every_row(spark, monkeypatch):
