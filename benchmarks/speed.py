@@ -792,6 +792,20 @@ def print_table(rows: list[dict]) -> None:
     print(f"machine: {machine()}")
 
 
+def json_destination(out: Path) -> Path:
+    """Where the JSON goes, checked before an hour of measuring rather than after it: a
+    directory gets ``speed.json`` inside it, and a place that cannot be written is a clear error."""
+    if out.is_dir():
+        out = out / "speed.json"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out: cannot create {out.parent}: {error.strerror}") from None
+    if out.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"--out: cannot write {out}")
+    return out
+
+
 @main_guard
 def main(argv=None) -> int:
     import mlflow
@@ -802,7 +816,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="Measure every job beside its baseline.")
     parser.add_argument("--nab-dir", default=os.environ.get("NAB_DATA_DIR", ""))
-    parser.add_argument("--out", default="data/benchmarks/speed.json")
+    parser.add_argument("--out", default="data/benchmarks/speed.json",
+                        help="the JSON file to write (a directory: speed.json inside it)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="100000,1000000,10000000", help="synthetic train table rows")
     parser.add_argument("--requests", type=int, default=2000)
@@ -822,6 +837,7 @@ def main(argv=None) -> int:
         args.repeat, args.sizes, args.requests = 1, "", 50
         args.monitor_files, args.large_files, args.large_rows = 30, 2, 5000
         args.rates, args.segment_seconds, args.memory_minutes, args.memory_rate = "120", 6, 0.3, 120
+    out = json_destination(Path(args.out))
     nab = Path(args.nab_dir) if args.nab_dir else None
     series = nab / "data" / "realAWSCloudwatch" if nab else None
     if series is None or not series.is_dir():
@@ -882,10 +898,8 @@ def main(argv=None) -> int:
     report = {"machine": machine(), "smoke": args.smoke, "repeat": args.repeat,
               "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
               "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
     print_table(rows)
+    out.write_text(json.dumps(report, indent=2))
     with MlflowService() as results_store, results_store.start_run(BENCHMARK_EXPERIMENT, run_name="speed"):
         mlflow.set_tag("machine", machine())
         metrics = {}

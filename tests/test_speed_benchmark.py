@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import PYTHON, run_command
 from benchmarks import report
 
@@ -191,3 +193,23 @@ def test_the_kmeans_methods_benchmark_times_both_fits_and_refuses_a_table_the_ll
                           MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "more than the sample size (500)" in refused.stderr + refused.stdout
+
+
+def test_the_benchmark_puts_its_json_in_a_directory_given_as_out_and_refuses_an_unwritable_one_up_front(tmp_path):
+    from benchmarks.speed import json_destination
+    from core.errors import UserError
+
+    # given a directory, and a path under a plain file (nothing can be created there)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    # when each is the destination, then the directory gets speed.json inside it
+    assert json_destination(folder) == folder / "speed.json"
+    assert json_destination(tmp_path / "new" / "x.json") == tmp_path / "new" / "x.json"
+    # and the unwritable one is refused before any measuring, by the command too
+    with pytest.raises(UserError, match="--out"):
+        json_destination(blocker / "speed.json")
+    result = run_command([PYTHON, "-m", "benchmarks.speed", "--out", str(blocker / "speed.json"), "--smoke"],
+                         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--out" in result.stderr
