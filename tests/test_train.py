@@ -146,6 +146,8 @@ def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_th
     missed = train_job.exact_quantile_from_bracket(distances, 0.9, 1000, 950.0, 960.0, 949, 960)
     # then the first is exact and the second Spark's approximate quantile, within its rank error
     assert inside == 900.0
+    # and a quantile whose product with the rows is a whole number in floating point's error is that rank
+    assert train_job.exact_quantile_from_bracket(distances, 0.07, 100, 5.5, 9.5, 5, 9) == 7.0
     assert abs(missed - 900.0) <= 1000 * train_job.QUANTILE_RELATIVE_ERROR + 1
 
 

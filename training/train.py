@@ -365,7 +365,8 @@ def exact_quantile_from_bracket(distances, quantile: float, rows: int, low: floa
     """
     from pyspark.sql import functions as F
 
-    rank = max(1, int(np.ceil(quantile * rows)))
+    # rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceiling is 8
+    rank = max(1, int(np.ceil(round(quantile * rows, 9))))
     if below < rank <= at_most_high:
         distance = F.col("_distance")
         inside = sorted(row[0] for row in distances.where((distance >= low) & (distance <= high)).collect())
