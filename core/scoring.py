@@ -376,6 +376,12 @@ def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | 
     return pd.DataFrame(columns, index=frame.index, copy=False), new_state
 
 
+def squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each point's squared Euclidean distance to each centroid (rows x centroids): the one
+    formula that scoring and training's in-driver KMeans share."""
+    return ((points[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+
+
 def score_series_arrays(params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
                         ) -> tuple[dict[str, np.ndarray], SeriesState]:
     """``score_series`` as one numpy array per output column (``OUTPUT_COLUMNS``, then the
@@ -395,7 +401,7 @@ def score_series_arrays(params: ModelParams, frame: pd.DataFrame, state: SeriesS
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
         z = (vectors - params.mean_array) * params.scale_array
         centroids = params.centroid_array
-        squared = ((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+        squared = squared_distances(z, centroids)
         nearest = squared.argmin(axis=1)
         d = np.sqrt(squared[np.arange(len(nearest)), nearest])
         if params.rule == RULE_CLUSTER:

@@ -30,7 +30,8 @@ import pandas as pd
 
 from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_FEATURES, DEFAULT_MODEL_NAME, SOURCE_COLUMNS, TIMESTAMP, TRAINING_EXPERIMENT
-from core.scoring import HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, ModelParams, bounds_for, derived_name
+from core.scoring import (HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, ModelParams, bounds_for, derived_name,
+                          squared_distances)
 
 DEFAULT_K = 7
 DEFAULT_SEED = 42
@@ -257,7 +258,7 @@ def kmeans_plus_plus(points: np.ndarray, k: int, seed: int, max_iter: int) -> np
         nearest = np.minimum(nearest, ((points - chosen) ** 2).sum(axis=1))
     centres = np.array(centroids)
     for _ in range(max_iter):
-        labels = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        labels = squared_distances(points, centres).argmin(axis=1)
         moved = np.array([points[labels == j].mean(axis=0) if (labels == j).any() else centres[j]
                           for j in range(len(centres))])
         if np.sqrt(((moved - centres) ** 2).sum(axis=1)).max() <= KMEANS_TOLERANCE:
@@ -324,7 +325,7 @@ def fit_by_sample_then_lloyd(standardisation: FittedPipeline, table, k: int, see
     if threshold_quantile is None:
         final, threshold = labelled.agg(*counts, cost).first(), None
     else:
-        sample_distances = np.sqrt(((sample[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1))
+        sample_distances = np.sqrt(squared_distances(sample, centres).min(axis=1))
         low, high = quantile_bracket(sample_distances, threshold_quantile)
         distance = F.col("_distance")
         final = labelled.agg(*counts, cost, F.count_if(distance < low), F.count_if(distance <= high)).first()
