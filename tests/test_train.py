@@ -121,7 +121,9 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(10)]
     assert params.expected_label == int(np.argmax(fitted.cluster_sizes))
     assert pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
-    # and every centroid is the mean of its rows, up to the last move Lloyd allows (tolerance)
+    # and it converged within the cap: every centroid is the mean of its rows, up to the last
+    # move Lloyd allows (the tolerance)
+    assert pipeline.iterations < 20
     z = (rows[features].to_numpy() - np.array(params.mean)) * np.array(params.scale)
     for i, centroid in enumerate(params.centroids):
         mean = z[core["cluster"].to_numpy() == i].mean(axis=0)
@@ -135,6 +137,22 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     # and Spark SQL's labels are the core's
     labels = pipeline.transform(table).select("cluster").toPandas()["cluster"].to_numpy()
     assert (labels == core["cluster"].to_numpy()).all()
+
+
+def test_a_lloyd_fit_stopped_by_the_iteration_cap_counts_its_last_centroids(spark, nab_table, monkeypatch):
+    # given the NAB table and a sample size well below it
+    features = ["cpu", "disk", "network"]
+    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 5000)
+    table = train_job.load_feature_table(spark, str(nab_table), features).valid
+    # when a single pass over the table is allowed, too few to converge
+    fitted = train_job.fit_model(table, features, 10, 42, 1, "distance", 0.99)
+    # then the sizes, cost and threshold are those of the centroids it returns, as the core finds them
+    assert fitted.pipeline.iterations == 1
+    core = score_frame(fitted.params, pd.read_csv(nab_table))
+    assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(10)]
+    assert fitted.pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
+    ranked = np.sort(core["distance"].to_numpy())
+    assert fitted.params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
 
 
 def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_the_bracket_misses(spark):
