@@ -8,6 +8,11 @@ median time and the ratio of Spark ML's to the sample-started Lloyd's. Both fits
 is loaded and cached once, so the ratio is not the JVM's start or the reading.
 
     python -m benchmarks.kmeans_methods --rows 10000000 --repeat 2
+    python -m benchmarks.kmeans_methods --rows 10000000 --repeat 1 --seeds 42,1,2,3,4,5
+
+``--seeds`` fits each method once per seed in each repeat: how many iterations Lloyd's method
+needs depends on where its seeding lands (two centroids in one group of rows converge slowly),
+so one seed's time is not the method's.
 
 ``--sample-rows`` sets the sample size (``SAMPLE_INIT_ROWS``, also the size up to which
 training uses Spark ML's KMeans); the test suite sets it low to run the Lloyd path on a small table.
@@ -33,7 +38,12 @@ def parse_args(argv):
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2, help="fits of each method, alternating")
     parser.add_argument("--sample-rows", type=int, default=None, help="SAMPLE_INIT_ROWS for this run")
+    parser.add_argument("--seeds", default="42", help="comma-separated KMeans seeds, each fitted by both methods")
     args = parser.parse_args(argv)
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     if args.repeat < 1 or args.k < 2 or (not args.data and args.rows < args.k):
         raise UserError("--repeat must be at least 1, --k at least 2 and --rows at least --k")
     return args
@@ -58,16 +68,18 @@ def main(argv=None) -> int:
                                 "for the Lloyd path to run: pass more --rows or a lower --sample-rows")
             seconds: dict[str, list[float]] = {}
             for _ in range(args.repeat):
-                # Spark ML's KMeans: no table is over an unreachable sample size
-                for cap in (float("inf"), lloyd_from):
-                    train.SAMPLE_INIT_ROWS = cap
-                    started = time.perf_counter()
-                    fitted = train.fit_model(table.valid, FEATURES, args.k, 42, 20, "distance", 0.99)
-                    elapsed = time.perf_counter() - started
-                    pipeline = fitted.pipeline
-                    seconds.setdefault(pipeline.method, []).append(elapsed)
-                    print(f"fit {pipeline.method}: {elapsed:.2f} s, {pipeline.iterations} iterations, cost "
-                          f"{pipeline.training_cost:.6g}, threshold {fitted.params.threshold:.6g}", flush=True)
+                for seed in args.seeds:
+                    # Spark ML's KMeans: no table is over an unreachable sample size
+                    for cap in (float("inf"), lloyd_from):
+                        train.SAMPLE_INIT_ROWS = cap
+                        started = time.perf_counter()
+                        fitted = train.fit_model(table.valid, FEATURES, args.k, seed, 20, "distance", 0.99)
+                        elapsed = time.perf_counter() - started
+                        pipeline = fitted.pipeline
+                        seconds.setdefault(pipeline.method, []).append(elapsed)
+                        print(f"fit {pipeline.method}, seed {seed}: {elapsed:.2f} s, {pipeline.iterations} "
+                              f"iterations, cost {pipeline.training_cost:.6g}, threshold "
+                              f"{fitted.params.threshold:.6g}", flush=True)
         finally:
             stop_state_stores(spark)
             spark.stop()

@@ -181,13 +181,20 @@ def test_the_kmeans_methods_benchmark_times_both_fits_and_refuses_a_table_the_ll
         tmp_path):
     # given a small synthetic table and a sample size below it
     result = run_command([PYTHON, "-m", "benchmarks.kmeans_methods", "--rows", "3000", "--sample-rows", "500",
-                          "--repeat", "1"], MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
-    # then each method fitted once, and their ratio is printed
+                          "--repeat", "1", "--seeds", "42,7"],
+                         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
+    # then each method fitted once per seed, and their ratio is printed
     assert result.returncode == 0, result.stderr[-3000:]
     fits = [line for line in result.stdout.splitlines() if line.startswith("fit ")]
-    assert [line.split(":")[0] for line in fits] == ["fit spark-ml-kmeans",
-                                                      "fit sample-kmeans++-then-lloyd-in-spark-sql"], result.stdout
+    assert [line.split(":")[0] for line in fits] == [
+        f"fit {method}, seed {seed}" for seed in (42, 7)
+        for method in ("spark-ml-kmeans", "sample-kmeans++-then-lloyd-in-spark-sql")], result.stdout
     assert "ratio spark-ml-kmeans / sample-kmeans++-then-lloyd-in-spark-sql: " in result.stdout
+    # and seeds that are not integers are a clear error before any Spark starts
+    bad_seeds = run_command([PYTHON, "-m", "benchmarks.kmeans_methods", "--seeds", "42,x"],
+                            MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
+    assert bad_seeds.returncode != 0 and "Traceback" not in bad_seeds.stderr
+    assert "--seeds must be comma-separated integers" in bad_seeds.stderr + bad_seeds.stdout
     # and given a sample size the table does not exceed, it says so instead of timing one method twice
     refused = run_command([PYTHON, "-m", "benchmarks.kmeans_methods", "--rows", "300", "--sample-rows", "500"],
                           MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
