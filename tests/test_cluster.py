@@ -23,6 +23,12 @@ MODEL = "cluster-detector"
 # The driver must be reachable from the executors at the address the cluster uses.
 DRIVER_CONF = ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
 
+# The monitor stops after this many 1-s windows without new files. It starts counting before the
+# streamer (a separate Python process) writes its first file, so the count is also the time the
+# streamer has to start: 4 windows were too few once on a loaded machine (the monitor stopped
+# after 0 batches), 20 leave a wide margin and cost at most 16 s more at the end.
+IDLE_WINDOWS = 20
+
 
 def alive_workers(ui_port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as response:
@@ -86,7 +92,7 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
     # monitor on the cluster, fed by the streamer
     monitor = ManagedProcess(
         [PYTHON, "-m", "streaming.monitor", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-         "--model-name", MODEL, "--window", "1", "--idle-windows", "4", "--master", cluster["master"],
+         "--model-name", MODEL, "--window", "1", "--idle-windows", str(IDLE_WINDOWS), "--master", cluster["master"],
          *DRIVER_CONF], tmp_path / "monitor.log", MLFLOW_TRACKING_URI=uri)
     try:
         wait_for(lambda: "monitoring file://" in monitor.log(), 180, "the monitor to start")

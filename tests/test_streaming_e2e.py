@@ -80,7 +80,9 @@ def wait_exit(process: ManagedProcess, timeout=240):
 
 
 def test_streamer_and_monitor_together_find_what_batch_scoring_finds(tmp_path, store):
-    monitor = start_monitor(tmp_path, store, "monitor.log", "--idle-windows", "4")
+    # 20 idle 1-s windows: the count starts before the streamer's first file, so it is also the
+    # time the streamer has to start (4 were too few once on a loaded machine)
+    monitor = start_monitor(tmp_path, store, "monitor.log", "--idle-windows", "20")
     try:
         wait_for(lambda: "monitoring file://" in monitor.log(), 120, "the monitor to start")
         result = stream(tmp_path, store, "--rows", "250", "--interval", "0.3")
@@ -89,7 +91,7 @@ def test_streamer_and_monitor_together_find_what_batch_scoring_finds(tmp_path, s
     finally:
         monitor.stop()
     log = monitor.log()
-    assert "batch 0: rows" in log and "no new data for 4 windows; stopping" in log
+    assert "batch 0: rows" in log and "no new data for 20 windows; stopping" in log
     assert "window: no new files; rows 0, anomalies 0, invalid 0, model stream-detector v1" in log
     assert_exactly_once(tmp_path, store)
     expected = expected_records(store["params"], tmp_path / "in")
