@@ -103,35 +103,53 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     assert ours.kmeans.summary.clusterSizes == spark_choice.kmeans.summary.clusterSizes
 
 
-def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_agrees_with_the_core(
-        spark, nab_table, monkeypatch):
-    # given the NAB table (about 67,000 rows) and a sample size well below it
-    features = ["cpu", "disk", "network"]
+LLOYD_FEATURES = ["cpu", "disk", "network"]
+
+
+@pytest.fixture
+def lloyd_nab_table(spark, nab_table, monkeypatch):
+    """The NAB table's valid rows (about 67,000), with a sample size well below them, so that
+    training takes the large-table Lloyd path."""
     monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 5000)
-    table = train_job.load_feature_table(spark, str(nab_table), features).valid
+    return train_job.load_feature_table(spark, str(nab_table), LLOYD_FEATURES).valid
+
+
+def assert_the_core_finds_the_counts(fitted, rows: pd.DataFrame) -> pd.DataFrame:
+    """The scoring core, labelling every row, finds the sizes and cost the fit reported, and
+    its distances' exact 0.99 quantile (the ceil(0.99 n)-th smallest) is the threshold. Returns
+    the core's scores."""
+    core = score_frame(fitted.params, rows)
+    assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(len(fitted.params.centroids))]
+    assert fitted.pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
+    ranked = np.sort(core["distance"].to_numpy())
+    assert fitted.params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
+    return core
+
+
+def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_agrees_with_the_core(
+        lloyd_nab_table, nab_table):
+    # given the NAB table and a sample size well below it
+    table = lloyd_nab_table
     # when the model is fitted
-    fitted = train_job.fit_model(table, features, 10, 42, 20, "distance", 0.99)
+    fitted = train_job.fit_model(table, LLOYD_FEATURES, 10, 42, 20, "distance", 0.99)
     pipeline, params = fitted.pipeline, fitted.params
     # then Lloyd's iterations over every row fitted it, not Spark ML, within the iteration cap
     assert pipeline.method == train_job.METHOD_SAMPLE_LLOYD and pipeline.kmeans is None
     assert 1 <= pipeline.iterations <= 20 and len(params.centroids) == 10
-    # and the scoring core, labelling every row, finds the sizes, cost and expected label it logged
+    # and the scoring core, labelling every row, finds the sizes, cost and expected label it
+    # logged, and the threshold, bracketed on the fit's last pass, is the exact 0.99 quantile
     rows = pd.read_csv(nab_table)
-    core = score_frame(params, rows)
-    assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(10)]
+    core = assert_the_core_finds_the_counts(fitted, rows)
     assert params.expected_label == int(np.argmax(fitted.cluster_sizes))
-    assert pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
     # and it converged within the cap: every centroid is the mean of its rows, up to the last
     # move Lloyd allows (the tolerance)
     assert pipeline.iterations < 20
-    z = (rows[features].to_numpy() - np.array(params.mean)) * np.array(params.scale)
+    z = (rows[LLOYD_FEATURES].to_numpy() - np.array(params.mean)) * np.array(params.scale)
     for i, centroid in enumerate(params.centroids):
         mean = z[core["cluster"].to_numpy() == i].mean(axis=0)
         assert np.sqrt(((mean - np.array(centroid)) ** 2).sum()) <= 2 * train_job.KMEANS_TOLERANCE
-    # and the threshold, bracketed on the fit's last pass, is the exact 0.99 quantile of the
-    # core's distances (its ceil(0.99 n)-th smallest), which Spark's approximate one is near
+    # and Spark's approximate quantile is near the exact threshold
     ranked = np.sort(core["distance"].to_numpy())
-    assert params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
     approximate = train_job.distance_threshold(table, params, 0.99)
     assert abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean()) <= 2 * train_job.QUANTILE_RELATIVE_ERROR
     # and Spark SQL's labels are the core's
@@ -139,20 +157,13 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     assert (labels == core["cluster"].to_numpy()).all()
 
 
-def test_a_lloyd_fit_stopped_by_the_iteration_cap_counts_its_last_centroids(spark, nab_table, monkeypatch):
+def test_a_lloyd_fit_stopped_by_the_iteration_cap_counts_its_last_centroids(lloyd_nab_table, nab_table):
     # given the NAB table and a sample size well below it
-    features = ["cpu", "disk", "network"]
-    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 5000)
-    table = train_job.load_feature_table(spark, str(nab_table), features).valid
     # when a single pass over the table is allowed, too few to converge
-    fitted = train_job.fit_model(table, features, 10, 42, 1, "distance", 0.99)
+    fitted = train_job.fit_model(lloyd_nab_table, LLOYD_FEATURES, 10, 42, 1, "distance", 0.99)
     # then the sizes, cost and threshold are those of the centroids it returns, as the core finds them
     assert fitted.pipeline.iterations == 1
-    core = score_frame(fitted.params, pd.read_csv(nab_table))
-    assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(10)]
-    assert fitted.pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
-    ranked = np.sort(core["distance"].to_numpy())
-    assert fitted.params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
+    assert_the_core_finds_the_counts(fitted, pd.read_csv(nab_table))
 
 
 def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_the_bracket_misses(spark):

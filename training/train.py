@@ -251,11 +251,11 @@ def kmeans_plus_plus(points: np.ndarray, k: int, seed: int, max_iter: int) -> np
     points (Spark ML's KMeans returns fewer centroids then too)."""
     rng = np.random.default_rng(seed)
     centroids = [points[rng.integers(len(points))]]
-    nearest = ((points - centroids[0]) ** 2).sum(axis=1)
+    nearest = squared_distances(points, centroids[0][None, :])[:, 0]
     while len(centroids) < k and nearest.sum() > 0:
         chosen = points[rng.choice(len(points), p=nearest / nearest.sum())]
         centroids.append(chosen)
-        nearest = np.minimum(nearest, ((points - chosen) ** 2).sum(axis=1))
+        nearest = np.minimum(nearest, squared_distances(points, chosen[None, :])[:, 0])
     centres = np.array(centroids)
     for _ in range(max_iter):
         labels = squared_distances(points, centres).argmin(axis=1)
