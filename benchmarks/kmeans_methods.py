@@ -73,7 +73,8 @@ def main(argv=None) -> int:
                     for cap in (float("inf"), lloyd_from):
                         train.SAMPLE_INIT_ROWS = cap
                         started = time.perf_counter()
-                        fitted = train.fit_model(table.valid, FEATURES, args.k, seed, 20, "distance", 0.99)
+                        fitted = train.fit_model(table.valid, FEATURES, args.k, seed, 20, "distance", 0.99,
+                                                   moments=table.moments)
                         elapsed = time.perf_counter() - started
                         pipeline = fitted.pipeline
                         seconds.setdefault(pipeline.method, []).append(elapsed)

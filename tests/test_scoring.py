@@ -12,6 +12,7 @@ from core.scoring import (
     MissingFeaturesError,
     ModelParams,
     score_frame,
+    squared_distances,
 )
 
 
@@ -250,3 +251,19 @@ def test_a_clean_file_and_a_file_needing_a_closer_look_read_the_same_number_alik
     mixed = parse_files(params, [("/in/b.csv", header + line + b"2026-01-05 00:05:00,x,1,1\n")])
     # then both read it as Python does
     assert clean["cpu"].iloc[0] == mixed["cpu"].iloc[0] == float("0.20199999999999999")
+
+
+def test_squared_distances_sum_the_features_in_order_as_spark_sql_does():
+    # given points and centroids over 9 features (more than numpy sums in order along an axis)
+    rng = np.random.default_rng(3)
+    points, centroids = rng.normal(size=(50, 9)), rng.normal(size=(4, 9))
+    # when the core measures them
+    squared = squared_distances(points, centroids)
+    # then each is ((d0^2 + d1^2) + d2^2) + ..., the order of the Spark SQL expressions, bit for bit
+    for i in range(len(points)):
+        for j in range(len(centroids)):
+            total = None
+            for a, c in zip(points[i], centroids[j]):
+                term = (float(a) - float(c)) * (float(a) - float(c))
+                total = term if total is None else total + term
+            assert squared[i, j] == total

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import UserError
 from core.model import load_params
-from core.scoring import ModelParams, score_frame
+from core.scoring import ModelParams, score_frame, squared_distances
 from core.spark_scoring import nearest_distance_expression, score_dataframe, training_features
 from training import train as train_job
 
@@ -164,6 +164,71 @@ def test_a_lloyd_fit_stopped_by_the_iteration_cap_counts_its_last_centroids(lloy
     # then the sizes, cost and threshold are those of the centroids it returns, as the core finds them
     assert fitted.pipeline.iterations == 1
     assert_the_core_finds_the_counts(fitted, pd.read_csv(nab_table))
+
+
+def test_the_centroid_passes_assign_and_count_rows_as_the_core_does(spark):
+    # given 4 centroids, two of them mirror images across z0 = 0, and 300 standardised rows, the
+    # last on that plane (so exactly as far from both)
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(4, 3))
+    centres[2] = [-centres[1][0], centres[1][1], centres[1][2]]
+    points = np.vstack([rng.normal(size=(299, 3)), [0.0, 0.3, -0.2]])
+    vectors = spark.createDataFrame([tuple(map(float, p)) for p in points], "_z0 double, _z1 double, _z2 double")
+    passes = train_job.CentroidPasses(spark, vectors, ["_z0", "_z1", "_z2"], 4)
+    squared = squared_distances(points, centres)
+    labels, distances = squared.argmin(axis=1), np.sqrt(squared.min(axis=1))
+    assert labels[-1] == 1  # the tie goes to the lower index, in the core
+    # when a Lloyd pass sums the rows per centroid
+    sizes, sums = passes.sums(centres)
+    # then every row went to the centroid the core chooses, ties to the lowest index
+    assert sizes.tolist() == np.bincount(labels, minlength=4).tolist()
+    for j in range(4):
+        np.testing.assert_allclose(sums[j], points[labels == j].sum(axis=0), rtol=1e-12, atol=1e-12)
+    # and when the last pass counts them with a band of distances
+    low, high = np.quantile(distances, [0.4, 0.6])
+    counts = passes.count(centres, (low, high))
+    # then sizes, cost, the rows below the band and each distance inside it are the core's
+    assert counts.sizes.tolist() == sizes.tolist()
+    assert counts.cost == pytest.approx(float(squared.min(axis=1).sum()), rel=1e-12)
+    assert counts.below == int((distances < low).sum())
+    assert sorted(counts.inside) == sorted(d for d in distances.tolist() if low <= d <= high)
+    # and without a band nothing is inside it
+    assert passes.count(centres).inside == [] and passes.count(centres).below == 0
+
+
+def test_the_feature_tables_moments_are_its_valid_rows_and_standardise_as_the_fit_would(spark, tmp_path):
+    # given a table with an invalid row (cpu above 100)
+    path = tmp_path / "table.csv"
+    path.write_text("cpu,disk,network\n10,1,5\n20,3,7\n400,2,2\n35,8,1\n")
+    features = ["cpu", "disk", "network"]
+    # when it is loaded, and the pipeline fitted with its moments and without them
+    table = train_job.load_feature_table(spark, str(path), features)
+    with_moments = train_job.fit_pipeline(table.valid, features, 2, 42, 20, moments=table.moments)
+    without = train_job.fit_pipeline(table.valid, features, 2, 42, 20)
+    # then the moments are those of the 3 valid rows
+    valid = np.array([[10, 1, 5], [20, 3, 7], [35, 8, 1]], dtype=float)
+    assert table.moments.rows == 3 and table.moments.columns == features
+    np.testing.assert_allclose(table.moments.mean, valid.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table.moments.std, valid.std(axis=0, ddof=1), rtol=1e-12)
+    # and the fit standardises with them as it would have computed them itself
+    np.testing.assert_allclose(with_moments.mean, without.mean, rtol=1e-12)
+    np.testing.assert_allclose(with_moments.std, without.std, rtol=1e-12)
+    np.testing.assert_allclose(np.array(with_moments.centroids), np.array(without.centroids), rtol=1e-9, atol=1e-12)
+
+
+def test_kmeans_plus_plus_on_a_sample_finds_well_separated_groups():
+    # given three tight, well separated groups of points
+    rng = np.random.default_rng(5)
+    means = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = np.vstack([m + rng.normal(scale=0.1, size=(200, 2)) for m in means])
+    # when k-means++ and Lloyd's iterations cluster them into 3
+    centres = train_job.kmeans_plus_plus(points, 3, 42, 20)
+    # then each centroid is one group's mean
+    found = sorted(map(tuple, np.round(centres).tolist()))
+    assert found == sorted(map(tuple, means.tolist()))
+    for centre in centres:
+        group = points[np.linalg.norm(points - centre, axis=1) < 3]
+        np.testing.assert_allclose(centre, group.mean(axis=0), atol=train_job.KMEANS_TOLERANCE)
 
 
 def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_the_bracket_misses(spark):
