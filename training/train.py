@@ -319,10 +319,9 @@ class CentroidPasses:
     The centroids (and the band of ``count``) are read from a broadcast one-row table, not
     written into the query as literals: every Lloyd pass is then the same query, whose code
     Spark generates and compiles, and the JVM optimises, once; and the expressions, which name
-    columns only, are built once (building them with literals took 0.2-0.5 s of each pass).
+    columns only, are built once (with literals, every pass built them anew).
     Each distance sits in a projection of its own, so the argmin refers to it instead of
-    repeating every distance in each case of it. On the 10^7-row table, see
-    ``fit_by_sample_then_lloyd``.
+    repeating every distance in each case of it.
     """
 
     def __init__(self, spark, vectors, z: list[str], k: int):
@@ -376,9 +375,8 @@ class CentroidPasses:
 
         One pass: the rows outside the band group by centroid alone, and each distance inside it
         (about 0.2% of the rows for a 0.99 quantile's bracket) is a group of its own. Counting and
-        then taking those distances in a pass apart took 1.6x as long (3.6 s against 2.3 s at
-        10^7 rows, warm; neither pass is the Lloyd passes' query, whose code would be warm: their
-        aggregates with the cost and band counts added took 1.4x as long).
+        then taking those distances in a pass apart was slower at 10^7 rows; so was adding the
+        cost and band counts to the Lloyd passes' aggregate, which made every pass slower.
         """
         counts = FinalCounts(np.zeros(self._k, dtype=np.int64), 0.0, 0, [])
         for row in self.labelled(centres, band).groupBy(*self._count_by).agg(*self._counts).collect():
@@ -416,10 +414,8 @@ def fit_by_sample_then_lloyd(standardisation: FittedPipeline, table, k: int, see
 
     The passes' centroids come from a broadcast row (``CentroidPasses``), the moments from the
     load's own pass (``FeatureTable.moments``), the band's distances with the last pass's
-    counts, and the sample's iterations count with ``bincount``: the train job's fit on the
-    10^7-row table, seed 42, in fresh processes alternating with the code before, took 16.3 s
-    against 19.0 s (medians of 4 each, in a slow phase of this machine), with the same passes,
-    cost and threshold.
+    counts, and the sample's iterations count with ``bincount``; each gave the same passes,
+    cost and threshold as the code before it on the 10^7-row table, in less time.
     """
     from core.spark_scoring import standardised_expressions
 
