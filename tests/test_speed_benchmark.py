@@ -220,3 +220,21 @@ def test_the_benchmark_puts_its_json_in_a_directory_given_as_out_and_refuses_an_
     result = run_command([PYTHON, "-m", "benchmarks.speed", "--out", str(blocker / "speed.json"), "--smoke"],
                          MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--out" in result.stderr
+
+
+def test_the_train_ab_benchmark_alternates_two_checkouts_and_compares_their_results(tmp_path):
+    # given this checkout and its own HEAD as the baseline, on a small synthetic table
+    result = run_command([PYTHON, "-m", "benchmarks.train_ab", "--baseline", "HEAD", "--rows", "2000",
+                          "--pairs", "1"], MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=600)
+    # then each ran once, in fresh processes, and the medians, ratio and results are printed
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [line.split(" fit ")[0].strip() for line in result.stdout.splitlines() if " fit " in line]
+    assert runs == ["this checkout", "baseline HEAD"], result.stdout
+    assert "fit median: this checkout " in result.stdout and ", ratio " in result.stdout
+    # and the same commit's passes, cost and threshold are the same in both
+    assert "results: identical in every run" in result.stdout, result.stdout
+    # and a ref git does not know is a clear error, not a traceback
+    unknown = run_command([PYTHON, "-m", "benchmarks.train_ab", "--baseline", "no-such-ref", "--rows", "300"],
+                          MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'unused.db'}", timeout=120)
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "cannot check out 'no-such-ref'" in unknown.stderr + unknown.stdout

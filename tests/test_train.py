@@ -194,6 +194,9 @@ def test_the_centroid_passes_assign_and_count_rows_as_the_core_does(spark):
     assert sorted(counts.inside) == sorted(d for d in distances.tolist() if low <= d <= high)
     # and without a band nothing is inside it
     assert passes.count(centres).inside == [] and passes.count(centres).below == 0
+    # and the centroids reach each pass as a table held in the driver (no job, no Python worker)
+    plan = passes.labelled(centres)._jdf.queryExecution().optimizedPlan().toString()
+    assert re.search(r"LocalRelation \[_centroid0_0#", plan), plan
 
 
 def test_the_feature_tables_moments_are_its_valid_rows_and_standardise_as_the_fit_would(spark, tmp_path):
