@@ -88,15 +88,16 @@ def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:
 
 
 # -- train -------------------------------------------------------------------------------------
-def run_train(store: str, *arguments: str) -> subprocess.CompletedProcess:
-    """The train entry point in its own process (its JVM start is part of what is measured)."""
+def run_train(store: str, *arguments: str, root: Path = PROJECT_ROOT) -> str:
+    """The train entry point of the project at ``root`` in its own process (its JVM start is
+    part of what is measured); returns its MLflow run's id."""
     result = subprocess.run(
         [PYTHON, "-m", "training.train", *arguments],
-        cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
+        cwd=root, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
         capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"train failed in the benchmark: {result.stderr[-500:]}")
-    return result
+        raise UserError(f"train failed in the benchmark ({root}): {result.stderr[-500:]}")
+    return result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
 
 
 def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
@@ -110,9 +111,8 @@ def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
     client = MlflowClient(store, store)
     for _ in range(repeat):
         started = time.perf_counter()
-        result = run_train(store, "--data", str(table), "--k", str(k), "--model-name", "", *history_args)
+        run_id = run_train(store, "--data", str(table), "--k", str(k), "--model-name", "", *history_args)
         walls.append(time.perf_counter() - started)
-        run_id = result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
         metrics = client.get_run(run_id).data.metrics
         jvm.append(metrics["jvm_start_seconds"])
         log_model.append(metrics["log_model_seconds"])

@@ -16,10 +16,8 @@ to be faster should show none.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +34,8 @@ def checkout(ref: str, into: Path) -> Path:
     result = subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", str(target), ref],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"cannot check out {ref!r}: {result.stderr.strip().splitlines()[-1]}")
+        reason = (result.stderr.strip().splitlines() or [f"git exited with {result.returncode}"])[-1]
+        raise UserError(f"cannot check out {ref!r}: {reason}")
     return target
 
 
@@ -44,14 +43,11 @@ def train_once(root: Path, data: Path, store: str, train_args: list[str]) -> dic
     """One train run of the project at ``root``: its fit and wall seconds and its results."""
     from mlflow import MlflowClient
 
+    from benchmarks.speed import run_train
+
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "training.train", "--data", str(data), "--model-name", "",
-                             *train_args], cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"})
+    run_id = run_train(store, "--data", str(data), "--model-name", "", *train_args, root=root)
     wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise UserError(f"train failed in {root}: {result.stderr.strip()[-500:]}")
-    run_id = result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
     metrics = MlflowClient(store, store).get_run(run_id).data.metrics
     return {"fit": metrics["fit_seconds"], "wall": wall, **{m: metrics.get(m) for m in RESULT_METRICS}}
 
