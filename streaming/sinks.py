@@ -12,8 +12,9 @@ Layout under the output root (any Hadoop-compatible URI)::
         summary.json                    counts and the model version that scored the batch
     _staging/                           work in progress; never read
 
-A part directory exists only when the batch has rows for it; ``summary.json`` always does and
-counts rows, anomalies, alerts, invalid rows and files.
+A part directory exists only when the batch has rows for it, with a file per task that had
+rows for it; ``summary.json`` always does and counts rows, anomalies, alerts, invalid rows and
+files.
 
 ``foreachBatch`` is at-least-once: after a crash Spark re-runs the last planned batch with the
 same id and the same files. A batch whose directory exists is therefore skipped, and a batch is
@@ -40,6 +41,7 @@ def batch_dir_name(batch_id: int) -> str:
 class BatchSink:
     def __init__(self, spark, output_uri: str):
         self.fs = HadoopFs(spark)
+        self.spark = spark
         self.root = output_uri.rstrip("/")
         self.batches = f"{self.root}/{BATCHES}"
         self.staging = f"{self.root}/{STAGING}"
@@ -49,38 +51,53 @@ class BatchSink:
     def committed(self, batch_id: int) -> bool:
         return self.fs.exists(f"{self.batches}/{batch_dir_name(batch_id)}")
 
-    def write(self, batch_id: int, events, quarantine, summary: dict, alerts=None, scored=None) -> None:
+    def begin(self, batch_id: int) -> StagedBatch:
+        """A fresh staging directory for ``batch_id``, committed whole or never seen."""
+        return StagedBatch(self, batch_id)
+
+
+class StagedBatch:
+    """One batch's parts being written in staging, made visible by one rename in ``commit``."""
+
+    def __init__(self, sink: BatchSink, batch_id: int):
+        self.sink = sink
+        self.batch_id = batch_id
+        self.stage = f"{sink.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
+        self.written = f"{self.stage}/{WRITTEN}"
+
+    def write(self, records, parts: dict) -> None:
+        """Append each of ``records`` to every part whose condition (a Column) it meets.
+
+        One Spark job whatever the parts: each task writes a file per part it holds rows for,
+        into its own partition directory, and a part with no rows leaves no directory. The
+        monitor writes the scored batch this way in the job that scores it, so the counts
+        (observed in that job) and the output need no cached copy and no second job.
+        """
         from pyspark.sql import functions as F
 
-        stage = f"{self.staging}/{batch_dir_name(batch_id)}-{uuid.uuid4().hex[:8]}"
-        # A part is written only when it has rows (most batches raise no alert and quarantine
-        # nothing); summary.json counts every part.
-        parts = {
-            "events": (events, summary["anomalies"]),
-            "alerts": (alerts, summary["alerts"]),
-            "scored": (scored, summary["rows"] - summary["invalid_rows"]),
-            "quarantine": (quarantine, summary["invalid_rows"]),
-        }
-        present = [name for name, (frame, rows) in parts.items() if frame is not None and rows]
-        if present:
-            # Every part in one Spark job, one file each: a write is a job and a commit
-            # (events and alerts of a cached 48k-row batch: 0.36 s as two writes, 0.28 s as
-            # one). Each part lands in its own partition directory, renamed to the part's name.
-            tagged = [parts[name][0].withColumn(PART_COLUMN, F.lit(name)) for name in present]
-            union = tagged[0]
-            for frame in tagged[1:]:
-                union = union.unionByName(frame)
-            written = f"{stage}/{WRITTEN}"
-            union.coalesce(1).write.partitionBy(PART_COLUMN).parquet(written)
-            for name in present:
-                if not self.fs.rename(f"{written}/{PART_COLUMN}={name}", f"{stage}/{name}"):
-                    raise RuntimeError(f"could not move part {name} of batch {batch_id} out of {written}")
-            self.fs.delete(written)
-        self.fs.mkdirs(stage)
-        self.fs.write_text(f"{stage}/summary.json", json.dumps(summary, sort_keys=True))
-        target = f"{self.batches}/{batch_dir_name(batch_id)}"
-        if not self.fs.rename(stage, target):
-            raise RuntimeError(f"could not move batch {batch_id} from {stage} to {target}")
+        names = F.array(*[F.when(condition, F.lit(name)) for name, condition in parts.items()])
+        tagged = records.withColumn(PART_COLUMN, F.explode(F.filter(names, lambda name: name.isNotNull())))
+        tagged.write.mode("append").partitionBy(PART_COLUMN).parquet(self.written)
+
+    def part_uri(self, part: str) -> str | None:
+        """Where ``part``'s rows are while staged, or None when none were written."""
+        uri = f"{self.written}/{PART_COLUMN}={part}"
+        return uri if self.sink.fs.exists(uri) else None
+
+    def commit(self, summary: dict) -> None:
+        fs = self.sink.fs
+        fs.mkdirs(self.stage)
+        if fs.exists(self.written):
+            prefix = f"{PART_COLUMN}="
+            for name in fs.list_names(self.written):
+                if name.startswith(prefix) and not fs.rename(f"{self.written}/{name}",
+                                                             f"{self.stage}/{name[len(prefix):]}"):
+                    raise RuntimeError(f"could not move part {name} of batch {self.batch_id} out of {self.written}")
+            fs.delete(self.written)
+        fs.write_text(f"{self.stage}/summary.json", json.dumps(summary, sort_keys=True))
+        target = f"{self.sink.batches}/{batch_dir_name(self.batch_id)}"
+        if not fs.rename(self.stage, target):
+            raise RuntimeError(f"could not move batch {self.batch_id} from {self.stage} to {target}")
 
 
 def _source_offset(fs: HadoopFs, checkpoint: str, batch_id: int) -> int | None:

@@ -14,7 +14,7 @@ from core.errors import UserError
 from core.spark_scoring import FOLDED_ROWS, fold_normal_rows
 from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
-from streaming_cases import CASES, HEADER, NORMAL
+from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
 from training import promote
 from training import train as train_job
 from test_train import train_args
@@ -141,6 +141,41 @@ def test_monitor_writes_events_equal_to_batch_scoring(running, registry, tmp_pat
     history = registry.client.get_metric_history(handle.monitor.run_id, "rows")
     assert [m.step for m in history] == [s["batch_id"] for s in summaries]
     assert sum(m.value for m in history) == len(rows) - 1
+
+
+def test_a_batch_is_scored_counted_and_written_in_one_spark_job(running, spark, tmp_path):
+    # given a monitor that prints no rows (printing reads the batch's events back, a job of its own)
+    handle = running(show=0)
+    # when a batch of a normal row runs, then one with an anomaly and a malformed row
+    drop(tmp_path / "in", HEADER + NORMAL + b"\n")
+    handle.process()
+    drop(tmp_path / "in", HEADER + ANOMALY + b"\n2026-01-05 00:00:03,abc,1,1\n")
+    summaries = handle.process()
+    # then each batch ran one Spark job: scoring, counting and every part of the sink in one pass
+    jobs = spark.sparkContext.statusTracker().getJobIdsForGroup(str(handle.query.runId))
+    assert len(summaries) == 2 and len(jobs) == 2
+    # and the counts observed in that job match what it wrote
+    last = summaries[-1]
+    events, quarantine = read_output(handle.output, "events"), read_output(handle.output, "quarantine")
+    assert (last["rows"], last["anomalies"], last["invalid_rows"], last["files"]) == (2, 1, 1, 1)
+    assert list(events["batch_id"]) == [last["batch_id"]] and events["is_anomaly"].all()
+    assert list(quarantine["reason"]) == ["non-numeric value for cpu"]
+
+
+def test_an_empty_file_in_a_batch_with_bad_rows_joins_them_in_the_quarantine(running, tmp_path):
+    # given a batch holding an empty file (Spark's scan never shows it) and a file with a bad row
+    handle = running()
+    empty = drop(tmp_path / "in", b"")
+    bad = drop(tmp_path / "in", HEADER + NORMAL + b"\n2026-01-05 00:00:03,1,1,-5\n")
+    # when the monitor processes it
+    summaries = handle.process()
+    # then both files' quarantined records are in the batch's one quarantine part, and counted
+    assert [(s["rows"], s["invalid_rows"], s["files"]) for s in summaries] == [(3, 2, 2)]
+    quarantine = read_output(handle.output, "quarantine")
+    names = quarantine["source_file"].str.rsplit("/", n=1).str[-1]
+    assert sorted(zip(names, quarantine["reason"])) == sorted(
+        [(empty.name, "empty file"), (bad.name, "network below 0")])
+    assert len(list((tmp_path / "out" / "batches").glob("*/quarantine"))) == 1
 
 
 def test_a_backlog_of_small_files_is_read_in_a_task_per_core_unless_the_user_priced_opening_one(

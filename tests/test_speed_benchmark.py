@@ -132,6 +132,7 @@ def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_
     # given a monitor output, written by the monitor's own sink, whose batch quarantined two rows
     # as late (a file a listing missed, come a batch later)
     import pytest
+    from pyspark.sql import functions as F
 
     from benchmarks.speed import _check_all_scored
     from core.errors import UserError
@@ -142,8 +143,10 @@ def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_
 
     def batch(batch_id, reasons, rows):
         quarantine = spark.createDataFrame([(r,) for r in reasons], "reason string")
-        sink.write(batch_id, None, quarantine, {"batch_id": batch_id, "rows": rows, "anomalies": 0, "alerts": 0,
-                                                "invalid_rows": len(reasons), "files": 1})
+        staged = sink.begin(batch_id)
+        staged.write(quarantine, {"quarantine": F.lit(True)})
+        staged.commit({"batch_id": batch_id, "rows": rows, "anomalies": 0, "alerts": 0,
+                       "invalid_rows": len(reasons), "files": 1})
 
     batch(0, [late, late], 10)
     # when the sweep checks it, then the late rows are counted, and only a strict check stops
