@@ -34,9 +34,15 @@ def squared_distance_expressions(params: ModelParams, scaled=None) -> list:
 
     if scaled is None:
         scaled = standardised_expressions(params.vector_columns, params.mean, params.scale)
+    return squared_distances_to(scaled, [[F.lit(float(c)) for c in centroid] for centroid in params.centroids])
+
+
+def squared_distances_to(vector: list, centroids: list[list]) -> list:
+    """Spark SQL for the squared distance of ``vector`` to each of ``centroids`` (columns or
+    literals alike): the sum over features, in their order, of (z - c) * (z - c)."""
     squared = []
-    for centroid in params.centroids:
-        terms = [(z - F.lit(float(c))) * (z - F.lit(float(c))) for z, c in zip(scaled, centroid)]
+    for centroid in centroids:
+        terms = [(z - c) * (z - c) for z, c in zip(vector, centroid)]
         total = terms[0]
         for term in terms[1:]:
             total = total + term

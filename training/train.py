@@ -331,19 +331,15 @@ class CentroidPasses:
     def __init__(self, spark, vectors, z: list[str], k: int):
         from pyspark.sql import functions as F
 
+        from core.spark_scoring import squared_distances_to
+
         self._spark, self._vectors, self._z, self._k = spark, vectors, list(z), k
         names = [[f"_centroid{i}_{j}" for j in range(len(z))] for i in range(k)]
         constant_names = [*[n for row in names for n in row], "_low", "_high"]
         self._constants_sql = (f"SELECT * FROM VALUES ({', '.join(f':{n}' for n in constant_names)}) "
                                f"AS constants({', '.join(constant_names)})")
         self._constant_names = constant_names
-        squared = []
-        for centroid in names:
-            terms = [(F.col(a) - F.col(c)) * (F.col(a) - F.col(c)) for a, c in zip(z, centroid)]
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
-            squared.append(total)
+        squared = squared_distances_to([F.col(a) for a in z], [[F.col(c) for c in centroid] for centroid in names])
         distances = [f"_d{i}" for i in range(k)]
         self._distances = [d.alias(name) for d, name in zip(squared, distances)]
         self._nearest = (F.least(*[F.col(d) for d in distances]) if k > 1 else F.col(distances[0])).alias("_squared")
