@@ -41,7 +41,6 @@ def batch_dir_name(batch_id: int) -> str:
 class BatchSink:
     def __init__(self, spark, output_uri: str):
         self.fs = HadoopFs(spark)
-        self.spark = spark
         self.root = output_uri.rstrip("/")
         self.batches = f"{self.root}/{BATCHES}"
         self.staging = f"{self.root}/{STAGING}"
