@@ -30,8 +30,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def archive_path(java: str, version_text: str) -> Path:
     import pyspark
 
-    key = hashlib.sha256("\n".join([os.path.realpath(java), version_text, sys.prefix,
-                                    str(Path(pyspark.__file__).parent)]).encode()).hexdigest()[:16]
+    # Real paths: the same environment reached through a symlink (a checkout linking a shared
+    # .venv) must find its archive, which the JVM accepts since it compares the jars' real files.
+    key = hashlib.sha256("\n".join([os.path.realpath(java), version_text, os.path.realpath(sys.prefix),
+                                    os.path.realpath(Path(pyspark.__file__).parent)]).encode()).hexdigest()[:16]
     return ARCHIVE_DIR / f"spark-{pyspark.__version__}-{key}.jsa"
 
 

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+from pathlib import Path
 
 from core import jvm_archive
 from core.paths import local_input_bytes
@@ -139,3 +140,20 @@ def test_local_mode_shuffles_into_one_partition_per_core_and_a_cluster_keeps_the
     on_cluster = SimpleNamespace(master="spark://10.0.0.1:7077", defaultParallelism=64)
     assert sql_defaults(on_cluster)[SHUFFLE_PARTITIONS_KEY] == SQL_DEFAULTS[SHUFFLE_PARTITIONS_KEY]
     assert sql_defaults(SimpleNamespace(master="local[3]", defaultParallelism=3))[SHUFFLE_PARTITIONS_KEY] == "3"
+
+
+def test_the_class_archive_is_found_through_a_symlinked_environment(tmp_path, monkeypatch):
+    import sys
+
+    import pyspark
+
+    java, version = check_java()
+    path = jvm_archive.archive_path(java, version)
+    # given the same environment and PySpark reached through symlinks (a checkout linking a
+    # shared .venv): without real paths in the key, its jobs silently ran without the archive
+    (tmp_path / "venv").symlink_to(sys.prefix)
+    (tmp_path / "site").symlink_to(Path(pyspark.__file__).parent.parent)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(pyspark, "__file__", str(tmp_path / "site" / "pyspark" / "__init__.py"))
+    # then it looks for the archive the real environment built
+    assert jvm_archive.archive_path(java, version).name == path.name
