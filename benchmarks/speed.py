@@ -48,8 +48,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError, exit_process, main_guard
+from core.schema import SPEED_BENCHMARK_EXPERIMENT as BENCHMARK_EXPERIMENT
 
-BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
 PARTS = ("train", "replay", "monitor", "serving", "memory")
 # The paced sweep's two streams, as its lines and its JSON rungs name them.
 MONITOR_STREAM, PLAIN_STREAM = "monitor", "no-scoring stream"

@@ -1,4 +1,4 @@
-"""The feature table: what prepare writes, train reads and the monitor streams."""
+"""Names every job shares: the feature table's columns, the model, its aliases and the experiments."""
 
 from __future__ import annotations
 
@@ -11,4 +11,14 @@ FEATURE_TABLE_COLUMNS = (TIMESTAMP, *DEFAULT_FEATURES)
 DEFAULT_MODEL_NAME = "server-anomaly-detector"
 PRODUCTION_ALIAS = "production"
 PREVIOUS_ALIAS = "previous"
+
+# Where a job's run goes when it is run as a module or by the main job; under `mlflow run` the
+# run goes to the experiment mlflow chose (--experiment-name, else Default).
 TRAINING_EXPERIMENT = "server-anomaly-training"
+REPLAY_EXPERIMENT = "server-anomaly-replay"
+MONITOR_EXPERIMENT = "server-anomaly-monitor"
+NAB_BENCHMARK_EXPERIMENT = "server-anomaly-nab-benchmark"
+SPEED_BENCHMARK_EXPERIMENT = "server-anomaly-benchmarks"
+
+# The run tag that says which job made a run: compare finds replays by it in any experiment.
+STEP_TAG = "step"

@@ -21,9 +21,10 @@ the monitor's counts and alerts.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import json
 import os
+import posixpath
 import re
 import signal
 import socket
@@ -35,10 +36,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
+from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS, REPLAY_EXPERIMENT, STEP_TAG
+from core.tracking import joined_run_id
 
-REPLAY_EXPERIMENT = "server-anomaly-replay"
 FAULT_ENV = "REPLAY_FAULT"  # test hook: "after_run_created" kills the replay with SIGKILL
 DEFAULT_WINDOW_MINUTES = 60
 MAX_PARAM_CHARS = 6000
@@ -48,6 +50,17 @@ MAX_PARAM_CHARS = 6000
 class DataSet:
     paths: list[str]
     hashes: dict[str, str]
+
+    def describe(self) -> str:
+        names = [file_stem(p) for p in self.paths]
+        return names[0] if len(names) == 1 else f"{len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+
+    def source_uri(self) -> str:
+        """The one file, or the folder holding them all: what the UI shows as the data's source."""
+        if len(self.paths) == 1:
+            return self.paths[0]
+        scheme = self.paths[0].partition("://")[0]
+        return f"{scheme}://{posixpath.commonpath([p.partition('://')[2] for p in self.paths])}"
 
     @property
     def sha256(self) -> str:
@@ -106,6 +119,14 @@ def score_history(spark, params, data: DataSet) -> pd.DataFrame:
     files = spark.read.format("binaryFile").load(data.paths)
     records = score_binary_files(spark, files, params, data.paths).toPandas()
     return records.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
+
+
+def labels_sha256(windows: dict | None, data: DataSet) -> str:
+    """The label windows of the replayed files only: replays compare on the same labels."""
+    if windows is None:
+        return ""
+    relevant = {PurePosixPath(p).name: windows.get(PurePosixPath(p).name) for p in data.paths}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def count_per_window(records: pd.DataFrame, minutes: int) -> pd.Series:
@@ -194,10 +215,12 @@ def plot_file(group: pd.DataFrame, features: list[str], label, path: Path) -> No
     plt.close(fig)
 
 
-def mark_orphans(client, experiment_id: str) -> list[str]:
+def mark_orphans(client) -> list[str]:
     """Replays on this host whose process died part-way are marked FAILED, not left running."""
     host = socket.gethostname()
-    runs = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.{STEP_TAG} = 'replay'",
+                              max_results=500)
     failed = []
     for run in runs:
         tags = run.data.tags
@@ -220,17 +243,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def replay_model(spark, service, loaded, data: DataSet, windows, args) -> ReplayResult:
+def open_replay_run(service, loaded, data: DataSet, own_run: bool) -> str:
+    """The run that holds one model's replay: the run ``mlflow run`` made when it replays one
+    model (``own_run``), else a run of its own (a child of ``mlflow run``'s run, if any)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    label = model_label(loaded)
+    tags = {STEP_TAG: "replay", "replay.pid": str(os.getpid()), "replay.host": socket.gethostname()}
+    description = f"Replay of {data.describe()} through {label} ({loaded.uri})"
+    joined = joined_run_id()
+    if joined and not own_run:
+        tags[MLFLOW_PARENT_RUN_ID] = joined
+        run = service.client.create_run(service.experiment_id(REPLAY_EXPERIMENT), run_name=f"replay {label}",
+                                        tags={**tags, "mlflow.note.content": description})
+        return run.info.run_id
+    return service.create_run(REPLAY_EXPERIMENT, run_name=f"replay {label}", tags=tags, description=description)
+
+
+def model_label(loaded) -> str:
+    return f"{loaded.name} v{loaded.version}" if loaded.name else loaded.uri
+
+
+def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: bool = False) -> ReplayResult:
     from mlflow.entities import Metric, Param
 
+    from core.tracking import log_dataset
+
     client = service.client
-    experiment_id = service.experiment_id(REPLAY_EXPERIMENT)
-    label = f"{loaded.name} v{loaded.version}" if loaded.name else loaded.uri
-    tags = {"step": "replay", "replay.pid": str(os.getpid()), "replay.host": socket.gethostname()}
-    if os.environ.get("MLFLOW_RUN_ID"):
-        tags["mlflow.parentRunId"] = os.environ["MLFLOW_RUN_ID"]
-    run = client.create_run(experiment_id, run_name=f"replay {label}", tags=tags)
-    run_id = run.info.run_id
+    label = model_label(loaded)
+    run_id = open_replay_run(service, loaded, data, own_run)
     if os.environ.get(FAULT_ENV) == "after_run_created":
         print(f"FAULT INJECTED: after_run_created ({run_id})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -244,8 +285,11 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args) -> Replay
             "history": ",".join(params.history), "span": params.span,
             "alert_threshold": params.alert_threshold, "cooldown": params.cooldown,
             "data_files": names, "data_file_count": len(data.paths), "data_sha256": data.sha256,
-            "labels": args.labels or "", "window_minutes": args.window_minutes,
+            "labels_file": args.labels or "", "labels_sha256": labels_sha256(windows, data),
+            "window_minutes": args.window_minutes,
         }.items()])
+        log_dataset(client, run_id, data.source_uri(), data.describe(), data.sha256,
+                    {"timestamp": "string", **dict.fromkeys(params.features, "double")}, context="replay")
         started = time.perf_counter()
         records = score_history(spark, params, data)
         seconds = time.perf_counter() - started
@@ -270,9 +314,9 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args) -> Replay
         for start in range(0, len(batch), 1000):
             client.log_batch(run_id, metrics=batch[start:start + 1000])
         _log_artifacts(client, run_id, records, per_file, params.features, windows)
-        client.set_terminated(run_id, "FINISHED")
+        service.end_run(run_id, "FINISHED")
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        service.end_run(run_id, "FAILED")
         raise
     return ReplayResult(run_id, label, metrics, per_file, windows_counted)
 
@@ -295,15 +339,17 @@ def _log_artifacts(client, run_id, records, per_file, features, windows) -> None
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Replay history through registered models.")
+    parser = job_parser("Replay history through registered models.")
     parser.add_argument("--model", action="append", default=[],
-                        help="model URI, name@alias or name/version; repeat (or comma-separate) for several")
+                        help="model URI, name@alias or name/version; repeat (or comma-separate) for several "
+                             "(default: <model-name>@production)")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--data", required=True, help="CSV files, directories or globs, comma-separated")
-    parser.add_argument("--labels", default="", help="NAB combined_windows.json (optional)")
-    parser.add_argument("--window-minutes", type=int, default=DEFAULT_WINDOW_MINUTES)
-    parser.add_argument("--master", default=None)
-    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    parser.add_argument("--labels", default="none", type=optional_text,
+                        help="NAB combined_windows.json ('none': no labels)")
+    parser.add_argument("--window-minutes", type=int, default=DEFAULT_WINDOW_MINUTES,
+                        help="event-time window of the anomalies_per_window metric")
+    add_spark_args(parser)
     args = parser.parse_args(argv)
     if args.window_minutes < 1:
         parser.error("--window-minutes must be at least 1")
@@ -311,7 +357,7 @@ def parse_args(argv):
 
 
 def model_specs(args) -> list[str]:
-    specs = [s.strip() for item in args.model for s in item.split(",") if s.strip()]
+    specs = [s.strip() for item in args.model for s in item.split(",") if optional_text(s)]
     return specs or [f"{args.model_name}@{PRODUCTION_ALIAS}"]
 
 
@@ -319,15 +365,21 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
     from core.registry import resolve_model
     from replay.nab_scoring import load_labels
 
-    orphans = mark_orphans(service.client, service.experiment_id(REPLAY_EXPERIMENT))
+    orphans = mark_orphans(service.client)
     for run_id in orphans:
         print(f"marked replay run {run_id} FAILED: its process died part-way", flush=True)
     models = [resolve_model(service.client, spec, args.model_name) for spec in model_specs(args)]
     windows = load_labels(args.labels)
     data = find_data(spark, [s for s in args.data.split(",") if s.strip()])
+    if len(models) > 1 and joined_run_id():
+        # mlflow run's run holds the set: each model's replay is a child run of it.
+        service.create_run(REPLAY_EXPERIMENT, run_name=f"replay {len(models)} models on {data.describe()}",
+                           tags={STEP_TAG: "replay-set"},
+                           description=f"Replay of {data.describe()} through {', '.join(map(model_label, models))}")
+        service.client.log_param(joined_run_id(), "data_sha256_replayed", data.sha256)
     results = []
     for loaded in models:
-        result = replay_model(spark, service, loaded, data, windows, args)
+        result = replay_model(spark, service, loaded, data, windows, args, own_run=len(models) == 1)
         m = result.metrics
         extra = f", NAB standard {m['nab_score_standard']:.1f}" if "nab_score_standard" in m else ""
         print(f"replay {result.model_label}: {m['rows']:.0f} rows, {m['anomaly_count']:.0f} anomalies "
@@ -340,14 +392,17 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
 def main(argv=None) -> int:
     from core.spark import spark_session
     from core.tracking import MlflowService
-    from replay.compare import compare, print_table
+    from replay.compare import compare, log_table, print_table
 
     args = parse_args(argv)
     with MlflowService() as service:
         with spark_session("replay", args.master, args.conf) as spark:
             results = run_replay(spark, service, args)
         data_sha = service.client.get_run(results[-1].run_id).data.params["data_sha256"]
-        print_table(compare(service.client, data_sha, "anomaly_rate"), "anomaly_rate")
+        table = compare(service.client, data_sha)
+        if len(results) > 1 and joined_run_id():
+            log_table(service.client, joined_run_id(), table)
+        print_table(table)
     return 0
 
 

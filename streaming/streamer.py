@@ -19,7 +19,6 @@ earlier ones.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import io
@@ -31,6 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.cli import job_parser
 from core.errors import UserError, exit_process, main_guard
 from core.schema import SOURCE_COLUMNS
 
@@ -173,7 +173,7 @@ class Streamer:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Stream CSV files into a monitored directory in chunks.")
+    parser = job_parser("Stream CSV files into a monitored directory in chunks.")
     parser.add_argument("--input", required=True, help="the directory the monitor watches")
     parser.add_argument("files", nargs="*", help="files or globs to stream")
     parser.add_argument("--files", dest="files_option", default="", help="comma-separated files or globs")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT, PYTHON, isolated_store, run_command
+from core.errors import UserError
 from replay import benchmark, compare, replay
 from streaming.sinks import read_summaries
 from training import promote
@@ -45,8 +46,8 @@ def store(tmp_path_factory, spark, nab_series_dir):
         yield service
 
 
-def replay_args(data, labels="", models=(f"{MODEL}@production",), **overrides):
-    defaults = dict(model=list(models), model_name=MODEL, data=str(data), labels=str(labels),
+def replay_args(data, labels=None, models=(f"{MODEL}@production",), **overrides):
+    defaults = dict(model=list(models), model_name=MODEL, data=str(data), labels=str(labels) if labels else None,
                     window_minutes=60, master=None, conf=[])
     return argparse.Namespace(**{**defaults, **overrides})
 
@@ -122,22 +123,53 @@ def test_replay_counts_equal_the_monitors_on_the_same_files(spark, store, nab_su
     assert result.metrics["invalid_rows"] == sum(s["invalid_rows"] for s in summaries) == 1
 
 
-def test_compare_sorts_versions_and_promote_best_by_picks_the_leader(spark, store, nab_subset, nab_dir, capsys):
+def test_compare_ranks_labelled_replays_by_nab_score_and_promote_best_by_picks_the_leader(
+        spark, store, nab_subset, nab_dir, capsys):
+    # given both versions replayed on the same labelled files
     specs = [f"{MODEL}/1", f"{MODEL}/2"]
     results = replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir), models=specs))
-    rates = {r.model_label: r.metrics["anomaly_rate"] for r in results}
-    table = compare.compare(store.client, None, "anomaly_rate")
-    assert table["model_version"].tolist()[:2] == sorted(["1", "2"], key=lambda v: rates[f"{MODEL} v{v}"])
-    descending = compare.compare(store.client, None, "anomaly_count", ascending=False)
-    assert descending["anomaly_count"].is_monotonic_decreasing
-    # promote --best-by: the version with the highest recall per window
-    best = compare.compare(store.client, None, "recall_window").loc[0, "model_version"]
-    assert promote.main(["--model-name", MODEL, "--best-by", "recall_window"]) == 0
+    scores = {r.model_label: (r.metrics["nab_score_standard"], r.metrics["f1_alert"]) for r in results}
+    # when comparing with no metric named, then the NAB score ranks them, F1 of the alerts breaking ties
+    table = compare.compare(store.client)
+    assert table.attrs["ranking"].metric == "nab_score_standard"
+    ranked = [scores[f"{MODEL} v{v}"] for v in table["model_version"]]
+    assert sorted(table["model_version"]) == ["1", "2"] and ranked == sorted(ranked, reverse=True)
+    expected = table["model_version"].tolist()
+    # a count ranks only in the direction the user names
+    with pytest.raises(UserError, match="not a measure of quality"):
+        compare.compare(store.client, None, "anomaly_rate")
+    ascending = compare.compare(store.client, None, "anomaly_count", "asc")
+    assert ascending["anomaly_count"].is_monotonic_increasing
+    # promote --best-by the NAB score: the leader becomes production
+    assert promote.main(["--model-name", MODEL, "--best-by", "nab_score_standard"]) == 0
     aliases = {a: str(v) for a, v in store.client.get_registered_model(MODEL).aliases.items()}
-    assert aliases["production"] == best
-    assert "best recall_window first" in capsys.readouterr().out
-    assert promote.main(["--model-name", MODEL, "--best-by", "no_such_metric"]) == 2
+    assert aliases["production"] == expected[0]
+    assert "ranked by the NAB standard score" in capsys.readouterr().out
+    version = store.client.get_model_version(MODEL, expected[0])
+    if expected[0] != "1":  # the alias moved: the version says who, when, from where and why
+        assert version.tags["production.reason"] == "best by nab_score_standard"
+        assert version.tags["production.replaced_version"] == "1"
+        assert version.tags["production.set_by"] and version.tags["production.set_at"]
+    assert promote.main(["--model-name", MODEL, "--best-by", "anomaly_rate"]) == 2
+    assert "not a measure of quality" in capsys.readouterr().err
+    assert promote.main(["--model-name", MODEL, "--best-by", "no_such_metric", "--order", "desc"]) == 2
     promote.promote(store.client, MODEL, version="1")
+
+
+def test_compare_does_not_rank_unlabelled_replays_unless_told_how(spark, store, nab_subset, tmp_path, capsys):
+    # given both versions replayed on one file without labels
+    only = tmp_path / "one"
+    only.mkdir()
+    shutil.copy(nab_subset / UNLABELLED[0], only / UNLABELLED[0])
+    replay.run_replay(spark, store, replay_args(only, models=[f"{MODEL}/1", f"{MODEL}/2"]))
+    # when comparing with no metric, then the table lists both and says it is not ranked
+    table = compare.compare(store.client)
+    assert not table.attrs["ranking"].ranked and len(table) == 2
+    compare.print_table(table)
+    assert "not ranked" in capsys.readouterr().out
+    # and promote cannot choose a best version from it
+    assert promote.main(["--model-name", MODEL, "--best-by", "nab_score_standard"]) == 2
+    assert "has the metric 'nab_score_standard'" in capsys.readouterr().err
 
 
 def test_a_killed_replay_is_marked_failed_by_the_next_attempt(store, nab_subset, tmp_path):

@@ -11,12 +11,12 @@ each written to a temporary name and renamed, and checked to be in NAB's format.
 
 from __future__ import annotations
 
-import argparse
 import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from core.cli import job_parser
 from core.errors import UserError, exit_process, main_guard
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/numenta/NAB/master"
@@ -73,7 +73,7 @@ def download(base_url: str, dest: Path, series=SERIES) -> list[Path]:
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Download NAB's realAWSCloudwatch series.")
+    parser = job_parser("Download NAB's realAWSCloudwatch series.")
     parser.add_argument("--dest", default="data/nab")
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL)
     args = parser.parse_args(argv)

@@ -12,11 +12,17 @@ it, so the MLflow UI shows one run per step.
 
 from __future__ import annotations
 
-import argparse
 import time
 
+from core.cli import job_parser
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_MODEL_NAME, TRAINING_EXPERIMENT
+from core.schema import (
+    DEFAULT_MODEL_NAME,
+    MONITOR_EXPERIMENT,
+    PRODUCTION_ALIAS,
+    REPLAY_EXPERIMENT,
+    TRAINING_EXPERIMENT,
+)
 from core.tracking import PROJECT_ROOT, MlflowService
 
 PREPARED_TABLE = "data/prepared/metrics.csv"
@@ -88,7 +94,7 @@ def monitor_the_sample(model_name: str, experiment_id: str) -> str:
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = job_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--input", default="data/sample/series")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     args = parser.parse_args(argv)
@@ -103,10 +109,10 @@ def main(argv=None) -> int:
             raise UserError(f"training run {train_run} registered no model version")
         version = str(max(int(v.version) for v in versions))
         run_step("promote", {"model_name": args.model_name, "version": version}, experiment_id)
-        monitored = monitor_the_sample(args.model_name, service.experiment_id("server-anomaly-monitor"))
+        monitored = monitor_the_sample(args.model_name, service.experiment_id(MONITOR_EXPERIMENT))
         # Replay the sample through production; replay prints the compare table at its end.
-        run_step("replay", {"data": SAMPLE_TABLE, "model_name": args.model_name},
-                 service.experiment_id("server-anomaly-replay"))
+        run_step("replay", {"data": SAMPLE_TABLE, "model": f"{args.model_name}@{PRODUCTION_ALIAS}"},
+                 service.experiment_id(REPLAY_EXPERIMENT))
         tracking_uri = service.tracking_uri
     if tracking_uri.startswith("sqlite:"):
         ui = f".venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"

@@ -18,7 +18,6 @@ Alignment rules (NAB's CPU, disk and network series never share a time range):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.cli import job_parser
 from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_FEATURES, TIMESTAMP
 
@@ -185,7 +185,7 @@ def write_table(table: pd.DataFrame, out: Path) -> str:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = job_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, help="directory of NAB-format per-metric CSV files")
     parser.add_argument("--out", required=True, help="where to write the feature table (CSV)")
     parser.add_argument("--alignment", default="positional", choices=ALIGNMENTS)

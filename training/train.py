@@ -17,7 +17,6 @@ Output, in one MLflow run of the training experiment:
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -28,8 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_FEATURES, DEFAULT_MODEL_NAME, SOURCE_COLUMNS, TIMESTAMP, TRAINING_EXPERIMENT
+from core.schema import (
+    DEFAULT_FEATURES,
+    DEFAULT_MODEL_NAME,
+    SOURCE_COLUMNS,
+    STEP_TAG,
+    TIMESTAMP,
+    TRAINING_EXPERIMENT,
+)
 from core.scoring import (HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, ModelParams, bounds_for, derived_name,
                           squared_distances)
 
@@ -650,6 +657,7 @@ def train(spark, service, args) -> TrainResult:
 
     from core.model import log_anomaly_model
     from core.paths import to_uri
+    from core.tracking import log_dataset
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     if args.rule not in RULES:
@@ -667,8 +675,16 @@ def train(spark, service, args) -> TrainResult:
     valid_rows = table.total_rows - table.invalid_rows
     if valid_rows < args.k:
         raise UserError(f"{valid_rows} valid rows cannot make {args.k} clusters")
-    with service.start_run(TRAINING_EXPERIMENT, run_name=f"train-k{args.k}-{args.rule}") as run:
-        mlflow.set_tag("step", "train")
+    sha256 = data_sha256(spark, uri)
+    description = (f"KMeans (k={args.k}, seed {args.seed}) on {args.data} (sha256 {sha256[:12]}), "
+                   f"features {','.join(features)}, history {','.join(spec.history)} over {spec.span} rows, "
+                   f"rule {args.rule}")
+    with service.start_run(TRAINING_EXPERIMENT, run_name=f"train-k{args.k}-{args.rule}",
+                           description=description) as run:
+        mlflow.set_tag(STEP_TAG, "train")
+        mlflow.set_tag("spark_master", spark.sparkContext.master)
+        log_dataset(service.client, run.info.run_id, uri, args.data.rstrip("/").rsplit("/", 1)[-1], sha256,
+                    {TIMESTAMP: "string", **dict.fromkeys(features, "double")}, context="training")
         # The driver's JVM options move the timings logged below (see core.spark).
         mlflow.set_tag(DRIVER_JAVA_OPTIONS, spark.sparkContext.getConf().get(DRIVER_JAVA_OPTIONS, ""))
         mlflow.log_params(
@@ -686,7 +702,7 @@ def train(spark, service, args) -> TrainResult:
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
-                "data_sha256": data_sha256(spark, uri),
+                "data_sha256": sha256,
                 "rows": table.total_rows,
                 "valid_rows": valid_rows,
                 "invalid_rows": table.invalid_rows,
@@ -734,6 +750,12 @@ def train(spark, service, args) -> TrainResult:
             {"log_model_seconds": log_model_seconds, "train_seconds": time.perf_counter() - started}
         )
         version = getattr(info, "registered_model_version", None)
+        if version:
+            describe_version(service.client, args.model_name, str(version), run.info.run_id, description,
+                             {"data": args.data, "data_sha256": sha256, "k": args.k, "rule": args.rule,
+                              "history": ",".join(spec.history), "expected_label": params.expected_label,
+                              "distance_threshold": f"{threshold:.6g}",
+                              "kmeans_method": pipeline_model.method})
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(
             f"expected label {params.expected_label} ({metrics['expected_label_share']:.1%} of rows); "
@@ -742,6 +764,13 @@ def train(spark, service, args) -> TrainResult:
         print(f"run {run.info.run_id}" + (f"; registered {args.model_name} version {version}" if version else ""))
         print(f"log_model took {log_model_seconds:.1f} s")
         return TrainResult(run.info.run_id, args.model_name or None, str(version) if version else None, params, sizes)
+
+
+def describe_version(client, name: str, version: str, run_id: str, description: str, tags: dict) -> None:
+    """The registered version says what it is and where it came from, in the registry's own fields."""
+    client.update_model_version(name, version, description=f"{description}. Trained by run {run_id}.")
+    for key, value in {"training_run": run_id, **tags}.items():
+        client.set_model_version_tag(name, version, key, str(value))
 
 
 def silhouette(table, params: ModelParams) -> float:
@@ -822,7 +851,7 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Train and register the anomaly model.")
+    parser = job_parser("Train and register the anomaly model.")
     parser.add_argument("--data", default="data/sample/metrics.csv", help="feature table (path or URI)")
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -838,9 +867,9 @@ def parse_args(argv):
                         help="anomaly score at which a row raises an alert")
     parser.add_argument("--cooldown", type=int, default=DEFAULT_COOLDOWN,
                         help="rows of a series after an alert during which it raises no other")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered name ('' to skip)")
-    parser.add_argument("--master", default=None, help="Spark master (default local[*])")
-    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, type=optional_text,
+                        help="registered name ('none' to skip registering)")
+    add_spark_args(parser)
     return parser.parse_args(argv)
 
 
