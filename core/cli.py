@@ -10,10 +10,18 @@ AUTO_MASTER = "auto"
 NONE_WORDS = ("", "none")
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (required options)."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, [], argparse.SUPPRESS):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def job_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser whose --help shows every default."""
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=description, formatter_class=_DefaultsHelp)
 
 
 def optional_text(text: str | None) -> str | None:

@@ -18,26 +18,38 @@ stops the query and starts it again from the same checkpoint with the new model:
 lost or scored twice, series state carries over, and every event names the version that
 scored it.
 
+``--available-now`` is a catch-up run: the files present at its start, in batches of at most
+``--max-files-per-trigger``, then exit 0 (the alias is still followed; a switch restarts the
+catch-up, which then also takes files that came since). ``--clean-source delete|archive`` has
+Spark remove or move (under ``--archive-dir``, keeping their full path) the files of each
+committed batch; Spark does so when it plans the next batch, so the last batch's files stay
+until the next batch, in this run or the next one.
+
     python -m streaming.monitor --input streamdata --window 3
+    python -m streaming.monitor --input streamdata --available-now --clean-source delete
     mlflow run . -e monitor --env-manager local -P input=streamdata -P window=3
 """
 
 from __future__ import annotations
 
-import argparse
+import fnmatch
 import os
+import posixpath
 import signal
 import threading
 import time
 
+from core.cli import add_spark_args, flag, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
+from core.schema import DEFAULT_MODEL_NAME, MONITOR_EXPERIMENT, PRODUCTION_ALIAS
 
-MONITOR_EXPERIMENT = "server-anomaly-monitor"
 FAULT_ENV = "MONITOR_FAULT"  # test hook: "<point>:<batch id>", point in FAULT_POINTS
 FAULT_POINTS = ("before_write", "after_write", "after_commit")
 OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 SMALL_FILE_OPEN_COST_BYTES = 8 * 1024
+CLEAN_SOURCE_MODES = ("off", "archive", "delete")  # Spark's FileStreamSource cleanSource values
+# Namespaces built by hand (benchmarks, older tests) predate these options: they get the defaults.
+SOURCE_OPTION_DEFAULTS = {"clean_source": "off", "archive_dir": "", "available_now": False}
 
 
 ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number")
@@ -51,6 +63,58 @@ def alert_lines(rows) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame([row.asDict() for row in rows], columns=list(ALERT_LINE_COLUMNS))
     return frame.sort_values(["source_file", "line_number"], kind="stable", ignore_index=True)
+
+
+def _fs_and_parts(uri: str) -> tuple[tuple[str, str], list[str]]:
+    from urllib.parse import urlsplit
+
+    parsed = urlsplit(uri)
+    path = posixpath.normpath(parsed.path or "/")  # not unquoted: Hadoop's Path keeps %xx as written
+    return (parsed.scheme.lower(), parsed.netloc.lower()), [part for part in path.split("/") if part]
+
+
+def _component_matches(pattern: str, name: str) -> bool:
+    """Whether path component ``name`` matches the Hadoop glob component ``pattern``."""
+    if not any(c in pattern for c in "*?[{"):
+        return pattern == name
+    head, brace, rest = pattern.partition("{")
+    if brace and "}" in rest:
+        options, _, tail = rest.partition("}")
+        return any(_component_matches(head + option + tail, name) for option in options.split(","))
+    return fnmatch.fnmatchcase(name, pattern.replace("[^", "[!"))
+
+
+def archive_target(input_uri: str, mode: str, archive_dir: str) -> str:
+    """The URI for Spark's ``sourceArchiveDir`` ("" unless archiving), or a UserError saying why
+    the settings cannot work, before Spark fails on them at the query's start."""
+    from core.paths import to_uri
+
+    if mode not in CLEAN_SOURCE_MODES:
+        raise UserError(f"--clean-source must be one of {', '.join(CLEAN_SOURCE_MODES)}, got {mode!r}")
+    if mode != "archive":
+        if archive_dir:
+            # Likely meant archive: with delete, files the user wanted kept would be lost.
+            raise UserError(f"--archive-dir is used only with --clean-source archive, not {mode}")
+        return ""
+    if not archive_dir:
+        raise UserError("--clean-source archive needs --archive-dir: the directory processed files are moved to, "
+                        "each under its full path")
+    archive_uri = to_uri(archive_dir)
+    (source_scheme, source_host), source_parts = _fs_and_parts(input_uri)
+    (archive_scheme, archive_host), archive_parts = _fs_and_parts(archive_uri)
+    if source_scheme != archive_scheme or (source_host and archive_host and source_host != archive_host):
+        raise UserError(f"--archive-dir {archive_uri} is on another filesystem than the input {input_uri}; "
+                        "Spark archives a file by renaming it, within one filesystem")
+    # Spark's own rule (FileStreamSource.SourceFileArchiver): compared down to the shallower of the
+    # two paths, the archive must leave the input's pattern, or archived files could be read again.
+    depth = min(len(source_parts), len(archive_parts))
+    if all(_component_matches(p, a) for p, a in zip(source_parts[:depth], archive_parts[:depth])):
+        beside = input_uri.rstrip("/") + "-archive"
+        hint = "" if any(c in beside for c in "*?[{") else f", e.g. {beside}"
+        raise UserError(f"--archive-dir {archive_uri} must not be the input directory {input_uri}, be inside it "
+                        f"or contain it (Spark refuses an archive its input pattern can match); choose one beside "
+                        f"it{hint}")
+    return archive_uri
 
 
 def crash_now(point: str, batch_id: int) -> None:
@@ -118,6 +182,10 @@ class Monitor:
         self.input_uri = to_uri(args.input)
         self.output_uri = to_uri(args.output)
         self.checkpoint_uri = to_uri(args.checkpoint) if args.checkpoint else f"{self.output_uri}/checkpoint"
+        option = {name: getattr(args, name, default) for name, default in SOURCE_OPTION_DEFAULTS.items()}
+        self.clean_source = option["clean_source"]
+        self.archive_uri = archive_target(self.input_uri, self.clean_source, option["archive_dir"])
+        self.available_now = bool(option["available_now"])
         self.tracker = tracker
         self.active = tracker.current  # the model inside the running query
         self.last_batch_id = -1
@@ -134,12 +202,17 @@ class Monitor:
 
         # Streaming file sources need the schema up front; binaryFile's is fixed.
         self.sink.fs.mkdirs(self.input_uri)
-        return (
+        reader = (
             self.spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
             .option("pathGlobFilter", "*.csv")
             .option("maxFilesPerTrigger", self.args.max_files_per_trigger)
-            .load(self.input_uri)
         )
+        if self.clean_source != "off":
+            # Spark cleans a batch's files when it plans the next batch, after the batch's commit.
+            reader = reader.option("cleanSource", self.clean_source)
+            if self.archive_uri:
+                reader = reader.option("sourceArchiveDir", self.archive_uri)
+        return reader.load(self.input_uri)
 
     def start(self):
         self.open_run()
@@ -167,13 +240,13 @@ class Monitor:
         records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params,
                                          int(self.args.series_idle_minutes * 60_000),
                                          fold_normal=not self.args.scored_rows)
-        return (
-            records.writeStream.foreachBatch(self.process_batch)
-            .option("checkpointLocation", self.checkpoint_uri)
-            .trigger(processingTime=f"{self.args.window} seconds")
-            .queryName("anomaly-monitor")
-            .start()
-        )
+        writer = records.writeStream.foreachBatch(self.process_batch).option("checkpointLocation", self.checkpoint_uri)
+        if self.available_now:
+            # The files listed at the query's start, in batches of maxFilesPerTrigger, then the query ends.
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{self.args.window} seconds")
+        return writer.queryName("anomaly-monitor").start()
 
     def open_run(self) -> None:
         self.run_id = self.service.create_run(
@@ -185,6 +258,8 @@ class Monitor:
             "input_uri": self.input_uri, "output_uri": self.output_uri,
             "checkpoint_uri": self.checkpoint_uri,
             "window_seconds": self.args.window, "model_spec": self.tracker.spec,
+            "trigger_mode": "availableNow" if self.available_now else "processingTime",
+            "clean_source_mode": self.clean_source, "archive_uri": self.archive_uri,
             "initial_model_version": self.tracker.current.version or "",
             "initial_model_uri": self.tracker.current.uri,
             # The alert policy and history features travel in the model; recorded here too so
@@ -196,8 +271,15 @@ class Monitor:
         }.items():
             client.log_param(self.run_id, key, value)
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
-        print(f"monitoring {self.input_uri} every {self.args.window:g} s with {self.tracker.label}; "
-              f"output {self.output_uri}; MLflow run {self.run_id}", flush=True)
+        if self.available_now:
+            doing = (f"catching up on {self.input_uri} (the files there now, at most "
+                     f"{self.args.max_files_per_trigger} a batch, then stopping)")
+        else:
+            doing = f"monitoring {self.input_uri} every {self.args.window:g} s"
+        cleaning = {"off": "", "delete": "; processed files deleted",
+                    "archive": f"; processed files moved under {self.archive_uri}"}[self.clean_source]
+        print(f"{doing} with {self.tracker.label}; output {self.output_uri}; MLflow run {self.run_id}{cleaning}",
+              flush=True)
 
     def process_batch(self, scored, batch_id: int) -> None:
         from pyspark.sql import Observation
@@ -313,6 +395,8 @@ class Monitor:
         """Between batches: when the alias moved, restart the query with the new model.
 
         Returns the query to keep running (the same one, or its restart)."""
+        if not query.isActive:
+            return query  # ended (a catch-up that finished, or a failure): the run loop ends it, not a restart
         message = self.tracker.refresh()
         if self.tracker.current.uri == self.active.uri:
             if message:  # e.g. the alias vanished: said, and the running model kept
@@ -321,13 +405,17 @@ class Monitor:
         deadline = time.monotonic() + 600
         while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)  # let the batch in flight finish; stopping it would only redo it
+        if not query.isActive:
+            # A catch-up that finished meanwhile: restarting would start another catch-up.
+            print(f"{message}; the catch-up had finished, so the next run uses it", flush=True)
+            return query
         query.stop()
         # Only now is the first batch of the new model known: one may have started with the old
         # model between the alias moving and this call.
         first_batch = self.last_batch_id + 1
         print((message or "model changed") + f" (from batch {first_batch})", flush=True)
         self._log_switch(first_batch, message or "model changed")
-        restarted = self.start_query()
+        restarted = self.start_query()  # a restarted catch-up lists the input again: later files join it
         print(f"query restarted from its checkpoint with {self.tracker.label}; series state kept", flush=True)
         return restarted
 
@@ -338,19 +426,28 @@ class Monitor:
 
     # -- running until told to stop ------------------------------------------------------------
     def run(self) -> int:
+        from pyspark.errors import StreamingQueryException
+
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         query = self.start()
         deadline = time.monotonic() + self.args.timeout if self.args.timeout > 0 else None
-        idle_limit = self.args.idle_windows * self.args.window if self.args.idle_windows > 0 else None
+        # A catch-up ends when its files are done, not when a window passes without a batch.
+        idle_limit = self.args.idle_windows * self.args.window \
+            if self.args.idle_windows > 0 and not self.available_now else None
         crash_after_commit = fault_at("after_commit")
         status = "FINISHED"
+        ended_by_itself = False
         last_idle_line = time.monotonic()
         try:
             next_alias_check = time.monotonic() + self.args.window
             while not stop.is_set():
-                if query.awaitTermination(0.25):
-                    break
+                try:
+                    if query.awaitTermination(0.25):
+                        ended_by_itself = True
+                        break
+                except StreamingQueryException:
+                    break  # the query failed; query.exception() below says how
                 if time.monotonic() >= next_alias_check:
                     query = self.follow_alias(query)
                     next_alias_check = time.monotonic() + self.args.window
@@ -364,7 +461,7 @@ class Monitor:
                 with self._lock:
                     idle = time.monotonic() - self.last_activity
                     quiet = time.monotonic() - max(self.last_activity, last_idle_line)
-                if quiet >= self.args.window and not query.status["isTriggerActive"]:
+                if not self.available_now and quiet >= self.args.window and not query.status["isTriggerActive"]:
                     # Spark runs no batch for an empty window; say so, so silence means stopped.
                     print(f"window: no new files; rows 0, anomalies 0, invalid 0, model {self.tracker.label}",
                           flush=True)
@@ -383,6 +480,13 @@ class Monitor:
             self.service.end_run(self.run_id, status)
         if error is not None:
             raise UserError(f"the monitor's query failed: {str(error).splitlines()[0]}")
+        if ended_by_itself and self.available_now:
+            print("caught up: every file present at the start is processed; stopping", flush=True)
+        if self.clean_source != "off" and self.last_batch_id >= 0:
+            verb = "deletes" if self.clean_source == "delete" else "archives"
+            print(f"the files of the last batch ({self.last_batch_id}) stay in {self.input_uri} until the next "
+                  f"batch, in this monitor or the next: Spark {verb} a batch's files when it plans the one after",
+                  flush=True)
         print(
             f"monitor stopped after {self.batches_seen} batches: rows {self.totals['rows']}, "
             f"anomalies {self.totals['anomalies']}, alerts {self.totals['alerts']}, "
@@ -392,46 +496,58 @@ class Monitor:
         return 0
 
 
-def _flag(text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value in ("true", "1", "yes")
-
-
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Monitor a directory of metric CSV files for anomalies.")
+    parser = job_parser("Monitor a directory of metric CSV files for anomalies.")
     parser.add_argument("--input", required=True, help="directory (path or URI) that files are renamed into")
-    parser.add_argument("--window", type=float, default=3.0, help="trigger interval in seconds")
-    parser.add_argument("--model", default="", help="model URI, name@alias or name/version "
-                        "(default: models:/<model-name>@production, followed live)")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--window", type=float, default=3.0,
+                        help="trigger interval in seconds (with --available-now: how often the alias is checked)")
+    parser.add_argument("--model", default="none", type=optional_text,
+                        help="model URI, name@alias or name/version ('none': <model-name>@production, followed live)")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model whose alias is followed")
     parser.add_argument("--output", default="data/monitor", help="output root for events and quarantine")
-    parser.add_argument("--checkpoint", default="", help="checkpoint URI (default <output>/checkpoint)")
+    parser.add_argument("--checkpoint", default="none", type=optional_text,
+                        help="checkpoint URI ('none': <output>/checkpoint)")
     parser.add_argument("--show", type=int, default=10, help="anomalous rows printed per window")
-    parser.add_argument("--scored-rows", nargs="?", const="true", default="false", type=_flag,
+    parser.add_argument("--scored-rows", nargs="?", const="true", default="false", type=flag,
                         help="also sink every scored row (with its history features), not only anomalies")
-    parser.add_argument("--max-files-per-trigger", type=int, default=1000)
+    parser.add_argument("--max-files-per-trigger", type=int, default=1000, help="most files in one micro-batch")
     parser.add_argument("--series-idle-minutes", type=float, default=1440,
                         help="forget a series' state after this long without rows (it then starts afresh)")
     parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")
     parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")
-    parser.add_argument("--master", default=None)
-    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
+    parser.add_argument("--available-now", nargs="?", const="true", default="false", type=flag,
+                        help="catch up: process the files present at the start, in batches of at most "
+                             "--max-files-per-trigger, then stop with exit code 0")
+    parser.add_argument("--clean-source", type=str.lower, choices=CLEAN_SOURCE_MODES, default="off",
+                        help="what Spark does with the files of a committed batch once it plans the next batch: "
+                             "keep them, move them under --archive-dir, or delete them")
+    parser.add_argument("--archive-dir", default="none", type=optional_text,
+                        help="with --clean-source archive: where processed files go, each under its full path; "
+                             "outside the input directory, on its filesystem")
+    add_spark_args(parser)
     args = parser.parse_args(argv)
+    args.conf = [pair for pair in args.conf if optional_text(pair)]  # MLproject passes --conf none
     if args.window <= 0:
         parser.error("--window must be positive")
     if args.series_idle_minutes <= 0:
         parser.error("--series-idle-minutes must be positive")
+    if args.max_files_per_trigger <= 0:
+        parser.error("--max-files-per-trigger must be positive")
+    if args.available_now and args.idle_windows > 0:
+        parser.error("--idle-windows does not apply with --available-now, which stops once the files present at "
+                     "its start are processed; --timeout still bounds the run")
     return args
 
 
 @main_guard
 def main(argv=None) -> int:
+    from core.paths import to_uri
     from core.spark import spark_session
     from core.tracking import MlflowService
 
     args = parse_args(argv)
+    # Checked before MLflow and Spark start, so a bad archive directory fails at once.
+    archive_target(to_uri(args.input), args.clean_source, args.archive_dir)
     with MlflowService() as service:
         # Resolve the model before starting Spark: a missing alias fails in a second, not twenty.
         tracker = ModelTracker(service.client, args.model, args.model_name)
