@@ -1,6 +1,6 @@
-"""Write the README's performance section from a speed benchmark's JSON (never by hand).
+"""Write the performance page's table (docs/performance.md) from a speed benchmark's JSON (never by hand).
 
-    python -m benchmarks.report --json data/benchmarks/speed.json --readme README.md
+    python -m benchmarks.report --json data/benchmarks/speed.json --page docs/performance.md
 """
 
 from __future__ import annotations
@@ -173,9 +173,11 @@ def update_readme(readme: Path, report: dict) -> None:
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the README performance table.")
+    parser = argparse.ArgumentParser(description="Generate the performance page's table.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--json", default="data/benchmarks/speed.json")
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--page", "--readme", dest="readme", default="docs/performance.md",
+                        help="the Markdown page whose generated section is rewritten")
     args = parser.parse_args(argv)
     try:
         report = json.loads(Path(args.json).read_text())

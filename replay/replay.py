@@ -392,7 +392,7 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
 def main(argv=None) -> int:
     from core.spark import spark_session
     from core.tracking import MlflowService
-    from replay.compare import compare, log_table, print_table
+    from core.comparison import compare, log_table, print_table
 
     args = parse_args(argv)
     with MlflowService() as service:

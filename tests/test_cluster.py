@@ -46,7 +46,7 @@ def cluster(tmp_path_factory):
          "--port", str(port), "--webui-port", str(ui)], folder / "master.log", **env)
     worker = None
     try:
-        wait_for(lambda: alive_workers(ui) >= 0, 120, "the master's UI")
+        wait_for(lambda: alive_workers(ui) == 0, 120, "the master's UI, with no worker yet")
         worker = ManagedProcess(
             [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
              "--host", "127.0.0.1", "--cores", "2", "--memory", "3g", "--webui-port", str(worker_ui),

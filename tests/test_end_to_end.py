@@ -4,7 +4,6 @@ No fakes: real processes, real HTTP on 127.0.0.1, real tracking stores under tmp
 """
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
+from helpers import copy_project, env_without_tracking, http_ok
 
 MODEL = "e2e-detector"
 SAMPLE_TABLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
@@ -42,11 +42,6 @@ def post_json(url, body, timeout=30):
 def aliases(client, name) -> dict:
     # a sqlite store hands back versions as ints, a server as strings
     return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
-
-
-def http_ok(url) -> bool:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status == 200
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +166,6 @@ def test_an_unreachable_tracking_server_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def copy_project(destination):
-    """The project as a fresh clone would have it, without generated state."""
-    ignore = shutil.ignore_patterns(".venv", ".git", "mlflow.db*", "__pycache__", ".pytest_cache",
-                                    "prepared", "*.egg-info", "spark-warehouse")
-    shutil.copytree(PROJECT_ROOT, destination, ignore=ignore)
-    for child in (destination / "mlruns").iterdir():
-        if child.name != ".gitkeep":
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    return destination
-
-
 def test_concurrent_training_and_promotion_on_a_fresh_default_store(tmp_path):
     # given a project copy with no mlflow.db yet and no MLFLOW_TRACKING_URI
     project = copy_project(tmp_path / "project")
@@ -189,7 +173,7 @@ def test_concurrent_training_and_promotion_on_a_fresh_default_store(tmp_path):
               f"&& {PYTHON} -m training.promote --model-name shared")
     # when three processes train and promote at once
     processes = [
-        subprocess.Popen(["bash", "-c", script], cwd=project, env=_env_without_tracking(),
+        subprocess.Popen(["bash", "-c", script], cwd=project, env=env_without_tracking(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
@@ -204,12 +188,3 @@ def test_concurrent_training_and_promotion_on_a_fresh_default_store(tmp_path):
     assert str(client.get_registered_model("shared").aliases["production"]) in {"1", "2", "3"}
     assert len(client.search_runs([client.get_experiment_by_name("server-anomaly-training").experiment_id])) == 3
     assert (project / "mlruns").is_dir() and any((project / "mlruns").iterdir())
-
-
-def _env_without_tracking():
-    from conftest import project_env
-
-    env = project_env()
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-        env.pop(key, None)
-    return env

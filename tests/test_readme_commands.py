@@ -6,7 +6,7 @@ import subprocess
 from mlflow import MlflowClient
 
 from conftest import PROJECT_ROOT, PYTHON
-from test_end_to_end import _env_without_tracking, copy_project
+from helpers import copy_project, env_without_tracking
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -24,7 +24,7 @@ def test_the_readme_gives_exactly_two_commands_and_ci_runs_the_second():
 
 def run_readme_command(command, cwd, *extra):
     # PROJECT_VENV reuses this suite's virtualenv instead of installing 1.5 GB again.
-    env = {**_env_without_tracking(), "PROJECT_VENV": str(PROJECT_ROOT / ".venv"), "PYTHON": PYTHON}
+    env = {**env_without_tracking(), "PROJECT_VENV": str(PROJECT_ROOT / ".venv"), "PYTHON": PYTHON}
     return subprocess.run(["bash", "-c", " ".join([command, *extra])], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 

@@ -125,7 +125,9 @@ def test_kill_9_at_a_chosen_point_then_restart_is_exactly_once(tmp_path, store, 
 
 
 def test_kill_9_at_random_points_then_restart_is_exactly_once(tmp_path, store):
-    seed = random.randrange(10**6)
+    # A failure replays with KILL_TEST_SEED set to the seed printed here.
+    seed = int(os.environ.get("KILL_TEST_SEED") or random.randrange(10**6))
+    print(f"random kill seed {seed} (KILL_TEST_SEED={seed} replays it)", flush=True)
     chooser = random.Random(seed)
     stream(tmp_path, store, "--rows", "250", "--interval", "0")
     for attempt in range(2):
@@ -146,5 +148,4 @@ def test_kill_9_at_random_points_then_restart_is_exactly_once(tmp_path, store):
         assert wait_exit(final) == 0, final.log()[-3000:]
     finally:
         final.stop()
-    print(f"random kill seed {seed}")
     assert_exactly_once(tmp_path, store)

@@ -2,7 +2,7 @@
 
 Input: a registered model name and a choice of version: by number (``--version``), by
 training run (``--run-id``), by replay results (``--best-by METRIC``: the version leading
-``replay.compare``'s table), or, with none of these, the newest version. ``--rollback`` swaps
+``core.comparison``'s ranking), or, with none of these, the newest version. ``--rollback`` swaps
 ``production`` and ``previous`` back.
 Output: the aliases ``production`` (the chosen version) and ``previous`` (the version it
 replaced). Stages are deprecated in MLflow 3; aliases are what the monitor and serving read.
@@ -72,8 +72,8 @@ def rollback(client, name: str) -> Promotion:
 
 
 def best_version(client, name: str, metric: str | None, order: str | None, data_sha256: str | None) -> str:
-    """The version of ``name`` that leads the replay comparison (see ``replay.compare``)."""
-    from replay.compare import compare, print_table
+    """The version of ``name`` that leads the replay comparison (see ``core.comparison``)."""
+    from core.comparison import compare, print_table
 
     table = compare(client, data_sha256, metric, order)
     ranking = table.attrs["ranking"]
