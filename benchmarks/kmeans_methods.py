@@ -54,15 +54,15 @@ def main(argv=None) -> int:
     from benchmarks.speed import synthetic_table
     from core.paths import local_input_bytes
     from core.spark import create_spark, stop_state_stores
-    from training import train
+    from training import features, kmeans, kmeans_large, train
 
     args = parse_args(argv)
-    lloyd_from = args.sample_rows if args.sample_rows is not None else train.SAMPLE_INIT_ROWS
+    lloyd_from = args.sample_rows if args.sample_rows is not None else kmeans_large.SAMPLE_INIT_ROWS
     with tempfile.TemporaryDirectory(prefix="kmeans-methods-") as scratch:
         data = args.data or str(synthetic_table(args.rows, Path(scratch) / "synthetic.csv"))
         spark = create_spark("kmeans-methods", input_bytes=local_input_bytes(data))
         try:
-            table = train.load_feature_table(spark, data, FEATURES)
+            table = features.load_feature_table(spark, data, FEATURES)
             if table.total_rows - table.invalid_rows <= lloyd_from:
                 raise UserError(f"the table's valid rows must be more than the sample size ({lloyd_from}) "
                                 "for the Lloyd path to run: pass more --rows or a lower --sample-rows")
@@ -71,12 +71,12 @@ def main(argv=None) -> int:
                 for seed in args.seeds:
                     # Spark ML's KMeans: no table is over an unreachable sample size
                     for cap in (float("inf"), lloyd_from):
-                        train.SAMPLE_INIT_ROWS = cap
+                        kmeans_large.SAMPLE_INIT_ROWS = cap
                         started = time.perf_counter()
                         fitted = train.fit_model(table.valid, FEATURES, args.k, seed, 20, "distance", 0.99,
                                                    moments=table.moments)
                         elapsed = time.perf_counter() - started
-                        pipeline = fitted.pipeline
+                        pipeline = fitted.kmeans
                         seconds.setdefault(pipeline.method, []).append(elapsed)
                         print(f"fit {pipeline.method}, seed {seed}: {elapsed:.2f} s, {pipeline.iterations} "
                               f"iterations, cost {pipeline.training_cost:.6g}, threshold "
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     medians = {method: statistics.median(times) for method, times in seconds.items()}
     for method, median in medians.items():
         print(f"median {method}: {median:.2f} s over {len(seconds[method])} fit(s)")
-    print(f"ratio {train.METHOD_SPARK_ML} / {train.METHOD_SAMPLE_LLOYD}: "
-          f"{medians[train.METHOD_SPARK_ML] / medians[train.METHOD_SAMPLE_LLOYD]:.2f}")
+    print(f"ratio {kmeans.METHOD_SPARK_ML} / {kmeans_large.METHOD_SAMPLE_LLOYD}: "
+          f"{medians[kmeans.METHOD_SPARK_ML] / medians[kmeans_large.METHOD_SAMPLE_LLOYD]:.2f}")
     return 0
 
 

@@ -95,7 +95,8 @@ def time_batches(spark, service, model_uri: str, work: Path, args) -> list[dict]
 @main_guard
 def main(argv=None) -> int:
     from benchmarks.speed import train_benchmark_model
-    from core.spark import parse_conf, spark_session
+    from core.spark import spark_session
+    from core.spark_config import parse_conf
     from core.tracking import MlflowService
 
     args = parse_args(argv)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.logs import add_verbose_flag, configure_logging
+
 # MLproject defaults: `mlflow run` logs each parameter shell-quoted, so '' would show as "''" in
 # the UI and local[*] as "'local[*]'"; plain words log as typed.
 AUTO_MASTER = "auto"
@@ -19,9 +21,20 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class JobParser(argparse.ArgumentParser):
+    """Every job's options end with --verbose, and parsing them sets what the job prints."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, rest = super().parse_known_args(args, namespace)
+        configure_logging(parsed.verbose)
+        return parsed, rest
+
+
 def job_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser whose --help shows every default."""
-    return argparse.ArgumentParser(description=description, formatter_class=_DefaultsHelp)
+    """An argument parser whose --help shows every default, with the shared --verbose."""
+    parser = JobParser(description=description, formatter_class=_DefaultsHelp)
+    add_verbose_flag(parser)
+    return parser
 
 
 def optional_text(text: str | None) -> str | None:

@@ -62,12 +62,20 @@ def choose_ranking(metric: str | None, order: str | None, labelled: bool) -> Ran
     return Ranking(metric, ascending, f"ranked by {metric}, {'lowest' if ascending else 'highest'} first")
 
 
-def replay_runs(client, filter_string: str = "", max_results: int = 1000) -> list:
-    """Finished replay runs in every experiment, newest first."""
+def replay_runs(client, filter_string: str = "", max_results: int = 1000, own_runs: tuple[str, ...] = ()) -> list:
+    """Finished replay runs in every experiment, newest first. ``own_runs``: the calling job's
+    replays, done but still open (``mlflow run`` closes its run only when the job exits)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.{STEP_TAG} = 'replay' and attributes.status = 'FINISHED'"
-    return client.search_runs(experiments, f"{query} and {filter_string}" if filter_string else query,
+    runs = client.search_runs(experiments, f"{query} and {filter_string}" if filter_string else query,
                               order_by=["attributes.start_time DESC"], max_results=max_results)
+    if own_runs:
+        found = {r.info.run_id for r in runs}
+        matching = client.search_runs(experiments, f"tags.{STEP_TAG} = 'replay'"
+                                      + (f" and {filter_string}" if filter_string else ""), max_results=max_results)
+        runs += [r for r in matching if r.info.run_id in own_runs and r.info.run_id not in found]
+        runs.sort(key=lambda r: r.info.start_time, reverse=True)
+    return runs
 
 
 def newest_data_sha256(client) -> str:
@@ -78,12 +86,12 @@ def newest_data_sha256(client) -> str:
 
 
 def compare(client, data_sha256: str | None = None, metric: str | None = None,
-            order: str | None = None) -> pd.DataFrame:
+            order: str | None = None, own_runs: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per model (its newest replay of the data), ranked as ``choose_ranking`` says.
 
     The table's ``attrs`` hold the data set and the ranking."""
     data_sha256 = data_sha256 or newest_data_sha256(client)
-    runs = replay_runs(client, f"params.data_sha256 = '{data_sha256}'")
+    runs = replay_runs(client, f"params.data_sha256 = '{data_sha256}'", own_runs=tuple(own_runs))
     if not runs:
         raise UserError(f"no finished replay run on data {data_sha256[:12]}")
     labelled = [r for r in runs if NAB_METRIC in r.data.metrics]

@@ -3,209 +3,82 @@
 ``master`` defaults to ``$SPARK_MASTER`` or ``local[*]``; any Spark setting can be passed as
 ``key=value`` pairs, and ``spark-submit`` settings (``SPARK_*`` environment, spark-defaults.conf)
 still apply because the builder only fills in what the user did not set.
+
+In local mode the driver binds to 127.0.0.1, so Spark starts where this machine's hostname does
+not resolve. The JVM logs at ``core.logs.spark_log_level()`` from its first line: errors only,
+unless the job runs with ``--verbose``. A Spark that cannot start is one ``UserError`` line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
+import socket
 import sys
 
 from core.errors import UserError
+from core.java import check_java
+from core.logs import level_was_asked_for, spark_log_level
+from core.spark_config import (
+    DEFAULT_MASTER,
+    JAVA_OPTION_KEYS,
+    LONG_RUNNING_DEFAULTS,
+    driver_java_options,
+    has_own_log_config,
+    is_local_master,
+    is_short_job,
+    java_option_texts,
+    local_address_defaults,
+    local_batch_heap,
+    log_config_environment,
+    native_blas_defaults,
+    parse_conf,
+    spark_defaults,
+    sql_defaults,
+)
 
-DEFAULT_MASTER = "local[*]"
-SUPPORTED_JAVA = (17, 21)
 
-SHUFFLE_PARTITIONS_KEY = "spark.sql.shuffle.partitions"
-# Small defaults for runtime SQL settings, applied only where neither the caller nor
-# spark-submit set them: 200 shuffle partitions on 2 cores is pure overhead. In local mode
-# ``sql_defaults`` makes the shuffle one partition per core.
-SQL_DEFAULTS = {
-    SHUFFLE_PARTITIONS_KEY: "4",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.session.timeZone": "UTC",
-}
-
-
-def is_local_master(master: str | None) -> bool:
-    return master is not None and (master == "local" or master.startswith("local["))
-
-
-def java_version_text(java: str) -> str | None:
+@contextlib.contextmanager
+def environment(extra: dict[str, str]):
+    """``extra`` in this process's environment for the block: the JVM that starts in it inherits
+    them, and they do not leak into the processes a job starts later."""
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
     try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stderr + out.stdout
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def java_major_version(java: str, text: str | None = None) -> int | None:
-    text = text if text is not None else java_version_text(java)
-    for token in (text or "").split():
-        token = token.strip('"')
-        if token[:1].isdigit():
-            head = token.split(".")[0]
-            if head.isdigit():
-                major = int(head)
-                return int(token.split(".")[1]) if major == 1 else major
-    return None
-
-
-def check_java() -> tuple[str, str]:
-    """Spark 4 needs Java 17 or 21: say so plainly rather than fail inside py4j.
-
-    Returns the java executable and its ``-version`` text."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
-    if not java or not os.path.exists(java):
-        raise UserError(
-            "Java was not found; Spark needs Java 17 or 21. On Debian/Ubuntu: "
-            "apt-get install openjdk-17-jre-headless (or run bin/setup)"
-        )
-    text = java_version_text(java)
-    major = java_major_version(java, text)
-    if major not in SUPPORTED_JAVA:
-        raise UserError(
-            f"{java} is Java {major}; Spark 4 needs Java 17 or 21. Install "
-            "openjdk-17-jre-headless and set JAVA_HOME to it"
-        )
-    return java, text or ""
-
-
-def parse_conf(pairs: list[str] | None) -> dict[str, str]:
-    conf = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"Spark setting {pair!r} is not key=value")
-        conf[key.strip()] = value.strip()
-    return conf
-
-
-# A long-running job (the monitor) keeps the UI's history of jobs, stages and SQL executions
-# in driver memory; Spark's defaults (1,000 of each) let the driver grow for the first hour
-# or so. Bounded lower, the memory stops growing within minutes. Applied before the JVM
-# starts, and only where the caller did not set them.
-LONG_RUNNING_DEFAULTS = {
-    "spark.ui.retainedJobs": "100",
-    "spark.ui.retainedStages": "100",
-    "spark.ui.retainedTasks": "10000",
-    "spark.sql.ui.retainedExecutions": "50",
-    "spark.sql.streaming.ui.retainedProgressUpdates": "100",
-    "spark.sql.streaming.numRecentProgressUpdates": "20",
-}
-
-
-# Spark's 1g default heap is sized for a driver that only coordinates. In local mode the driver
-# also runs every task and holds every cached block, so a batch job there takes the heap the JVM
-# itself would take without -Xmx, a quarter of physical memory. At 1g a 10^7-row train spilled
-# its cached vectors to disk and spent its time collecting garbage: KMeans fit 91 s, 29 s at 6g.
-LOCAL_BATCH_HEAP_SHARE = 0.25
-# Above about 32 GiB the JVM gives up compressed pointers, and more heap costs memory for nothing.
-LOCAL_BATCH_HEAP_CAP_MIB = 31 * 1024
-
-
-def spark_defaults_keys() -> set[str]:
-    """The keys set in the spark-defaults.conf that spark-submit would read."""
-    conf_dir = os.environ.get("SPARK_CONF_DIR") or (
-        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None)
-    if not conf_dir:
-        return set()
+def hostname_resolves(hostname: str) -> bool:
     try:
-        with open(os.path.join(conf_dir, "spark-defaults.conf"), encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return set()
-    return {line.split(None, 1)[0] for line in lines if line.strip() and not line.lstrip().startswith("#")}
+        socket.getaddrinfo(hostname, None)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
-def local_batch_heap(master: str, settings: dict[str, str], long_running: bool) -> str | None:
-    """The driver heap for a batch job in local mode when nobody chose one, else None.
-
-    The monitor keeps Spark's default (or the operator's): its heap is committed up front.
-    """
-    if long_running or not is_local_master(master):
-        return None
-    if "spark.driver.memory" in settings or os.environ.get("SPARK_DRIVER_MEMORY"):
-        return None
-    if "spark.driver.memory" in spark_defaults_keys():
-        return None
-    physical_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    heap_mib = min(max(int(physical_mib * LOCAL_BATCH_HEAP_SHARE), 1024), LOCAL_BATCH_HEAP_CAP_MIB)
-    return f"{heap_mib}m"
-
-
-# A batch job over a small local input ends within seconds, spent loading classes and running
-# code for the first time. Tiered compilation runs that code as profiled C1 code until C2 has
-# compiled it, which does not pay back within such a run; C1 alone, unprofiled, runs it faster.
-# Measured on 2 cores, the train entry point in alternating runs: the NAB table (0.35 MB) 22.5
-# and 20.4 s -> 15.8 and 12.5 s; 3.4 MB (87k rows, history features) 26.2, 26.6 -> 29.2, 25.8 s
-# and 7.5 MB (10^5 rows) 22.8, 24.6 -> 23.7, 23.7 s, no gain; 75 MB (10^6 rows) 38 -> 89 s,
-# where C2's code pays back. Hence only up to this size, and only where the driver runs the tasks.
-SHORT_JOB_INPUT_BYTES = 1 << 20
-SHORT_JOB_JIT_OPTIONS = ["-XX:TieredStopAtLevel=1"]
-
-
-def is_short_job(master: str | None, long_running: bool, input_bytes: int | None) -> bool:
-    """A batch job in local mode over a local input of known, small size."""
-    return (not long_running and is_local_master(master) and input_bytes is not None
-            and input_bytes <= SHORT_JOB_INPUT_BYTES)
-
-
-def driver_java_options(settings: dict[str, str], long_running: bool, java: str, version_text: str,
-                        short_job: bool = False, local_batch: bool = False) -> str:
-    """JVM options for the driver, which in local mode also runs the tasks.
-
-    A batch job (train, replay, the benchmark) uses the parallel collector: it has no pauses to
-    hide, and G1's concurrent work competed with the job on 2 cores (NAB train 17.0 -> 15.8 s,
-    a 1e6-row train 26 -> 24.6 s). A short one (``short_job``: a small input in local mode)
-    also runs with the C1 compiler alone (see ``SHORT_JOB_INPUT_BYTES``).
-
-    Any other batch job in local mode (``local_batch``) starts with its whole heap
-    (``-Xms``; committed, not touched). The parallel collector otherwise starts from a small
-    heap and grows it by full collections as the data a job caches fills it: KMeans caching
-    10^7 vectors ran 8 full collections of 0.2-1.2 s each, 2 with the heap set from the start
-    (median fit 0.91x of the runs without it at 10^7 rows, 0.88x at 10^6; 3 alternating pairs,
-    README "the driver's JVM options"). A short job gains nothing: NAB train whole run 1.03x.
-
-    A long-running job (the monitor) keeps G1 and takes its whole heap at start. Left to
-    itself G1 commits heap a region at a time as garbage builds up between collections, so a
-    monitor whose live heap stays near 120 MB grew its RSS by 10-40 MB a minute, and by a
-    200 MB step when G1 chose to expand, until the heap reached ``spark.driver.memory``.
-    Committed and touched up front (as long-running JVM services do), the footprint is what
-    the operator configured from the first minute.
-
-    Both use the class-data archive that ``python -m core.jvm_archive`` (run by bin/setup)
-    built for this Java and this PySpark, when it exists: the JVM maps the classes a training
-    run loads instead of loading them from the jars (NAB train 20.9 -> 17.0 s). A caller's own
-    ``spark.driver.extraJavaOptions`` replaces all of this.
-    """
-    from core.jvm_archive import archive_options
-
-    if long_running:
-        options = [f"-Xms{settings.get('spark.driver.memory', '1g')}", "-XX:+AlwaysPreTouch"]
-    elif short_job:
-        options = ["-XX:+UseParallelGC", *SHORT_JOB_JIT_OPTIONS]
+def start_failure(error: Exception) -> UserError | None:
+    """One line for a Spark that could not start, or None for an error of another kind."""
+    condition = getattr(error, "getCondition", None) or getattr(error, "getErrorClass", None)
+    if condition is not None and condition() == "JAVA_GATEWAY_EXITED":
+        what = "its Java process exited before it was ready (its own message is above)"
+        hint = "check the --conf settings and the SPARK_* environment variables"
+    elif type(error).__name__ == "Py4JJavaError":
+        lines = str(getattr(error, "java_exception", error)).strip().splitlines()
+        what = (lines[0] if lines else type(error).__name__).rstrip(". ")
+        hint = "--verbose shows Spark's own log"
     else:
-        heap = settings.get("spark.driver.memory") if local_batch else None
-        options = ["-XX:+UseParallelGC", *([f"-Xms{heap}"] if heap else [])]
-    return " ".join(options + archive_options(java, version_text))
-
-
-def sql_defaults(context) -> dict[str, str]:
-    """``SQL_DEFAULTS`` for this SparkContext: in local mode, one shuffle partition per core.
-
-    Every task of the monitor's stateful scoring stage pays a fixed cost (its Python worker's
-    Arrow streams, its state store's load and commit): at 4 partitions on 2 cores a batch of
-    480 small files took 3.9 s, at 2 partitions 3.5 s. A stateful query keeps the number its
-    checkpoint was started with, so existing checkpoints are not affected.
-    """
-    defaults = dict(SQL_DEFAULTS)
-    if context.master.startswith("local"):
-        defaults[SHUFFLE_PARTITIONS_KEY] = str(context.defaultParallelism)
-    return defaults
+        return None
+    hostname = socket.gethostname()
+    if not hostname_resolves(hostname):
+        hint = (f"this machine's hostname {hostname!r} does not resolve: add '127.0.0.1 {hostname}' to "
+                "/etc/hosts, or set SPARK_LOCAL_IP to an address of this machine (127.0.0.1 in local mode)")
+    return UserError(f"Spark could not start: {what}; {hint}")
 
 
 def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
@@ -235,6 +108,16 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
     if chosen_master:
         builder = builder.master(chosen_master)
     settings = {**(LONG_RUNNING_DEFAULTS if long_running else {}), **(conf or {})}
+    level = spark_log_level()
+    jvm_environment = {}
+    if not under_spark_submit:  # otherwise the JVM is running already, as spark-submit set it up
+        defaults = spark_defaults()
+        jvm_environment.update(log_config_environment(level, java_option_texts(settings, defaults)))
+        if is_local_master(chosen_master):
+            address, address_environment = local_address_defaults(settings, set(defaults))
+            settings.update(address)
+            jvm_environment.update(address_environment)
+            settings.update(native_blas_defaults(settings, defaults))
     heap = None if under_spark_submit else local_batch_heap(chosen_master, settings, long_running)
     if heap:
         settings["spark.driver.memory"] = heap
@@ -244,12 +127,22 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
             local_batch=not long_running and is_local_master(chosen_master))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        with environment(jvm_environment):
+            spark = builder.getOrCreate()
+    except Exception as error:  # noqa: BLE001 - only Spark's start-up failures are translated
+        failure = start_failure(error)
+        if failure is None:
+            raise
+        raise failure from error
     already_set = spark.sparkContext.getConf()
     for key, value in sql_defaults(spark.sparkContext).items():
         if not already_set.contains(key) and key not in (conf or {}):
             spark.conf.set(key, value)
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    # A log4j2 configuration of the user's own keeps its levels unless a level was asked for.
+    running_options = [already_set.get(key, "") for key in JAVA_OPTION_KEYS]
+    if level_was_asked_for() or not has_own_log_config(running_options):
+        spark.sparkContext.setLogLevel(level)
     ship_scoring_core(spark)
     return spark
 

@@ -50,6 +50,17 @@ def squared_distances_to(vector: list, centroids: list[list]) -> list:
     return squared
 
 
+def nearest_centroid(squared: list, nearest=None):
+    """Spark SQL for (the nearest centroid's index, its squared distance) from the squared
+    distances to each, ties to the lowest index like the core's argmin. ``nearest``: a column
+    that already holds their least, for the cases to compare with instead of repeating it."""
+    from pyspark.sql import functions as F
+
+    if nearest is None:
+        nearest = F.least(*squared) if len(squared) > 1 else squared[0]
+    return F.coalesce(*[F.when(d == nearest, F.lit(i)) for i, d in enumerate(squared)]), nearest
+
+
 def nearest_distance_expression(params: ModelParams):
     """Spark SQL for the distance to the nearest centroid, the core's formula, for valid rows.
 
@@ -57,9 +68,7 @@ def nearest_distance_expression(params: ModelParams):
     """
     from pyspark.sql import functions as F
 
-    squared = squared_distance_expressions(params)
-    nearest = F.least(*squared) if len(squared) > 1 else squared[0]
-    return F.sqrt(nearest)
+    return F.sqrt(nearest_centroid(squared_distance_expressions(params))[1])
 
 
 def scored_schema(input_schema):

@@ -90,7 +90,7 @@ def benchmark_file(spark, fs, path: str, args, windows) -> FileResult:
 
 
 def history_spec(args):
-    from training.train import HistorySpec, parse_history
+    from training.config import HistorySpec, parse_history
 
     return HistorySpec(parse_history(args.history), args.span, args.alert_threshold, args.cooldown)
 
@@ -244,8 +244,7 @@ def parse_args(argv):
     parser.add_argument("--labels", default="none", type=optional_text,
                         help="NAB combined_windows.json ('none': no labels)")
     parser.add_argument("--out", default="data/benchmark", help="where the per-row CSVs go")
-    from training.train import (DEFAULT_ALERT_THRESHOLD, DEFAULT_COOLDOWN, DEFAULT_HISTORY, DEFAULT_K,
-                                DEFAULT_MAX_ITER, DEFAULT_SEED, DEFAULT_SPAN, DEFAULT_THRESHOLD_QUANTILE)
+    from training.config import DEFAULT_ALERT_THRESHOLD, DEFAULT_COOLDOWN, DEFAULT_HISTORY, DEFAULT_K, DEFAULT_MAX_ITER, DEFAULT_SEED, DEFAULT_SPAN, DEFAULT_THRESHOLD_QUANTILE
 
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

@@ -399,7 +399,7 @@ def main(argv=None) -> int:
         with spark_session("replay", args.master, args.conf) as spark:
             results = run_replay(spark, service, args)
         data_sha = service.client.get_run(results[-1].run_id).data.params["data_sha256"]
-        table = compare(service.client, data_sha)
+        table = compare(service.client, data_sha, own_runs=tuple(r.run_id for r in results))
         if len(results) > 1 and joined_run_id():
             log_table(service.client, joined_run_id(), table)
         print_table(table)

@@ -32,22 +32,23 @@ until the next batch, in this run or the next one.
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import posixpath
 import signal
 import threading
 import time
 
+import pandas as pd
+
 from core.cli import add_spark_args, flag, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_MODEL_NAME, MONITOR_EXPERIMENT, PRODUCTION_ALIAS
+from core.schema import DEFAULT_MODEL_NAME, MONITOR_EXPERIMENT
+from streaming.input_cleanup import CLEAN_SOURCE_MODES, archive_target
+from streaming.model_tracker import ModelTracker
 
 FAULT_ENV = "MONITOR_FAULT"  # test hook: "<point>:<batch id>", point in FAULT_POINTS
 FAULT_POINTS = ("before_write", "after_write", "after_commit")
 OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 SMALL_FILE_OPEN_COST_BYTES = 8 * 1024
-CLEAN_SOURCE_MODES = ("off", "archive", "delete")  # Spark's FileStreamSource cleanSource values
 # Namespaces built by hand (benchmarks, older tests) predate these options: they get the defaults.
 SOURCE_OPTION_DEFAULTS = {"clean_source": "off", "archive_dir": "", "available_now": False}
 
@@ -57,64 +58,10 @@ ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "li
 
 def alert_lines(rows) -> pd.DataFrame | None:
     """The collected alert rows as a frame in the order their files and lines came, or None."""
-    import pandas as pd
-
     if not rows:
         return None
     frame = pd.DataFrame([row.asDict() for row in rows], columns=list(ALERT_LINE_COLUMNS))
     return frame.sort_values(["source_file", "line_number"], kind="stable", ignore_index=True)
-
-
-def _fs_and_parts(uri: str) -> tuple[tuple[str, str], list[str]]:
-    from urllib.parse import urlsplit
-
-    parsed = urlsplit(uri)
-    path = posixpath.normpath(parsed.path or "/")  # not unquoted: Hadoop's Path keeps %xx as written
-    return (parsed.scheme.lower(), parsed.netloc.lower()), [part for part in path.split("/") if part]
-
-
-def _component_matches(pattern: str, name: str) -> bool:
-    """Whether path component ``name`` matches the Hadoop glob component ``pattern``."""
-    if not any(c in pattern for c in "*?[{"):
-        return pattern == name
-    head, brace, rest = pattern.partition("{")
-    if brace and "}" in rest:
-        options, _, tail = rest.partition("}")
-        return any(_component_matches(head + option + tail, name) for option in options.split(","))
-    return fnmatch.fnmatchcase(name, pattern.replace("[^", "[!"))
-
-
-def archive_target(input_uri: str, mode: str, archive_dir: str) -> str:
-    """The URI for Spark's ``sourceArchiveDir`` ("" unless archiving), or a UserError saying why
-    the settings cannot work, before Spark fails on them at the query's start."""
-    from core.paths import to_uri
-
-    if mode not in CLEAN_SOURCE_MODES:
-        raise UserError(f"--clean-source must be one of {', '.join(CLEAN_SOURCE_MODES)}, got {mode!r}")
-    if mode != "archive":
-        if archive_dir:
-            # Likely meant archive: with delete, files the user wanted kept would be lost.
-            raise UserError(f"--archive-dir is used only with --clean-source archive, not {mode}")
-        return ""
-    if not archive_dir:
-        raise UserError("--clean-source archive needs --archive-dir: the directory processed files are moved to, "
-                        "each under its full path")
-    archive_uri = to_uri(archive_dir)
-    (source_scheme, source_host), source_parts = _fs_and_parts(input_uri)
-    (archive_scheme, archive_host), archive_parts = _fs_and_parts(archive_uri)
-    if source_scheme != archive_scheme or (source_host and archive_host and source_host != archive_host):
-        raise UserError(f"--archive-dir {archive_uri} is on another filesystem than the input {input_uri}; "
-                        "Spark archives a file by renaming it, within one filesystem")
-    # Spark's own rule (FileStreamSource.SourceFileArchiver): compared down to the shallower of the
-    # two paths, the archive must leave the input's pattern, or archived files could be read again.
-    depth = min(len(source_parts), len(archive_parts))
-    if all(_component_matches(p, a) for p, a in zip(source_parts[:depth], archive_parts[:depth])):
-        beside = input_uri.rstrip("/") + "-archive"
-        hint = "" if any(c in beside for c in "*?[{") else f", e.g. {beside}"
-        raise UserError(f"--archive-dir {archive_uri} must not be the input directory {input_uri}, be inside it "
-                        f"or contain it (Spark refuses an archive its input pattern can match); choose one beside "
-                        f"it{hint}")
-    return archive_uri
 
 
 def crash_now(point: str, batch_id: int) -> None:
@@ -127,48 +74,6 @@ def fault_at(point: str) -> int | None:
     spec = os.environ.get(FAULT_ENV, "")
     name, _, batch = spec.partition(":")
     return int(batch) if name == point and batch.isdigit() else None
-
-
-class ModelTracker:
-    """The model in use; follows a registry alias between batches, never within one."""
-
-    def __init__(self, client, spec: str, default_name: str):
-        from core.registry import parse_registry_spec, resolve_model
-
-        self._client = client
-        self._resolve = resolve_model
-        self.spec = spec or f"{default_name}@{PRODUCTION_ALIAS}"
-        self.name, self.alias, _ = parse_registry_spec(self.spec) or (None, None, None)
-        self.current = resolve_model(client, self.spec)
-        self._alias_missing_warned = False
-
-    @property
-    def label(self) -> str:
-        if self.current.name:
-            return f"{self.current.name} v{self.current.version}"
-        return self.current.uri
-
-    def refresh(self) -> str | None:
-        """Check the alias; returns a message when the model changed or went missing."""
-        if not self.alias:
-            return None
-        from core.registry import alias_versions
-
-        try:
-            version = alias_versions(self._client, self.name).get(self.alias)
-        except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop monitoring
-            return f"WARNING: cannot read alias {self.alias!r} ({error}); keeping {self.label}"
-        if version is None:
-            if self._alias_missing_warned:
-                return None
-            self._alias_missing_warned = True
-            return f"WARNING: alias {self.alias!r} of {self.name} disappeared; keeping {self.label}"
-        self._alias_missing_warned = False
-        if version == self.current.version:
-            return None
-        previous = self.label
-        self.current = self._resolve(self._client, f"{self.name}/{version}")
-        return f"MODEL SWITCH: {self.alias} moved from {previous} to {self.label}"
 
 
 class Monitor:
@@ -526,7 +431,6 @@ def parse_args(argv):
                              "outside the input directory, on its filesystem")
     add_spark_args(parser)
     args = parser.parse_args(argv)
-    args.conf = [pair for pair in args.conf if optional_text(pair)]  # MLproject passes --conf none
     if args.window <= 0:
         parser.error("--window must be positive")
     if args.series_idle_minutes <= 0:

@@ -146,7 +146,6 @@ def files_in_batch(fs: HadoopFs, checkpoint_uri: str, batch_id: int) -> list[str
 def read_output(output_root: str, part: str):
     """All committed rows of ``part`` ('events', 'alerts', 'scored' or 'quarantine') as pandas,
     local roots only."""
-    from pathlib import Path
 
     import pandas as pd
 

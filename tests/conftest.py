@@ -165,3 +165,11 @@ class ManagedProcess:
                     pass
                 self.process.wait(timeout=20)
         self._log.close()
+
+
+@pytest.fixture(scope="session")
+def unresolvable():
+    """Wraps a command to run where this machine's hostname does not resolve (see helpers)."""
+    from helpers import unresolvable_wrapper
+
+    return unresolvable_wrapper()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import shutil
 import urllib.request
 
-from conftest import PROJECT_ROOT, project_env
+import os
+import subprocess
+
+import pytest
+
+from conftest import PROJECT_ROOT, PYTHON, project_env
 
 
 def copy_project(destination):
@@ -30,3 +35,36 @@ def env_without_tracking() -> dict:
 def http_ok(url) -> bool:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status == 200
+
+
+UNRESOLVABLE = "server-anomaly-no-such-host.invalid"
+# As root (this project's containers and CI); else as an unprivileged user, where the kernel allows.
+NAMESPACE_COMMANDS = (["unshare", "--uts", "--fork"],
+                      ["unshare", "--user", "--map-root-user", "--uts", "--fork"])
+PROBE = "import socket; socket.getaddrinfo(socket.gethostname(), None)"
+
+
+def with_hostname(prefix: list[str], command: list[str]) -> list[str]:
+    """``command`` in a new UTS namespace whose hostname is ``UNRESOLVABLE``."""
+    return [*prefix, "sh", "-c", f'hostname {UNRESOLVABLE} && exec "$@"', "sh", *command]
+
+
+def unresolvable_wrapper():
+    """A function that wraps a command to run with an unresolvable hostname (fails under CI, skips
+    elsewhere, where no namespace can be made)."""
+    tried = []
+    for prefix in NAMESPACE_COMMANDS:
+        try:
+            probe = subprocess.run(with_hostname(prefix, [PYTHON, "-c", PROBE]), capture_output=True, text=True,
+                                   timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            tried.append(f"{' '.join(prefix)}: {error}")
+            continue
+        if probe.returncode != 0 and "gaierror" in probe.stderr:
+            return lambda command: with_hostname(prefix, command)
+        tried.append(f"{' '.join(prefix)}: exit {probe.returncode} {probe.stderr.strip()[-300:]}")
+    message = ("cannot run a command with an unresolvable hostname here (needs unshare from util-linux, "
+               "run as root or with unprivileged user namespaces allowed): " + "; ".join(tried))
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

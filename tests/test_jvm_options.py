@@ -4,9 +4,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from core import jvm_archive
+from core import java as jvm_archive
 from core.paths import local_input_bytes
-from core.spark import SHORT_JOB_INPUT_BYTES, check_java, driver_java_options, is_short_job
+from core.java import check_java
+from core.spark_config import SHORT_JOB_INPUT_BYTES, driver_java_options, is_short_job
 
 
 def test_batch_jobs_use_the_parallel_collector_and_the_monitor_a_pre_touched_heap(tmp_path, monkeypatch):
@@ -93,7 +94,7 @@ def test_the_class_archive_is_used_only_when_built_for_this_java(tmp_path, monke
 
 
 def test_a_local_batch_job_takes_a_quarter_of_memory_unless_someone_chose_its_heap(tmp_path, monkeypatch):
-    from core.spark import local_batch_heap
+    from core.spark_config import local_batch_heap
 
     monkeypatch.delenv("SPARK_DRIVER_MEMORY", raising=False)
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
@@ -116,7 +117,7 @@ def test_a_local_batch_job_takes_a_quarter_of_memory_unless_someone_chose_its_he
 
 
 def test_the_shared_test_session_runs_with_the_local_batch_heap(spark):
-    from core.spark import local_batch_heap
+    from core.spark_config import local_batch_heap
 
     expected = local_batch_heap("local[2]", {}, long_running=False)
     conf = spark.sparkContext.getConf()
@@ -131,7 +132,7 @@ def test_the_shared_test_session_runs_with_the_local_batch_heap(spark):
 def test_local_mode_shuffles_into_one_partition_per_core_and_a_cluster_keeps_the_default(spark):
     from types import SimpleNamespace
 
-    from core.spark import SHUFFLE_PARTITIONS_KEY, SQL_DEFAULTS, sql_defaults
+    from core.spark_config import SHUFFLE_PARTITIONS_KEY, SQL_DEFAULTS, sql_defaults
 
     # given the shared test session, local[2], that set no shuffle partitions of its own
     # then its stateful and grouped stages run one task per core

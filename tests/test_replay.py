@@ -1,7 +1,6 @@
 """Replay, compare, promote --best-by and the NAB benchmark, with real Spark and MLflow."""
 
 import argparse
-import json
 import shutil
 import signal
 
@@ -13,7 +12,6 @@ from conftest import PROJECT_ROOT, PYTHON, isolated_store, run_command
 from core.errors import UserError
 from core import comparison as compare
 from replay import benchmark, replay
-from streaming.sinks import read_summaries
 from training import promote
 from training import train as train_job
 from test_monitor import RunningMonitor, drop, monitor_args

@@ -15,6 +15,11 @@ from core.model import load_params
 from core.scoring import ModelParams, score_frame, squared_distances
 from core.spark_scoring import nearest_distance_expression, score_dataframe, training_features
 from training import train as train_job
+from training import config
+from training import evaluate
+from training.features import load_feature_table
+from training import kmeans
+from training import kmeans_large
 
 
 def train_args(data, **overrides):
@@ -34,16 +39,16 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     params, metrics = run.data.params, run.data.metrics
     rows = len(pd.read_csv(nab_table))
     # params
-    assert params["k"] == str(train_job.DEFAULT_K) and params["seed"] == "42" and params["rule"] == "distance"
+    assert params["k"] == str(config.DEFAULT_K) and params["seed"] == "42" and params["rule"] == "distance"
     # the history features and the alert policy are params, and travel inside the model
-    assert params["history"] == "mean,std" and params["span"] == str(train_job.DEFAULT_SPAN)
-    assert params["alert_threshold"] == str(train_job.DEFAULT_ALERT_THRESHOLD)
-    assert params["cooldown"] == str(train_job.DEFAULT_COOLDOWN)
+    assert params["history"] == "mean,std" and params["span"] == str(config.DEFAULT_SPAN)
+    assert params["alert_threshold"] == str(config.DEFAULT_ALERT_THRESHOLD)
+    assert params["cooldown"] == str(config.DEFAULT_COOLDOWN)
     assert params["features"] == "cpu,disk,network"
     assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
     assert params["rows"] == str(rows)
     # metrics: every cluster's size, the expected label and its share
-    sizes = [metrics[f"cluster_size_{i}"] for i in range(train_job.DEFAULT_K)]
+    sizes = [metrics[f"cluster_size_{i}"] for i in range(config.DEFAULT_K)]
     assert sum(sizes) == int(params["valid_rows"]) == rows
     assert metrics["expected_label"] == int(np.argmax(sizes))
     assert metrics["expected_label_share"] == pytest.approx(max(sizes) / rows)
@@ -65,15 +70,15 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     # the expected label travels inside the model
     loaded = load_params("models:/test-detector/1")
     assert loaded.expected_label == metrics["expected_label"]
-    assert (loaded.history, loaded.span, loaded.cooldown) == (["mean", "std"], train_job.DEFAULT_SPAN,
-                                                               train_job.DEFAULT_COOLDOWN)
+    assert (loaded.history, loaded.span, loaded.cooldown) == (["mean", "std"], config.DEFAULT_SPAN,
+                                                               config.DEFAULT_COOLDOWN)
 
 
 def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
     # given the Spark ML pipeline fitted on the NAB table
-    table = train_job.load_feature_table(spark, str(nab_table), ["cpu", "disk", "network"]).valid
-    pipeline = train_job.fit_pipeline(table, ["cpu", "disk", "network"], 10, 42, 20)
-    params = train_job.params_from_pipeline(pipeline, ["cpu", "disk", "network"], "distance", 0.5)
+    table = load_feature_table(spark, str(nab_table), ["cpu", "disk", "network"]).valid
+    pipeline = kmeans.fit_kmeans(table, ["cpu", "disk", "network"], 10, 42, 20)
+    params = train_job.params_from_fit(pipeline, ["cpu", "disk", "network"], "distance", 0.5)
     # when Spark ML, Spark scoring (mapInPandas) and pandas scoring each label the rows
     spark_ml = pipeline.transform(table).select("cluster").toPandas()["cluster"]
     spark_core = score_dataframe(table, params).toPandas()
@@ -93,10 +98,10 @@ def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
 def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, nab_table):
     # given the NAB table
     features = ["cpu", "disk", "network"]
-    table = train_job.load_feature_table(spark, str(nab_table), features).valid
+    table = load_feature_table(spark, str(nab_table), features).valid
     # when the pipeline fits as trained, and with Spark choosing the solver
-    ours = train_job.fit_pipeline(table, features, 10, 42, 20)
-    spark_choice = train_job.fit_pipeline(table, features, 10, 42, 20, solver="auto")
+    ours = kmeans.fit_kmeans(table, features, 10, 42, 20)
+    spark_choice = kmeans.fit_kmeans(table, features, 10, 42, 20, solver="auto")
     # then the pass Spark spends choosing buys nothing: the same centroids, bit for bit
     assert ours.kmeans.getOrDefault("solver") == "row"
     np.testing.assert_array_equal(np.array(ours.kmeans.clusterCenters()), np.array(spark_choice.kmeans.clusterCenters()))
@@ -110,8 +115,8 @@ LLOYD_FEATURES = ["cpu", "disk", "network"]
 def lloyd_nab_table(spark, nab_table, monkeypatch):
     """The NAB table's valid rows (about 67,000), with a sample size well below them, so that
     training takes the large-table Lloyd path."""
-    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 5000)
-    return train_job.load_feature_table(spark, str(nab_table), LLOYD_FEATURES).valid
+    monkeypatch.setattr(kmeans_large, "SAMPLE_INIT_ROWS", 5000)
+    return load_feature_table(spark, str(nab_table), LLOYD_FEATURES).valid
 
 
 def assert_the_core_finds_the_counts(fitted, rows: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +125,7 @@ def assert_the_core_finds_the_counts(fitted, rows: pd.DataFrame) -> pd.DataFrame
     the core's scores."""
     core = score_frame(fitted.params, rows)
     assert fitted.cluster_sizes == [int((core["cluster"] == i).sum()) for i in range(len(fitted.params.centroids))]
-    assert fitted.pipeline.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
+    assert fitted.kmeans.training_cost == pytest.approx(float((core["distance"] ** 2).sum()), rel=1e-9)
     ranked = np.sort(core["distance"].to_numpy())
     assert fitted.params.threshold == pytest.approx(ranked[int(np.ceil(0.99 * len(ranked))) - 1], rel=1e-12)
     return core
@@ -132,9 +137,9 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     table = lloyd_nab_table
     # when the model is fitted
     fitted = train_job.fit_model(table, LLOYD_FEATURES, 10, 42, 20, "distance", 0.99)
-    pipeline, params = fitted.pipeline, fitted.params
+    pipeline, params = fitted.kmeans, fitted.params
     # then Lloyd's iterations over every row fitted it, not Spark ML, within the iteration cap
-    assert pipeline.method == train_job.METHOD_SAMPLE_LLOYD and pipeline.kmeans is None
+    assert pipeline.method == kmeans_large.METHOD_SAMPLE_LLOYD and pipeline.kmeans is None
     assert 1 <= pipeline.iterations <= 20 and len(params.centroids) == 10
     # and the scoring core, labelling every row, finds the sizes, cost and expected label it
     # logged, and the threshold, bracketed on the fit's last pass, is the exact 0.99 quantile
@@ -147,11 +152,11 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     z = (rows[LLOYD_FEATURES].to_numpy() - np.array(params.mean)) * np.array(params.scale)
     for i, centroid in enumerate(params.centroids):
         mean = z[core["cluster"].to_numpy() == i].mean(axis=0)
-        assert np.sqrt(((mean - np.array(centroid)) ** 2).sum()) <= 2 * train_job.KMEANS_TOLERANCE
+        assert np.sqrt(((mean - np.array(centroid)) ** 2).sum()) <= 2 * kmeans_large.KMEANS_TOLERANCE
     # and Spark's approximate quantile is near the exact threshold
     ranked = np.sort(core["distance"].to_numpy())
-    approximate = train_job.distance_threshold(table, params, 0.99)
-    assert abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean()) <= 2 * train_job.QUANTILE_RELATIVE_ERROR
+    approximate = evaluate.distance_threshold(table, params, 0.99)
+    assert abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean()) <= 2 * evaluate.QUANTILE_RELATIVE_ERROR
     # and Spark SQL's labels are the core's
     labels = pipeline.transform(table).select("cluster").toPandas()["cluster"].to_numpy()
     assert (labels == core["cluster"].to_numpy()).all()
@@ -162,7 +167,7 @@ def test_a_lloyd_fit_stopped_by_the_iteration_cap_counts_its_last_centroids(lloy
     # when a single pass over the table is allowed, too few to converge
     fitted = train_job.fit_model(lloyd_nab_table, LLOYD_FEATURES, 10, 42, 1, "distance", 0.99)
     # then the sizes, cost and threshold are those of the centroids it returns, as the core finds them
-    assert fitted.pipeline.iterations == 1
+    assert fitted.kmeans.iterations == 1
     assert_the_core_finds_the_counts(fitted, pd.read_csv(nab_table))
 
 
@@ -174,7 +179,7 @@ def test_the_centroid_passes_assign_and_count_rows_as_the_core_does(spark):
     centres[2] = [-centres[1][0], centres[1][1], centres[1][2]]
     points = np.vstack([rng.normal(size=(299, 3)), [0.0, 0.3, -0.2]])
     vectors = spark.createDataFrame([tuple(map(float, p)) for p in points], "_z0 double, _z1 double, _z2 double")
-    passes = train_job.CentroidPasses(spark, vectors, ["_z0", "_z1", "_z2"], 4)
+    passes = kmeans_large.CentroidPasses(spark, vectors, ["_z0", "_z1", "_z2"], 4)
     squared = squared_distances(points, centres)
     labels, distances = squared.argmin(axis=1), np.sqrt(squared.min(axis=1))
     assert labels[-1] == 1  # the tie goes to the lower index, in the core
@@ -205,9 +210,9 @@ def test_the_feature_tables_moments_are_its_valid_rows_and_standardise_as_the_fi
     path.write_text("cpu,disk,network\n10,1,5\n20,3,7\n400,2,2\n35,8,1\n")
     features = ["cpu", "disk", "network"]
     # when it is loaded, and the pipeline fitted with its moments and without them
-    table = train_job.load_feature_table(spark, str(path), features)
-    with_moments = train_job.fit_pipeline(table.valid, features, 2, 42, 20, moments=table.moments)
-    without = train_job.fit_pipeline(table.valid, features, 2, 42, 20)
+    table = load_feature_table(spark, str(path), features)
+    with_moments = kmeans.fit_kmeans(table.valid, features, 2, 42, 20, moments=table.moments)
+    without = kmeans.fit_kmeans(table.valid, features, 2, 42, 20)
     # then the moments are those of the 3 valid rows
     valid = np.array([[10, 1, 5], [20, 3, 7], [35, 8, 1]], dtype=float)
     assert table.moments.rows == 3 and table.moments.columns == features
@@ -225,27 +230,27 @@ def test_kmeans_plus_plus_on_a_sample_finds_well_separated_groups():
     means = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     points = np.vstack([m + rng.normal(scale=0.1, size=(200, 2)) for m in means])
     # when k-means++ and Lloyd's iterations cluster them into 3
-    centres = train_job.kmeans_plus_plus(points, 3, 42, 20)
+    centres = kmeans_large.kmeans_plus_plus(points, 3, 42, 20)
     # then each centroid is one group's mean
     found = sorted(map(tuple, np.round(centres).tolist()))
     assert found == sorted(map(tuple, means.tolist()))
     for centre in centres:
         group = points[np.linalg.norm(points - centre, axis=1) < 3]
-        np.testing.assert_allclose(centre, group.mean(axis=0), atol=train_job.KMEANS_TOLERANCE)
+        np.testing.assert_allclose(centre, group.mean(axis=0), atol=kmeans_large.KMEANS_TOLERANCE)
 
 
 def test_the_exact_quantile_is_taken_inside_the_bracket_and_approximated_when_the_bracket_misses(spark):
     # given 1,000 distances 1..1000, whose 0.9 quantile is the 900th smallest
     distances = spark.createDataFrame([(float(i),) for i in range(1, 1001)], "_distance double")
     # when the bracket holds rank 900 (899 below 899.5, 905 at most 905)
-    inside = train_job.exact_quantile_from_bracket(distances, 0.9, 1000, 899.5, 905.0, 899, 905)
+    inside = evaluate.exact_quantile_from_bracket(distances, 0.9, 1000, 899.5, 905.0, 899, 905)
     # and when it does not (the bracket sits above the quantile)
-    missed = train_job.exact_quantile_from_bracket(distances, 0.9, 1000, 950.0, 960.0, 949, 960)
+    missed = evaluate.exact_quantile_from_bracket(distances, 0.9, 1000, 950.0, 960.0, 949, 960)
     # then the first is exact and the second Spark's approximate quantile, within its rank error
     assert inside == 900.0
     # and a quantile whose product with the rows is a whole number in floating point's error is that rank
-    assert train_job.exact_quantile_from_bracket(distances, 0.07, 100, 5.5, 9.5, 5, 9) == 7.0
-    assert abs(missed - 900.0) <= 1000 * train_job.QUANTILE_RELATIVE_ERROR + 1
+    assert evaluate.exact_quantile_from_bracket(distances, 0.07, 100, 5.5, 9.5, 5, 9) == 7.0
+    assert abs(missed - 900.0) <= 1000 * evaluate.QUANTILE_RELATIVE_ERROR + 1
 
 
 def test_the_quantile_bracket_from_a_uniform_sample_holds_the_full_quantile():
@@ -254,7 +259,7 @@ def test_the_quantile_bracket_from_a_uniform_sample_holds_the_full_quantile():
     full = rng.exponential(size=1_000_000)
     sample = rng.choice(full, size=200_000, replace=False)
     # when the sample brackets the 0.99 quantile
-    low, high = train_job.quantile_bracket(sample, 0.99)
+    low, high = evaluate.quantile_bracket(sample, 0.99)
     # then the full quantile lies inside, and the bracket holds well under 1% of the rows
     exact = np.sort(full)[int(np.ceil(0.99 * len(full))) - 1]
     assert low < exact <= high
@@ -263,13 +268,13 @@ def test_the_quantile_bracket_from_a_uniform_sample_holds_the_full_quantile():
 
 def test_a_sample_with_fewer_points_than_k_leaves_the_fit_to_spark_ml_over_every_row(spark, monkeypatch):
     # given more rows than the sample size, holding 3 distinct points
-    monkeypatch.setattr(train_job, "SAMPLE_INIT_ROWS", 10)
+    monkeypatch.setattr(kmeans_large, "SAMPLE_INIT_ROWS", 10)
     table = spark.createDataFrame([(float(i % 3), float(i % 3) * 2) for i in range(60)], "a double, b double")
     # when 5 clusters are asked for
-    pipeline = train_job.fit_pipeline(table, ["a", "b"], 5, 42, 20)
+    pipeline = kmeans.fit_kmeans(table, ["a", "b"], 5, 42, 20)
     # then Spark ML fitted every row and, as it does, found the 3 points (the train job turns
     # that into a clear error about the table, not about a sample)
-    assert pipeline.method == train_job.METHOD_SPARK_ML
+    assert pipeline.method == kmeans.METHOD_SPARK_ML
     assert len(pipeline.centroids) == 3 and sorted(pipeline.cluster_sizes)[-3:] == [20, 20, 20]
     assert sum(pipeline.cluster_sizes) == 60
 
@@ -279,12 +284,12 @@ def test_the_standardisation_is_spark_mls_standard_scaler(spark, nab_table):
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
     features = ["cpu", "disk", "network"]
-    table = train_job.load_feature_table(spark, str(nab_table), features)
-    spec = train_job.HistorySpec()
+    table = load_feature_table(spark, str(nab_table), features)
+    spec = config.HistorySpec()
     columns = spec.vector_columns(features)
     vectors = training_features(table.valid, features, list(spec.history), spec.span, table.series)
     # when the pipeline standardises them in SQL, and Spark ML's StandardScaler fits them
-    ours = train_job.fit_pipeline(vectors, columns, 7, 42, 20)
+    ours = kmeans.fit_kmeans(vectors, columns, 7, 42, 20)
     assembled = VectorAssembler(inputCols=columns, outputCol="raw").transform(vectors)
     scaler = StandardScaler(inputCol="raw", outputCol="z", withMean=True, withStd=True).fit(assembled)
     # then they learn the same mean and (sample) standard deviation, up to the order of the sums
@@ -303,13 +308,13 @@ def test_the_silhouette_is_spark_mls_own(spark, nab_table, history):
     from pyspark.ml.evaluation import ClusteringEvaluator
 
     features = ["cpu", "disk", "network"]
-    table = train_job.load_feature_table(spark, str(nab_table), features)
-    spec = train_job.HistorySpec(train_job.parse_history(history))
+    table = load_feature_table(spark, str(nab_table), features)
+    spec = config.HistorySpec(config.parse_history(history))
     fitted = train_job.fit_model(table.valid, features, 7, 42, 20, "distance", 0.99, spec, table.series)
     # when the silhouette is computed from the clusters' sums, and by Spark ML's evaluator
-    ours = train_job.silhouette(fitted.vectors, fitted.params)
+    ours = evaluate.silhouette(fitted.vectors, fitted.params)
     evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="cluster", metricName="silhouette")
-    theirs = evaluator.evaluate(fitted.pipeline.transform(fitted.vectors))
+    theirs = evaluator.evaluate(fitted.kmeans.transform(fitted.vectors))
     # then they are the same number
     assert 0 < ours < 1
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
@@ -325,12 +330,12 @@ def test_the_silhouette_of_fewer_than_two_clusters_is_nan(spark):
         bounds={"cpu": [0.0, 100.0]})
     rows = spark.createDataFrame([(0.5,), (1.0,), (1.5,)], "cpu double")
     # then the silhouette says so, instead of failing as Spark ML's evaluator does
-    assert np.isnan(train_job.silhouette(rows, params))
+    assert np.isnan(evaluate.silhouette(rows, params))
     # and with both clusters populated it is the textbook value over squared distances:
     # 1 and 2 share a cluster (a = 1 each; b = 81 and 64 to the 10), and 10 is alone (0)
     two = spark.createDataFrame([(1.0,), (2.0,), (10.0,)], "cpu double")
     expected = np.mean([1 - 1 / 81, 1 - 1 / 64, 0.0])
-    assert train_job.silhouette(two, params) == pytest.approx(expected, rel=1e-12)
+    assert evaluate.silhouette(two, params) == pytest.approx(expected, rel=1e-12)
 
 
 def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(trained, nab_table):
@@ -402,7 +407,7 @@ def test_training_history_features_are_the_cores_on_each_series_in_time_order(sp
     table = pd.concat(frames).sample(frac=1.0, random_state=1)
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
-    loaded = train_job.load_feature_table(spark, str(path), ["cpu"])
+    loaded = load_feature_table(spark, str(path), ["cpu"])
     # when training computes the features
     features = training_features(loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series,
                                  loaded.unreadable_times == 0)

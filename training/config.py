@@ -1,0 +1,43 @@
+"""Train's settings and their defaults: the history features and the alert policy that travel in
+the model, and the KMeans settings. The defaults are the configuration the NAB benchmark chose
+(docs/quality.md says how)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import UserError
+from core.scoring import HISTORY_TRANSFORMS, derived_name
+
+DEFAULT_K = 7
+DEFAULT_SEED = 42
+DEFAULT_MAX_ITER = 20
+DEFAULT_THRESHOLD_QUANTILE = 0.99
+# k=7 over each input's rolling mean and spread across its last 24 rows; an alert at anomaly
+# score 0.75; then no other alert for the series within 216 rows.
+DEFAULT_HISTORY = ("mean", "std")
+DEFAULT_SPAN = 24
+DEFAULT_ALERT_THRESHOLD = 0.75
+DEFAULT_COOLDOWN = 216
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """The history features and the alert policy: training params that travel in the model."""
+
+    history: tuple[str, ...] = DEFAULT_HISTORY
+    span: int = DEFAULT_SPAN
+    alert_threshold: float = DEFAULT_ALERT_THRESHOLD
+    cooldown: int = DEFAULT_COOLDOWN
+
+    def vector_columns(self, features) -> list[str]:
+        return [derived_name(f, t) for f in features for t in self.history]
+
+
+def parse_history(text: str) -> tuple[str, ...]:
+    history = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in history if t not in HISTORY_TRANSFORMS]
+    if not history or unknown or len(set(history)) != len(history):
+        raise UserError(f"history must list distinct transforms from {', '.join(HISTORY_TRANSFORMS)} "
+                        f"(got {text!r})")
+    return history
