@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import urllib.request
+import uuid
 
-import os
 import subprocess
 
 import pytest
 
 from conftest import PROJECT_ROOT, PYTHON, project_env
+
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
+MONITOR_MODEL = "monitor-detector"
 
 
 def copy_project(destination):
@@ -68,3 +73,53 @@ def unresolvable_wrapper():
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def train_args(data, **overrides):
+    """train's own defaults (the best configuration), with overrides."""
+    from training import train as train_job
+
+    args = train_job.parse_args(["--data", str(data), "--model-name", "test-detector"])
+    return argparse.Namespace(**{**vars(args), **overrides})
+
+
+def monitor_args(tmp_path, **overrides):
+    defaults = dict(
+        input=str(tmp_path / "in"), window=0.5, model="", model_name=MONITOR_MODEL,
+        output=str(tmp_path / "out"), checkpoint="", show=5, scored_rows=False, max_files_per_trigger=1000,
+        series_idle_minutes=1440,
+        idle_windows=0, timeout=0, master=None, conf=[],
+    )
+    return argparse.Namespace(**{**defaults, **overrides})
+
+
+def drop(folder, content: bytes, name=None):
+    """Write a file the way the streamer does: elsewhere first, then rename into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or f"{uuid.uuid4().hex}.csv"
+    staged = folder.parent / f".{name}.tmp"
+    staged.write_bytes(content)
+    os.replace(staged, folder / name)
+    return folder / name
+
+
+class RunningMonitor:
+    def __init__(self, spark, service, args):
+        from streaming import monitor as monitor_job
+
+        tracker = monitor_job.ModelTracker(service.client, args.model, args.model_name)
+        self.monitor = monitor_job.Monitor(spark, service, args, tracker)
+        self.query = self.monitor.start()
+        self.output = args.output
+
+    def process(self):
+        # As the monitor's loop does between windows: follow the alias, then run the batches.
+        self.query = self.monitor.follow_alias(self.query)
+        self.query.processAllAvailable()
+        from streaming.sinks import read_summaries
+
+        return read_summaries(self.output)
+
+    def stop(self):
+        self.query.stop()
+        self.monitor.service.end_run(self.monitor.run_id)

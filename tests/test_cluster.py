@@ -17,6 +17,9 @@ from core.csv_input import score_files
 from core.model import load_params
 from streaming.sinks import read_output, read_summaries
 
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
 SPARK_HOME = Path(pyspark.__file__).parent
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
 MODEL = "cluster-detector"

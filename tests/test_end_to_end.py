@@ -16,6 +16,9 @@ from mlflow import MlflowClient
 from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
 from helpers import copy_project, env_without_tracking, http_ok
 
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
 MODEL = "e2e-detector"
 SAMPLE_TABLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
 

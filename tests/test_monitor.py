@@ -1,14 +1,12 @@
 """The monitor in-process: real SparkSession, real file stream, real MLflow registry (tmp_path)."""
 
-import argparse
-import os
 import time
 import uuid
 
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT, isolated_store, wait_for
+from conftest import isolated_store, wait_for
 from core.csv_input import score_files
 from core.errors import UserError
 from core.spark_scoring import FOLDED_ROWS, fold_normal_rows
@@ -17,10 +15,12 @@ from streaming.sinks import read_output, read_summaries
 from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
 from training import promote
 from training import train as train_job
-from test_train import train_args
+from helpers import SAMPLE, RunningMonitor, drop, monitor_args, train_args
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 MODEL = "monitor-detector"
-SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
 
 
 @pytest.fixture(scope="module")
@@ -31,44 +31,6 @@ def registry(tmp_path_factory, spark):
         train_job.train(spark, service, train_args(SAMPLE, model_name=MODEL))
         promote.promote(service.client, MODEL)
         yield service
-
-
-def monitor_args(tmp_path, **overrides):
-    defaults = dict(
-        input=str(tmp_path / "in"), window=0.5, model="", model_name=MODEL,
-        output=str(tmp_path / "out"), checkpoint="", show=5, scored_rows=False, max_files_per_trigger=1000,
-        series_idle_minutes=1440,
-        idle_windows=0, timeout=0, master=None, conf=[],
-    )
-    return argparse.Namespace(**{**defaults, **overrides})
-
-
-def drop(folder, content: bytes, name=None):
-    """Write a file the way the streamer does: elsewhere first, then rename into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name = name or f"{uuid.uuid4().hex}.csv"
-    staged = folder.parent / f".{name}.tmp"
-    staged.write_bytes(content)
-    os.replace(staged, folder / name)
-    return folder / name
-
-
-class RunningMonitor:
-    def __init__(self, spark, service, args):
-        tracker = monitor_job.ModelTracker(service.client, args.model, args.model_name)
-        self.monitor = monitor_job.Monitor(spark, service, args, tracker)
-        self.query = self.monitor.start()
-        self.output = args.output
-
-    def process(self):
-        # As the monitor's loop does between windows: follow the alias, then run the batches.
-        self.query = self.monitor.follow_alias(self.query)
-        self.query.processAllAvailable()
-        return read_summaries(self.output)
-
-    def stop(self):
-        self.query.stop()
-        self.monitor.service.end_run(self.monitor.run_id)
 
 
 @pytest.fixture

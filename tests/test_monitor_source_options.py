@@ -16,10 +16,12 @@ from core.paths import local_path, to_uri
 from streaming import monitor as monitor_job
 from streaming.sinks import files_in_batch, read_summaries
 from streaming_cases import HEADER
-from test_monitor import SAMPLE, drop, monitor_args
-from test_train import train_args
+from helpers import SAMPLE, drop, monitor_args, train_args
 from training import promote
 from training import train as train_job
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 MODEL = "source-options-detector"
 ROWS_PER_FILE = 100

@@ -6,6 +6,10 @@ import subprocess
 import textwrap
 
 from conftest import PROJECT_ROOT, PYTHON, project_env
+import pytest
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 # The JVM itself prints this for an option Spark's launcher always passes; no JVM flag silences it.
 JVM_NOTICE = "WARNING: Using incubator modules: jdk.incubator.vector"

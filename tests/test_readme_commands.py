@@ -7,6 +7,10 @@ from mlflow import MlflowClient
 
 from conftest import PROJECT_ROOT, PYTHON
 from helpers import copy_project, env_without_tracking
+import pytest
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 README = (PROJECT_ROOT / "README.md").read_text()
 

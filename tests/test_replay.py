@@ -14,8 +14,10 @@ from core import comparison as compare
 from replay import benchmark, replay
 from training import promote
 from training import train as train_job
-from test_monitor import RunningMonitor, drop, monitor_args
-from test_train import train_args
+from helpers import RunningMonitor, drop, monitor_args, train_args
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 MODEL = "replay-detector"
 LABELLED = ["ec2_cpu_utilization_24ae8d.csv", "ec2_cpu_utilization_825cc2.csv"]

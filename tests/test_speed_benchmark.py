@@ -7,6 +7,9 @@ import pytest
 from conftest import PYTHON, run_command
 from benchmarks import report
 
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
 
 def test_the_speed_benchmark_smoke_run_prints_writes_and_logs_its_table(nab_dir, tmp_path):
     out = tmp_path / "speed.json"

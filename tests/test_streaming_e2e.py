@@ -17,7 +17,10 @@ from core.model import load_params
 from streaming.sinks import read_output, read_summaries
 from training import promote
 from training import train as train_job
-from test_train import train_args
+from helpers import train_args
+
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 MODEL = "stream-detector"
 

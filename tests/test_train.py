@@ -1,6 +1,5 @@
 """Training on the NAB table with a real SparkSession and a real MLflow store in tmp_path."""
 
-import argparse
 import hashlib
 import json
 import re
@@ -15,17 +14,15 @@ from core.model import load_params
 from core.scoring import ModelParams, score_frame, squared_distances
 from core.spark_scoring import nearest_distance_expression, score_dataframe, training_features
 from training import train as train_job
+from helpers import train_args
 from training import config
 from training import evaluate
 from training.features import load_feature_table
 from training import kmeans
 from training import kmeans_large
 
-
-def train_args(data, **overrides):
-    """train's own defaults (the best configuration), with overrides."""
-    args = train_job.parse_args(["--data", str(data), "--model-name", "test-detector"])
-    return argparse.Namespace(**{**vars(args), **overrides})
+# Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
