@@ -51,7 +51,7 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from benchmarks.speed import synthetic_table
+    from benchmarks.common import synthetic_table
     from core.paths import local_input_bytes
     from core.spark import create_spark, stop_state_stores
     from training import features, kmeans, kmeans_large, train

@@ -45,7 +45,7 @@ def parse_args(argv):
 
 def stage_files(work: Path, name: str, files: int, drop_injected: bool) -> Path:
     """``files`` benchmark files written to a folder of their own, ready to be renamed at once."""
-    from benchmarks.speed import write_chunks
+    from benchmarks.monitor_speed import write_chunks
 
     folder = work / "batches" / name
     write_chunks(folder, files, 100, work / ".staging", prefix=name)
@@ -58,7 +58,7 @@ def stage_files(work: Path, name: str, files: int, drop_injected: bool) -> Path:
 
 def time_batches(spark, service, model_uri: str, work: Path, args) -> list[dict]:
     """Each batch's progress timings (ms) and rows, one query over every batch."""
-    from benchmarks.speed import _monitor_args, write_chunks
+    from benchmarks.monitor_speed import _monitor_args, write_chunks
     from streaming import monitor as monitor_job
 
     tracker = monitor_job.ModelTracker(service.client, model_uri, "")
@@ -94,7 +94,7 @@ def time_batches(spark, service, model_uri: str, work: Path, args) -> list[dict]
 
 @main_guard
 def main(argv=None) -> int:
-    from benchmarks.speed import train_benchmark_model
+    from benchmarks.train_speed import train_benchmark_model
     from core.spark import spark_session
     from core.spark_config import parse_conf
     from core.tracking import MlflowService

@@ -43,7 +43,7 @@ def train_once(root: Path, data: Path, store: str, train_args: list[str]) -> dic
     """One train run of the project at ``root``: its fit and wall seconds and its results."""
     from mlflow import MlflowClient
 
-    from benchmarks.speed import run_train
+    from benchmarks.train_speed import run_train
 
     started = time.perf_counter()
     run_id = run_train(store, "--data", str(data), "--model-name", "", *train_args, root=root)
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         work = Path(scratch)
         data = Path(args.data) if args.data else None
         if data is None:
-            from benchmarks.speed import synthetic_table
+            from benchmarks.common import synthetic_table
 
             data = synthetic_table(args.rows, work / f"synthetic-{args.rows}.csv")
         elif not data.exists():

@@ -137,7 +137,7 @@ def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_
     import pytest
     from pyspark.sql import functions as F
 
-    from benchmarks.speed import _check_all_scored
+    from benchmarks.monitor_speed import _check_all_scored
     from core.errors import UserError
     from streaming.sinks import BatchSink
 
@@ -209,7 +209,7 @@ def test_the_kmeans_methods_benchmark_times_both_fits_and_refuses_a_table_the_ll
 
 
 def test_the_benchmark_puts_its_json_in_a_directory_given_as_out_and_refuses_an_unwritable_one_up_front(tmp_path):
-    from benchmarks.speed import json_destination
+    from benchmarks.common import json_destination
     from core.errors import UserError
 
     # given a directory, and a path under a plain file (nothing can be created there)
