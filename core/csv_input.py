@@ -1,6 +1,6 @@
 """Parse metric CSV files in our own code, so no bad file can stop or skew a job.
 
-Spark's CSV reader was measured to stop a stream for good on one bad file (FAILFAST, a
+Spark's CSV reader can stop a stream for good on one bad file (FAILFAST, a
 reordered header with enforceSchema=false, an over-long line), to pass empty fields, NaN, Inf
 and huge numbers through PERMISSIVE mode, and to swap reordered columns silently. So the
 monitor and replay read raw bytes and call ``parse_files`` and then, per series,
@@ -77,8 +77,7 @@ _RARE_SPACE = "\r\x0b\x0c\x1c\x1d\x1e\x1f"
 def _has_edge_space(text: str) -> bool:
     """Whether an ASCII text may hold a field or line that ``str.strip`` would change.
 
-    Substring searches, not a regular expression: one regex pass over a 6 MB file cost as
-    much as parsing it line by line."""
+    Substring searches, not a regular expression, which would cost as much as the parse."""
     if any(space in text for space in _RARE_SPACE):
         return True
     return any(text.startswith(space) or text.endswith(space) or f"{space}," in text or f",{space}" in text

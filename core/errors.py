@@ -44,8 +44,8 @@ def exit_process(code: int) -> NoReturn:
     """End an entry point's process with ``code``.
 
     The interpreter's last garbage collections walk every object that MLflow, Spark and pandas
-    made, to free memory the operating system takes back anyway: 0.9 s after a train run had
-    done its work, 0.06 s with the objects frozen first. ``atexit`` handlers, and the flushing
+    made, to free memory the operating system takes back anyway; frozen first, they are skipped.
+    ``atexit`` handlers, and the flushing
     and closing of files, still run; only cyclic garbage is left to the operating system.
     """
     gc.freeze()

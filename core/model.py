@@ -157,7 +157,7 @@ def warming_up(params: ModelParams, frame: pd.DataFrame, valid: np.ndarray) -> n
 
 
 def serving_requirements() -> list[str]:
-    """Pinned on purpose: inferring requirements took 40 s per log_model against 2 s."""
+    """Pinned on purpose: MLflow's inference of requirements would run for every log_model."""
     return [
         f"{package}=={importlib.metadata.version(package)}"
         for package in ("mlflow", "numpy", "pandas")

@@ -116,8 +116,8 @@ class ModelParams:
         """The names of the model's feature vector: every transform of every input."""
         return [derived_name(f, t) for f in self.features for t in self.history]
 
-    # The parameters as numpy arrays, made once per model: converting the lists on every call
-    # was a tenth of scoring a 1-row request. Not fields, so JSON and equality ignore them.
+    # The parameters as numpy arrays, made once per model rather than on every call, which
+    # weighs on a 1-row request. Not fields, so JSON and equality ignore them.
     @cached_property
     def mean_array(self) -> np.ndarray:
         return np.asarray(self.mean, dtype=float)
@@ -272,7 +272,7 @@ class SeriesState:
     last_time: str | None = None
 
     def to_json(self) -> str:
-        # Not dataclasses.asdict: its deep copy of the tail was a tenth of scoring a 100-row file.
+        # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
@@ -372,7 +372,7 @@ def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | 
     A row that cannot be scored comes back invalid with a reason and leaves the state alone.
     """
     columns, new_state = score_series_arrays(params, frame, state)
-    # copy=False: the arrays are this call's own, and copying them was a third of a 1-row request.
+    # copy=False: the arrays are this call's own, and copying them would weigh on a 1-row request.
     return pd.DataFrame(columns, index=frame.index, copy=False), new_state
 
 

@@ -171,7 +171,7 @@ def stop_state_stores(spark) -> None:
 def spark_session_in_background(app_name: str, master: str | None, conf_pairs: list[str] | None,
                                 input_bytes: int | None = None):
     """Like ``spark_session``, but the JVM starts while the caller goes on with its own set-up
-    (importing MLflow and opening the store take 2-3 s of a short job, the JVM 5-7 s).
+    (importing MLflow and opening the store), which would otherwise wait for the JVM.
 
     Yields a function that returns the session, waiting for it if it is not up yet; a failure
     to start is raised there. The session is stopped when the block ends.

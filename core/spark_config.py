@@ -152,8 +152,8 @@ def sql_defaults(context) -> dict[str, str]:
     """``SQL_DEFAULTS`` for this SparkContext: in local mode, one shuffle partition per core.
 
     Every task of the monitor's stateful scoring stage pays a fixed cost (its Python worker's
-    Arrow streams, its state store's load and commit): at 4 partitions on 2 cores a batch of
-    480 small files took 3.9 s, at 2 partitions 3.5 s. A stateful query keeps the number its
+    Arrow streams, its state store's load and commit), so more partitions than cores only add
+    to it. A stateful query keeps the number its
     checkpoint was started with, so existing checkpoints are not affected.
     """
     defaults = dict(SQL_DEFAULTS)

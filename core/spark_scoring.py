@@ -253,8 +253,8 @@ def training_features(table, features: list[str], history: list[str], span: int,
     Rows are grouped by ``series`` (one series when None) and taken in time order, file order
     breaking ties, exactly as the monitor and replay take them. When Spark can read every
     timestamp (``times_readable``; checked with a job when None) the features are Spark SQL
-    window functions: the core's formulas over the same rows, no Python workers (starting
-    them and the Arrow round trip were 1.7 s of a 17 s NAB training run); sums in another order, so they equal the
+    window functions: the core's formulas over the same rows, no Python workers; Spark sums in
+    another order, so they equal the
     core's to about 1e-15, not bit for bit (the parity test holds them to 1e-12). Otherwise
     the core itself computes them in Python workers, ordering by its own reading of time.
     """

@@ -130,14 +130,14 @@ class Monitor:
         # Idle series are forgotten when the next batch with data runs; without this setting a
         # processing-time timeout makes Spark run an empty batch every window.
         self.spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-        # Each batch's new files are listed by a Spark job with one task per file (600 files:
-        # 600 tasks, 1.6 s of a 5 s batch); a task per core lists them as widely for a tenth.
+        # Each batch's new files are listed by a Spark job with one task per file by default; a
+        # task per core lists them as widely for far less.
         if self.spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism", None) is None:
             self.spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
                                 str(self.spark.sparkContext.defaultParallelism))
         # Spark packs files into read tasks as if opening one cost reading 4 MiB, so a backlog
-        # of 600 small files became 19 parse tasks, each starting its Python worker: 2.0 s of a
-        # 4.5 s batch. Priced at their size, they fill a task per core (up to 128 MiB each).
+        # of small files becomes many parse tasks, each starting its Python worker. Priced at
+        # their size, they fill a task per core (up to 128 MiB each).
         if self.spark.conf.get(OPEN_COST_KEY, None) is None:
             self.spark.conf.set(OPEN_COST_KEY, str(SMALL_FILE_OPEN_COST_BYTES))
         # Without --scored-rows only anomalies, alerts and quarantined rows are written, so the
@@ -205,10 +205,9 @@ class Monitor:
             return
         planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
         # The batch is scored, counted and written in one Spark job: the counts, the files
-        # seen and the alerts to print are observed as its rows go to the sink. Every job is a
-        # fixed cost per batch; counting a cached copy first and writing it in a second job
-        # was 0.5-0.9 s of a 4.4 s batch of 1,920 files. Alerts are few by design: one per
-        # series at most every `cooldown` rows.
+        # seen and the alerts to print are observed as its rows go to the sink, since every job
+        # is a fixed cost per batch. Alerts are few by design: one per series at most every
+        # `cooldown` rows.
         observation = Observation(f"monitor_batch_{batch_id}")
         observed = scored.observe(
             observation,

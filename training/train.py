@@ -106,8 +106,8 @@ def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
 def data_sha256(spark, uri: str) -> str:
     """sha256 over the bytes of every file behind ``uri``.
 
-    A local file is hashed by the driver, which can read it (a Spark job for it cost 3 s of a
-    20 s run); any other URI is hashed by Spark where the data lives.
+    A local file is hashed by the driver, which can read it without a Spark job; any other URI
+    is hashed by Spark where the data lives.
     """
     import hashlib
 
@@ -214,8 +214,8 @@ def train(spark, service, args) -> TrainResult:
                 "more varied data")
         threshold = params.threshold
         # Spark computes the input example and the silhouette while this thread writes the
-        # summary, its plot and the model (Python work): about 1 s less of a 17 s NAB run. The
-        # example goes first: the model waits for it, and not for the silhouette (0.4 s less).
+        # summary, its plot and the model (Python work). The example goes first: the model
+        # waits for it, and not for the silhouette.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-spark") as pool:
             example_job = pool.submit(lambda: table.valid.limit(5).toPandas())
             silhouette_job = pool.submit(silhouette, fitted.vectors, params)
@@ -332,9 +332,9 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     started = time.perf_counter()
-    # A small local table makes a short job, whose driver JIT differs (see core.spark). Replay
-    # does not pass its input's size: its work is in Python workers, and at the NAB series'
-    # 1.9 MB C1 alone gained nothing there (18.7, 17.3 -> 18.1, 18.5 s).
+    # A small local table makes a short job, whose driver JIT differs (see core.spark_config).
+    # Replay does not pass its input's size: its work is in Python workers, where the JIT
+    # choice does not help.
     input_bytes = local_input_bytes(to_uri(args.data))
     with spark_session_in_background("train", args.master, args.conf, input_bytes) as started_spark:
         with MlflowService() as service:
