@@ -14,10 +14,6 @@ import pandas as pd
 
 from core.errors import UserError
 
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
 PYTHON = sys.executable
 
 

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from benchmarks.common import PROJECT_ROOT, PYTHON, row
 from benchmarks.monitor_speed import write_chunks
 from core.errors import UserError

@@ -14,7 +14,6 @@ import numpy as np
 from benchmarks.common import PROJECT_ROOT, row
 from core.errors import UserError
 
-
 # The paced sweep's two streams, as its lines and its JSON rungs name them.
 MONITOR_STREAM, PLAIN_STREAM = "monitor", "no-scoring stream"
 

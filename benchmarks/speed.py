@@ -37,7 +37,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from benchmarks.common import json_destination, machine, print_table, synthetic_table
 from benchmarks.memory_speed import bench_memory
 from benchmarks.monitor_speed import bench_monitor

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from core.errors import UserError, exit_process, main_guard
+from core.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULT_METRICS = ("kmeans_iterations", "training_cost", "distance_threshold")
 
 

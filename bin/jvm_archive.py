@@ -21,8 +21,7 @@ from pathlib import Path
 
 from core.errors import UserError, exit_process, main_guard
 from core.java import archive_path, check_java
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from core.paths import PROJECT_ROOT
 
 
 def build_archive(timeout: float = 600) -> Path:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import re
 
+# One spelling per file: Spark writes file:/x in data and file:///x in its logs.
+FILE_URI_PREFIX, CANONICAL_FILE_PREFIX = "^file:/+", "file:///"
+
 
 def canonical_path(uri: str) -> str:
-    """One spelling per file: Spark writes file:/x in data and file:///x in its logs."""
-    return re.sub(r"^file:/+", "file:///", uri)
+    """A file's URI in its one spelling."""
+    return re.sub(FILE_URI_PREFIX, CANONICAL_FILE_PREFIX, uri)
+
+
+def canonical_path_column(column: str = "path"):
+    """Spark SQL for ``canonical_path`` of a column of file URIs."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_replace(column, FILE_URI_PREFIX, CANONICAL_FILE_PREFIX)
 
 
 class HadoopFs:

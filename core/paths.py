@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+# The checkout: where the default MLflow store, the sample and the generated docs live.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.hadoop_fs import canonical_path_column
 from core.scoring import INVALID_CLUSTER, OUTPUT_COLUMNS, ModelParams, score_frame
 
 OUTPUT_DDL = (
@@ -101,7 +102,6 @@ SERIES_STATE_DDL = "state string"
 
 def parse_binary_files(files, params: ModelParams):
     """A binaryFile DataFrame (static or streaming) as parsed, checked, unscored records."""
-    from pyspark.sql import functions as F
 
     from core.csv_input import parse_files, record_ddl
 
@@ -109,7 +109,7 @@ def parse_binary_files(files, params: ModelParams):
         for batch in batches:
             yield parse_files(params, zip(batch["path"], batch["content"]))
 
-    canonical = F.regexp_replace("path", "^file:/+", "file:///").alias("path")
+    canonical = canonical_path_column("path").alias("path")
     return files.select(canonical, "content").mapInPandas(parse, record_ddl(params))
 
 
@@ -215,12 +215,11 @@ def score_binary_files(spark, files, params: ModelParams, planned_paths: list[st
     Any ``planned_paths`` the scan did not see (zero-length files) come back as 'empty file'
     quarantine records.
     """
-    from pyspark.sql import functions as F
 
     records = parse_binary_files(files, params)
     if planned_paths:
         # Only the path column: binaryFile then lists the files without reading them.
-        canonical = F.regexp_replace("path", "^file:/+", "file:///")
+        canonical = canonical_path_column("path")
         seen = {row[0] for row in files.select(canonical).collect()}
         unseen = unseen_file_records(spark, params, seen, planned_paths)
         if unseen is not None:

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from core.errors import UserError
+from core.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HEALTH_TIMEOUT_SECONDS = 5.0
 # MLflow 3's UI opens an experiment in the view this tag names.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -38,7 +38,12 @@ import pandas as pd
 
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS, REPLAY_EXPERIMENT, STEP_TAG
+from core.schema import (
+    DEFAULT_MODEL_NAME,
+    PRODUCTION_ALIAS,
+    REPLAY_EXPERIMENT,
+    STEP_TAG,
+)
 from core.tracking import joined_run_id
 
 FAULT_ENV = "REPLAY_FAULT"  # test hook: "after_run_created" kills the replay with SIGKILL
@@ -91,7 +96,7 @@ def find_data(spark, specs: list[str]) -> DataSet:
     """Expand files, directories and globs; hash every file where it lives."""
     from pyspark.sql import functions as F
 
-    from core.hadoop_fs import HadoopFs, canonical_path
+    from core.hadoop_fs import HadoopFs, canonical_path, canonical_path_column
     from core.paths import to_uri
 
     fs = HadoopFs(spark)
@@ -104,7 +109,7 @@ def find_data(spark, specs: list[str]) -> DataSet:
     paths = sorted(set(paths))
     rows = (
         spark.read.format("binaryFile").load(paths)
-        .select(F.regexp_replace("path", "^file:/+", "file:///").alias("path"),
+        .select(canonical_path_column("path").alias("path"),
                 F.sha2("content", 256).alias("sha"))
         .collect()
     )
@@ -145,7 +150,14 @@ def summarize(records: pd.DataFrame, windows: dict | None):
     NAB scores and alert precision/recall judge the alerts (what pages an operator); window
     and row precision/recall judge the anomalous rows.
     """
-    from replay.nab_scoring import PROFILES, f1, normalised, score_file, window_metrics, window_rows
+    from replay.nab_scoring import (
+        PROFILES,
+        f1,
+        normalised,
+        score_file,
+        window_metrics,
+        window_rows,
+    )
 
     rows = []
     scores = {profile: [] for profile in PROFILES}
@@ -390,9 +402,9 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
 
 @main_guard
 def main(argv=None) -> int:
+    from core.comparison import compare, log_table, print_table
     from core.spark import spark_session
     from core.tracking import MlflowService
-    from core.comparison import compare, log_table, print_table
 
     args = parse_args(argv)
     with MlflowService() as service:

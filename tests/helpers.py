@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import urllib.request
 import uuid
 
-import subprocess
-
 import pytest
-
 from conftest import PROJECT_ROOT, PYTHON, project_env
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"

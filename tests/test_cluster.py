@@ -9,10 +9,18 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import pyspark
-from conftest import BIN, PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
+import pytest
+from conftest import (
+    BIN,
+    PROJECT_ROOT,
+    PYTHON,
+    ManagedProcess,
+    free_port,
+    run_command,
+    wait_for,
+)
+
 from core.csv_input import score_files
 from core.model import load_params
 from streaming.sinks import read_output, read_summaries

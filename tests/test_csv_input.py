@@ -3,10 +3,10 @@
 import math
 
 import pytest
+from streaming_cases import CASES, HEADER, NORMAL
 
 from core.csv_input import record_columns, score_files
 from core.scoring import ModelParams
-from streaming_cases import CASES, HEADER, NORMAL
 
 PARAMS = ModelParams(
     features=["cpu", "disk", "network"], mean=[30.0, 3e6, 8e6], scale=[0.1, 1e-6, 1e-6],

@@ -11,10 +11,16 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
-from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, run_command, wait_for
+from conftest import (
+    PROJECT_ROOT,
+    PYTHON,
+    ManagedProcess,
+    free_port,
+    run_command,
+    wait_for,
+)
 from helpers import copy_project, env_without_tracking, http_ok
+from mlflow import MlflowClient
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ import subprocess
 from pathlib import Path
 
 from core import java as jvm_archive
-from core.paths import local_input_bytes
 from core.java import check_java
+from core.paths import local_input_bytes
 from core.spark_config import SHORT_JOB_INPUT_BYTES, driver_java_options, is_short_job
 
 

@@ -5,17 +5,17 @@ import uuid
 
 import pandas as pd
 import pytest
-
 from conftest import isolated_store, wait_for
+from helpers import SAMPLE, RunningMonitor, drop, monitor_args, train_args
+from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
+
 from core.csv_input import score_files
 from core.errors import UserError
 from core.spark_scoring import FOLDED_ROWS, fold_normal_rows
 from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
-from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
 from training import promote
 from training import train as train_job
-from helpers import SAMPLE, RunningMonitor, drop, monitor_args, train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

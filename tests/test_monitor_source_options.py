@@ -9,14 +9,14 @@ import contextlib
 import re
 
 import pytest
-from pyspark.errors import StreamingQueryException
-
 from conftest import PYTHON, isolated_store, run_command, wait_for
+from helpers import SAMPLE, drop, monitor_args, train_args
+from pyspark.errors import StreamingQueryException
+from streaming_cases import HEADER
+
 from core.paths import local_path, to_uri
 from streaming import monitor as monitor_job
 from streaming.sinks import files_in_batch, read_summaries
-from streaming_cases import HEADER
-from helpers import SAMPLE, drop, monitor_args, train_args
 from training import promote
 from training import train as train_job
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import textwrap
 
-from conftest import PROJECT_ROOT, PYTHON, project_env
 import pytest
+from conftest import PROJECT_ROOT, PYTHON, project_env
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

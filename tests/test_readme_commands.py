@@ -3,11 +3,10 @@
 import re
 import subprocess
 
-from mlflow import MlflowClient
-
+import pytest
 from conftest import PROJECT_ROOT, PYTHON
 from helpers import copy_project, env_without_tracking
-import pytest
+from mlflow import MlflowClient
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Replay, compare, promote --best-by and the NAB benchmark, with real Spark and MLflow."""
+"""Replay, compare and promote --best-by, with real Spark and MLflow (the NAB benchmark: test_nab_benchmark)."""
 
 import argparse
 import shutil
@@ -7,14 +7,14 @@ import signal
 import mlflow
 import pandas as pd
 import pytest
+from conftest import PYTHON, isolated_store, run_command
+from helpers import RunningMonitor, drop, monitor_args, train_args
 
-from conftest import PROJECT_ROOT, PYTHON, isolated_store, run_command
-from core.errors import UserError
 from core import comparison as compare
-from replay import benchmark, replay
+from core.errors import UserError
+from replay import replay
 from training import promote
 from training import train as train_job
-from helpers import RunningMonitor, drop, monitor_args, train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -194,30 +194,3 @@ def test_replay_errors_are_clear(spark, store, tmp_path):
         replay.run_replay(spark, store, replay_args(tmp_path / "nothing"))
     with pytest.raises(UserError, match="has no version 9"):
         replay.run_replay(spark, store, replay_args(tmp_path, models=[f"{MODEL}/9"]))
-
-
-def test_the_nab_benchmark_reproduces_the_scores_on_the_quality_page(spark, mlflow_service, nab_dir, tmp_path):
-    # given the quality page, whose results table the benchmark generated
-    page = PROJECT_ROOT / "docs" / "quality.md"
-    committed = page.read_text()
-    copy = tmp_path / "quality.md"
-    copy.write_text(committed)
-    # when the benchmark runs with the defaults on all 17 files and rewrites the copy's table
-    args = benchmark.parse_args(["--data", str(nab_dir / "data" / "realAWSCloudwatch"),
-                                 "--labels", str(labels_file(nab_dir)), "--out", str(tmp_path / "out"),
-                                 "--report", str(copy)])
-    metrics = benchmark.run_benchmark(spark, mlflow_service, args)
-    # then every score, threshold and per-file figure in the table is reproduced exactly
-    assert copy.read_text() == committed
-    assert metrics["files"] == 17 and metrics["labelled_files"] == 11
-    assert metrics["nab_standard"] >= metrics["nab_standard_at_rule"]
-    # and every row of every file is written, in file order, with its alert flag
-    for source in sorted((nab_dir / "data" / "realAWSCloudwatch").glob("*.csv"))[:3]:
-        rows = pd.read_csv(tmp_path / "out" / source.name)
-        assert rows["timestamp"].tolist() == pd.read_csv(source)["timestamp"].tolist()
-        assert list(rows.columns) == benchmark.ROW_COLUMNS
-        assert rows["is_alert"].sum() <= rows["is_anomaly"].sum()
-    run = mlflow_service.client.search_runs(
-        [mlflow_service.client.get_experiment_by_name("server-anomaly-nab-benchmark").experiment_id])[0]
-    assert run.data.params["history"] == "mean,std" and run.data.params["cooldown"] == "216"
-    assert run.data.metrics["nab_standard"] == metrics["nab_standard"]

@@ -16,8 +16,16 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    PROJECT_ROOT,
+    PYTHON,
+    ManagedProcess,
+    free_port,
+    isolated_store,
+    run_command,
+    wait_for,
+)
 
-from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, isolated_store, run_command, wait_for
 from core.model import AnomalyDetectorModel, log_anomaly_model
 from core.scoring import ModelParams, history_features, score_series
 

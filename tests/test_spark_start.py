@@ -11,9 +11,9 @@ import subprocess
 import textwrap
 
 import pytest
-
 from conftest import PROJECT_ROOT, PYTHON, project_env
 from helpers import UNRESOLVABLE
+
 
 def run(command, cwd=PROJECT_ROOT, timeout=300, **extra) -> subprocess.CompletedProcess:
     """``command`` with this suite's environment, less anything that would choose for it."""

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import PYTHON, run_command
+
 from benchmarks import report
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.

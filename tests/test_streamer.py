@@ -4,6 +4,7 @@ import signal
 import subprocess
 
 from conftest import PROJECT_ROOT, PYTHON, project_env, wait_for
+
 from streaming.streamer import mtime_ms, stamp_after
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"

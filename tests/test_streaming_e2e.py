@@ -10,14 +10,14 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import PYTHON, ManagedProcess, isolated_store, run_command, wait_for
+from helpers import train_args
+
 from core.csv_input import score_files
 from core.model import load_params
 from streaming.sinks import read_output, read_summaries
 from training import promote
 from training import train as train_job
-from helpers import train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

@@ -8,18 +8,19 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import train_args
 
 from core.errors import UserError
 from core.model import load_params
 from core.scoring import ModelParams, score_frame, squared_distances
-from core.spark_scoring import nearest_distance_expression, score_dataframe, training_features
+from core.spark_scoring import (
+    nearest_distance_expression,
+    score_dataframe,
+    training_features,
+)
+from training import config, evaluate, kmeans, kmeans_large
 from training import train as train_job
-from helpers import train_args
-from training import config
-from training import evaluate
 from training.features import load_feature_table
-from training import kmeans
-from training import kmeans_large
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow

@@ -10,10 +10,9 @@ import urllib.request
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
 from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, wait_for
 from helpers import copy_project, env_without_tracking, http_ok
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 README = (PROJECT_ROOT / "README.md").read_text()

@@ -79,7 +79,11 @@ def silhouette(table, params: ModelParams) -> float:
     """
     from pyspark.sql import functions as F
 
-    from core.spark_scoring import nearest_centroid, squared_distance_expressions, standardised_expressions
+    from core.spark_scoring import (
+        nearest_centroid,
+        squared_distance_expressions,
+        standardised_expressions,
+    )
 
     scaled = standardised_expressions(params.vector_columns, params.mean, params.scale)
     squared = squared_distance_expressions(params, scaled)

@@ -7,9 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.scoring import RULE_DISTANCE, ModelParams
-from training.features import Moments, moment_expressions, moments_from_row
 from training import kmeans_large
-from training.kmeans_large import KMEANS_TOLERANCE, METHOD_SAMPLE_LLOYD, SAMPLE_INIT_ROWS, fit_by_sample_then_lloyd
+from training.features import Moments, moment_expressions, moments_from_row
+from training.kmeans_large import (
+    KMEANS_TOLERANCE,
+    METHOD_SAMPLE_LLOYD,
+    SAMPLE_INIT_ROWS,
+    fit_by_sample_then_lloyd,
+)
 
 # Spark's "auto" solver measures the data's density in a pass of its own, then picks "row" for
 # these dense, centred vectors: the same centroids without the pass.
@@ -56,7 +61,11 @@ class FittedKMeans:
         the centroids, else by the nearest centroid, ties to the lowest index."""
         if self.kmeans is not None:
             return self.kmeans.transform(self.vectors(table))
-        from core.spark_scoring import nearest_centroid, squared_distance_expressions, standardised_expressions
+        from core.spark_scoring import (
+            nearest_centroid,
+            squared_distance_expressions,
+            standardised_expressions,
+        )
 
         scaled = standardised_expressions(self.columns, self.mean, self.scale)
         return self.vectors(table).withColumn("cluster", nearest_centroid(

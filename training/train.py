@@ -30,8 +30,20 @@ import pandas as pd
 
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_FEATURES, DEFAULT_MODEL_NAME, STEP_TAG, TIMESTAMP, TRAINING_EXPERIMENT
-from core.scoring import HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, ModelParams, bounds_for
+from core.schema import (
+    DEFAULT_FEATURES,
+    DEFAULT_MODEL_NAME,
+    STEP_TAG,
+    TIMESTAMP,
+    TRAINING_EXPERIMENT,
+)
+from core.scoring import (
+    HISTORY_TRANSFORMS,
+    RULE_DISTANCE,
+    RULES,
+    ModelParams,
+    bounds_for,
+)
 from training.config import (
     DEFAULT_ALERT_THRESHOLD,
     DEFAULT_COOLDOWN,
@@ -44,7 +56,12 @@ from training.config import (
     HistorySpec,
     parse_history,
 )
-from training.evaluate import cluster_summary, distance_threshold, plot_cluster_summary, silhouette
+from training.evaluate import (
+    cluster_summary,
+    distance_threshold,
+    plot_cluster_summary,
+    silhouette,
+)
 from training.features import Moments, load_feature_table
 from training.kmeans import FittedKMeans, fit_kmeans
 
