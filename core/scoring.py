@@ -69,6 +69,24 @@ def tail_rows(history: list[str], span: int) -> int:
     return max(needs_previous, windowed)
 
 
+def check_rule(rule: str) -> None:
+    """The rule a model flags anomalies by; the one check every job and the model share."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+
+
+def check_history(history) -> None:
+    unknown = [t for t in history if t not in HISTORY_TRANSFORMS]
+    if unknown or not history or len(set(history)) != len(history):
+        raise ValueError(f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
+                         f"got {', '.join(history) or 'none'}")
+
+
+def check_alert_policy(span: int, cooldown: int) -> None:
+    if span < 1 or cooldown < 0:
+        raise ValueError("span must be at least 1 and cooldown at least 0")
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """Everything needed to score a row: what training learned, as plain numbers.
@@ -95,14 +113,9 @@ class ModelParams:
     cooldown: int = 0
 
     def __post_init__(self):
-        if self.rule not in RULES:
-            raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
-        unknown = [t for t in self.history if t not in HISTORY_TRANSFORMS]
-        if unknown or not self.history or len(set(self.history)) != len(self.history):
-            raise ValueError(f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
-                             f"got {', '.join(self.history) or 'none'}")
-        if self.span < 1 or self.cooldown < 0:
-            raise ValueError("span must be at least 1 and cooldown at least 0")
+        check_rule(self.rule)
+        check_history(self.history)
+        check_alert_policy(self.span, self.cooldown)
         width = len(self.vector_columns)
         if len(self.mean) != width or len(self.scale) != width:
             raise ValueError("mean and scale need one entry per feature")

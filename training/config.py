@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.scoring import HISTORY_TRANSFORMS, derived_name
+from core.scoring import check_history, derived_name
 
 DEFAULT_K = 7
 DEFAULT_SEED = 42
@@ -35,9 +35,10 @@ class HistorySpec:
 
 
 def parse_history(text: str) -> tuple[str, ...]:
+    """``--history``'s comma-separated transforms, checked as the model checks them."""
     history = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in history if t not in HISTORY_TRANSFORMS]
-    if not history or unknown or len(set(history)) != len(history):
-        raise UserError(f"history must list distinct transforms from {', '.join(HISTORY_TRANSFORMS)} "
-                        f"(got {text!r})")
+    try:
+        check_history(history)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     return history

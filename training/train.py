@@ -43,6 +43,8 @@ from core.scoring import (
     RULES,
     ModelParams,
     bounds_for,
+    check_alert_policy,
+    check_rule,
 )
 from training.config import (
     DEFAULT_ALERT_THRESHOLD,
@@ -168,15 +170,16 @@ def train(spark, service, args) -> TrainResult:
     from core.tracking import log_dataset
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
-    if args.rule not in RULES:
-        raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
     if args.k < 2:
         raise UserError("k must be at least 2")
     if not 0 < args.threshold_quantile < 1:
         raise UserError("threshold quantile must be between 0 and 1")
     spec = HistorySpec(parse_history(args.history), args.span, args.alert_threshold, args.cooldown)
-    if spec.span < 1 or spec.cooldown < 0:
-        raise UserError("span must be at least 1 and cooldown at least 0")
+    try:
+        check_rule(args.rule)
+        check_alert_policy(spec.span, spec.cooldown)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     uri = to_uri(args.data)
     started = time.perf_counter()
     table = load_feature_table(spark, uri, features)
