@@ -10,6 +10,7 @@ import re
 
 import pytest
 from conftest import PYTHON, isolated_store, run_command, wait_for
+from core.spark_config import parse_conf
 from helpers import SAMPLE, drop, monitor_args, train_args
 from pyspark.errors import StreamingQueryException
 from streaming_cases import HEADER
@@ -153,7 +154,7 @@ def test_the_values_mlflow_run_passes_read_as_not_given_and_help_shows_every_def
                                    "--conf", "none", "--scored-rows", "false", "--available-now", "false",
                                    "--clean-source", "off", "--archive-dir", "none"])
     # then each reads as not given
-    assert (args.model, args.checkpoint, args.master, args.conf) == (None, None, None, [])
+    assert (args.model, args.checkpoint, args.master, parse_conf(args.conf)) == (None, None, None, {})
     assert (args.available_now, args.clean_source, args.archive_dir) == (False, "off", None)
     assert monitor_job.parse_args(["--input", "in", "--available-now", "true"]).available_now is True
     assert monitor_job.parse_args(["--input", "in", "--available-now"]).available_now is True

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from training import prepare, sample_data
 
 
@@ -140,5 +140,10 @@ def test_prepare_logs_its_alignment_rule_to_mlflow(tmp_path, mlflow_service):
 def test_committed_sample_is_what_the_generator_makes(tmp_path):
     sample_data.write_sample(tmp_path)
     committed = PROJECT_ROOT / "data" / "sample"
-    for relative in ["metrics.csv", *[f"series/{n}" for n in sample_data.SERIES_FILES.values()]]:
+    # Every file the generator writes, so a new one (such as the labels) cannot go unchecked.
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    expected = [sample_data.TABLE_FILE, sample_data.LABELS_FILE, sample_data.REQUEST_FILE,
+                *[f"series/{n}" for n in sample_data.SERIES_FILES.values()]]
+    assert written == sorted(expected)
+    for relative in written:
         assert (tmp_path / relative).read_bytes() == (committed / relative).read_bytes(), relative

@@ -27,6 +27,7 @@ from core.tracking import PROJECT_ROOT, MlflowService
 
 PREPARED_TABLE = "data/prepared/metrics.csv"
 SAMPLE_TABLE = "data/sample/metrics.csv"
+SAMPLE_LABELS = "data/sample/labels.json"  # the sample's incident, NAB-style: the replay scores its alerts
 
 
 def announce(entry_point: str, parameters: dict) -> None:
@@ -111,8 +112,8 @@ def main(argv=None) -> int:
         run_step("promote", {"model_name": args.model_name, "version": version}, experiment_id)
         monitored = monitor_the_sample(args.model_name, service.experiment_id(MONITOR_EXPERIMENT))
         # Replay the sample through production; replay prints the compare table at its end.
-        run_step("replay", {"data": SAMPLE_TABLE, "model": f"{args.model_name}@{PRODUCTION_ALIAS}"},
-                 service.experiment_id(REPLAY_EXPERIMENT))
+        run_step("replay", {"data": SAMPLE_TABLE, "model": f"{args.model_name}@{PRODUCTION_ALIAS}",
+                            "labels": SAMPLE_LABELS}, service.experiment_id(REPLAY_EXPERIMENT))
         tracking_uri = service.tracking_uri
     if tracking_uri.startswith("sqlite:"):
         ui = f".venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"

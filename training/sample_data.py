@@ -39,6 +39,10 @@ STEP = "5min"
 INCIDENT_ROWS = 15  # 75 minutes: shorter than the default model's 24-row history window
 TABLE_FILE = "metrics.csv"
 LABELS_FILE = "labels.json"
+REQUEST_FILE = "request.json"
+# train's default span: the request's last row then has a full history window.
+REQUEST_ROWS = 24
+REQUEST_SERIES = "web-1"
 # NAB's labeller: one window of 10% of the file's rows per anomaly, centred on the anomaly.
 NAB_WINDOW_SHARE = 0.10
 NAB_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -107,6 +111,15 @@ def write_sample(out: Path, rows: int = DEFAULT_ROWS, seed: int = 7) -> None:
     write_table(collate(series_dir).table, out / TABLE_FILE)
     # NAB's own files are indented by 4; the newline keeps the committed file diff-friendly.
     (out / LABELS_FILE).write_text(json.dumps(label_windows(rows), indent=4) + "\n")
+    (out / REQUEST_FILE).write_text(serving_request(table))
+
+
+def serving_request(table: pd.DataFrame, rows: int = REQUEST_ROWS) -> str:
+    """A request for ``mlflow models serve``: one series' first rows, a full history window, so
+    the last row is judged on its history rather than as a series' first row."""
+    window = table[list(SERIES_FILES)].head(rows).assign(series=REQUEST_SERIES)[["series", *SERIES_FILES]]
+    records = ",\n".join("  " + json.dumps(record) for record in window.to_dict(orient="records"))
+    return '{"dataframe_records": [\n' + records + "\n]}\n"
 
 
 @main_guard
