@@ -26,13 +26,27 @@ def summary(samples: list[float]) -> dict:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
 
 
-def row(figure: str, unit: str, ours: list[float], baseline: list[float] | None, note: str = "",
-        higher_is_better: bool = False) -> dict:
+def row(
+    figure: str,
+    unit: str,
+    ours: list[float],
+    baseline: list[float] | None,
+    note: str = "",
+    higher_is_better: bool = False,
+) -> dict:
     ours_s = summary(ours)
     base_s = summary(baseline) if baseline else None
     ratio = ours_s["median"] / base_s["median"] if base_s and base_s["median"] else None
-    return {"figure": figure, "unit": unit, "ours": ours_s, "baseline": base_s, "ratio": ratio,
-            "higher_is_better": higher_is_better, "note": note, "machine": machine()}
+    return {
+        "figure": figure,
+        "unit": unit,
+        "ours": ours_s,
+        "baseline": base_s,
+        "ratio": ratio,
+        "higher_is_better": higher_is_better,
+        "note": note,
+        "machine": machine(),
+    }
 
 
 def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:

@@ -41,12 +41,12 @@ def file_scores(values, history, span, k, seed, quantile) -> np.ndarray:
     from replay.nab_scoring import probationary_rows
 
     vectors, _ = history_features(history, span, values[:, None], [])
-    train = vectors[:probationary_rows(len(values))]
+    train = vectors[: probationary_rows(len(values))]
     std = train.std(axis=0)
     scaled = (vectors - train.mean(axis=0)) * np.where(std > 0, 1 / np.where(std > 0, std, 1), 0)
-    model = KMeans(min(k, len(train)), n_init=1, random_state=seed, max_iter=20).fit(scaled[:len(train)])
+    model = KMeans(min(k, len(train)), n_init=1, random_state=seed, max_iter=20).fit(scaled[: len(train)])
     distance = np.sqrt(((scaled[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2)).min(axis=1)
-    threshold = np.quantile(distance[:len(train)], quantile)
+    threshold = np.quantile(distance[: len(train)], quantile)
     return distance / (distance + threshold) if threshold > 0 else (distance > 0).astype(float)
 
 
@@ -56,8 +56,9 @@ def corpus_score(files, scores, cooldown: int, warmup: int) -> tuple[float, floa
 
     every = np.concatenate(scores)
     candidates = np.unique(np.quantile(every, np.linspace(0.5, 1.0, 401)))
-    return best_threshold([(s, spans) for s, (_, spans) in zip(scores, files)], "standard",
-                          candidates, alert_detector(cooldown, warmup))
+    return best_threshold(
+        [(s, spans) for s, (_, spans) in zip(scores, files)], "standard", candidates, alert_detector(cooldown, warmup)
+    )
 
 
 @main_guard

@@ -64,8 +64,10 @@ def main(argv=None) -> int:
         try:
             table = features.load_feature_table(spark, data, FEATURES)
             if table.total_rows - table.invalid_rows <= lloyd_from:
-                raise UserError(f"the table's valid rows must be more than the sample size ({lloyd_from}) "
-                                "for the Lloyd path to run: pass more --rows or a lower --sample-rows")
+                raise UserError(
+                    f"the table's valid rows must be more than the sample size ({lloyd_from}) "
+                    "for the Lloyd path to run: pass more --rows or a lower --sample-rows"
+                )
             seconds: dict[str, list[float]] = {}
             for _ in range(args.repeat):
                 for seed in args.seeds:
@@ -73,22 +75,28 @@ def main(argv=None) -> int:
                     for cap in (float("inf"), lloyd_from):
                         kmeans_large.SAMPLE_INIT_ROWS = cap
                         started = time.perf_counter()
-                        fitted = train.fit_model(table.valid, FEATURES, args.k, seed, 20, "distance", 0.99,
-                                                   moments=table.moments)
+                        fitted = train.fit_model(
+                            table.valid, FEATURES, args.k, seed, 20, "distance", 0.99, moments=table.moments
+                        )
                         elapsed = time.perf_counter() - started
                         pipeline = fitted.kmeans
                         seconds.setdefault(pipeline.method, []).append(elapsed)
-                        print(f"fit {pipeline.method}, seed {seed}: {elapsed:.2f} s, {pipeline.iterations} "
-                              f"iterations, cost {pipeline.training_cost:.6g}, threshold "
-                              f"{fitted.params.threshold:.6g}", flush=True)
+                        print(
+                            f"fit {pipeline.method}, seed {seed}: {elapsed:.2f} s, {pipeline.iterations} "
+                            f"iterations, cost {pipeline.training_cost:.6g}, threshold "
+                            f"{fitted.params.threshold:.6g}",
+                            flush=True,
+                        )
         finally:
             stop_state_stores(spark)
             spark.stop()
     medians = {method: statistics.median(times) for method, times in seconds.items()}
     for method, median in medians.items():
         print(f"median {method}: {median:.2f} s over {len(seconds[method])} fit(s)")
-    print(f"ratio {kmeans.METHOD_SPARK_ML} / {kmeans_large.METHOD_SAMPLE_LLOYD}: "
-          f"{medians[kmeans.METHOD_SPARK_ML] / medians[kmeans_large.METHOD_SAMPLE_LLOYD]:.2f}")
+    print(
+        f"ratio {kmeans.METHOD_SPARK_ML} / {kmeans_large.METHOD_SAMPLE_LLOYD}: "
+        f"{medians[kmeans.METHOD_SPARK_ML] / medians[kmeans_large.METHOD_SAMPLE_LLOYD]:.2f}"
+    )
     return 0
 
 

@@ -19,9 +19,29 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
     folder = work / "memory"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"}
     process = subprocess.Popen(
-        [PYTHON, "-m", "streaming.monitor", "--input", str(folder / "in"), "--output", str(folder / "out"),
-         "--model", model_uri, "--window", "3", "--show", "0", "--timeout", str(minutes * 60 + 330)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            PYTHON,
+            "-m",
+            "streaming.monitor",
+            "--input",
+            str(folder / "in"),
+            "--output",
+            str(folder / "out"),
+            "--model",
+            model_uri,
+            "--window",
+            "3",
+            "--show",
+            "0",
+            "--timeout",
+            str(minutes * 60 + 330),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     samples: list[tuple[float, dict]] = []
     stop = threading.Event()
 
@@ -54,25 +74,42 @@ def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: f
         return max((k[kind] for t, k in samples if start <= t <= end), default=0.0)
 
     kinds = ("total", "driver", "jvm", "python_workers")
-    per_minute = {kind: [peak(kind, m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)]
-                  for kind in kinds}
+    per_minute = {
+        kind: [peak(kind, m * 60, (m + 1) * 60 - 1e-9) for m in range(int(total // 60) + 1)] for kind in kinds
+    }
     trace = ", ".join(f"{v:.0f}" for v in per_minute["total"] if v)
-    first, middle, last = (peak("total", 0, total / 3), peak("total", total / 3, 2 * total / 3),
-                           peak("total", 2 * total / 3))
+    first, middle, last = (
+        peak("total", 0, total / 3),
+        peak("total", total / 3, 2 * total / 3),
+        peak("total", 2 * total / 3),
+    )
     peak_row = row(
-        f"monitor peak memory (PSS), {minutes:g}-minute paced run at {rate:.0f} files/min", "MiB",
-        [peak("total")], None,
+        f"monitor peak memory (PSS), {minutes:g}-minute paced run at {rate:.0f} files/min",
+        "MiB",
+        [peak("total")],
+        None,
         f"driver Python {peak('driver'):.0f} + JVM {peak('jvm'):.0f} + Python workers "
         f"{peak('python_workers'):.0f} MiB at their peaks (up to {peak('workers') - 1:.0f} workers and "
-        f"their daemon); RSS summed without sharing: {peak('rss'):.0f} MiB; peak per minute: {trace} MiB")
+        f"their daemon); RSS summed without sharing: {peak('rss'):.0f} MiB; peak per minute: {trace} MiB",
+    )
     peak_row["parts_mib"] = {kind: peak(kind) for kind in kinds[1:]}
     peak_row["per_minute_mib"] = per_minute
     return [
         peak_row,
-        row("monitor memory growth: peak of the last third / peak of the first third", "ratio",
-            [last / first], None, "includes the start-up"),
-        row("monitor memory growth: peak of the last third / peak of the middle third", "ratio",
-            [last / middle], None, "about 1 means it stopped growing after the first minutes"),
+        row(
+            "monitor memory growth: peak of the last third / peak of the first third",
+            "ratio",
+            [last / first],
+            None,
+            "includes the start-up",
+        ),
+        row(
+            "monitor memory growth: peak of the last third / peak of the middle third",
+            "ratio",
+            [last / middle],
+            None,
+            "about 1 means it stopped growing after the first minutes",
+        ),
     ]
 
 
@@ -82,8 +119,9 @@ def _wait_until_scored(output: Path, files: int, process: subprocess.Popen, seco
     deadline = time.monotonic() + seconds
     while sum(summary["files"] for summary in read_summaries(str(output))) < files:
         if process.poll() is not None:
-            raise UserError(f"the monitor of the memory run stopped (exit code {process.returncode}) "
-                            "before it scored every file")
+            raise UserError(
+                f"the monitor of the memory run stopped (exit code {process.returncode}) before it scored every file"
+            )
         if time.monotonic() > deadline:
             raise UserError(f"the monitor of the memory run did not score every file in {seconds:g} s")
         time.sleep(0.5)

@@ -33,8 +33,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Time monitor batches of a given number of small files.")
     parser.add_argument("--files", type=int, default=1920, help="100-row files per batch")
     parser.add_argument("--batches", type=int, default=5, help="timed batches (the first is a cold one)")
-    parser.add_argument("--no-injected-anomaly", action="store_true",
-                        help="drop the sure anomaly the benchmark writes into every file")
+    parser.add_argument(
+        "--no-injected-anomaly", action="store_true", help="drop the sure anomaly the benchmark writes into every file"
+    )
     parser.add_argument("--master", default=None)
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
     args = parser.parse_args(argv)
@@ -79,13 +80,23 @@ def time_batches(spark, service, model_uri: str, work: Path, args) -> list[dict]
             query.processAllAvailable()
             progress = query.lastProgress
             if progress["numInputRows"] != args.files:
-                raise UserError(f"batch {progress['batchId']} took {progress['numInputRows']} of the "
-                                f"{args.files} files renamed in together (a listing came during the "
-                                "renames); its timings would mislead: run it again")
-            timings.append({"batch": progress["batchId"], "files": progress["numInputRows"],
-                            **{key: progress["durationMs"].get(key, 0) for key in ("addBatch", "triggerExecution")}})
-            print(f"timed batch {progress['batchId']}: {args.files} files, addBatch {timings[-1]['addBatch']} ms, "
-                  f"triggerExecution {timings[-1]['triggerExecution']} ms", flush=True)
+                raise UserError(
+                    f"batch {progress['batchId']} took {progress['numInputRows']} of the "
+                    f"{args.files} files renamed in together (a listing came during the "
+                    "renames); its timings would mislead: run it again"
+                )
+            timings.append(
+                {
+                    "batch": progress["batchId"],
+                    "files": progress["numInputRows"],
+                    **{key: progress["durationMs"].get(key, 0) for key in ("addBatch", "triggerExecution")},
+                }
+            )
+            print(
+                f"timed batch {progress['batchId']}: {args.files} files, addBatch {timings[-1]['addBatch']} ms, "
+                f"triggerExecution {timings[-1]['triggerExecution']} ms",
+                flush=True,
+            )
     finally:
         query.stop()
         service.end_run(monitor.run_id)
@@ -105,13 +116,18 @@ def main(argv=None) -> int:
         work = Path(scratch)
         store = f"sqlite:///{work / 'mlflow.db'}"
         model_uri = train_benchmark_model(store)
-        with MlflowService(store, store) as service, \
-                spark_session("monitor-batch", args.master, args.conf, long_running=True) as spark:
+        with (
+            MlflowService(store, store) as service,
+            spark_session("monitor-batch", args.master, args.conf, long_running=True) as spark,
+        ):
             timings = time_batches(spark, service, model_uri, work, args)
     steady = timings[1:] or timings
-    print(f"steady batches ({len(steady)} of {len(timings)}, the first left out when there are more): median "
-          f"addBatch {statistics.median(t['addBatch'] for t in steady):.0f} ms, triggerExecution "
-          f"{statistics.median(t['triggerExecution'] for t in steady):.0f} ms", flush=True)
+    print(
+        f"steady batches ({len(steady)} of {len(timings)}, the first left out when there are more): median "
+        f"addBatch {statistics.median(t['addBatch'] for t in steady):.0f} ms, triggerExecution "
+        f"{statistics.median(t['triggerExecution'] for t in steady):.0f} ms",
+        flush=True,
+    )
     return 0
 
 

@@ -27,8 +27,15 @@ def chunk_header() -> list[str]:
         return [*table.readline().strip().split(","), "source"]
 
 
-def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pace: float = 0.0,
-                 renamed: dict | None = None, prefix: str = "bench") -> None:
+def write_chunks(
+    folder: Path,
+    count: int,
+    rows_per_file: int,
+    staging: Path,
+    pace: float = 0.0,
+    renamed: dict | None = None,
+    prefix: str = "bench",
+) -> None:
     lines = SAMPLE_TABLE.read_text().splitlines()
     # 20 hosts, as the streamer labels its chunks: each file continues its host's series, in
     # time order (the monitor quarantines rows older than their series' latest as late).
@@ -45,7 +52,7 @@ def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pa
         start = (i * rows_per_file) % len(values)
         host = f"{prefix}-host-{i % 20:02d}"  # each call its own hosts: its times start again
         step = (i // 20) * rows_per_file  # this host's rows so far
-        stamps = all_stamps[step:step + rows_per_file].tolist()
+        stamps = all_stamps[step : step + rows_per_file].tolist()
         rows = [f"{stamps[j + 1]},{values[(start + j) % len(values)]},{host}" for j in range(rows_per_file - 1)]
         # One sure anomaly per file, so every file leaves an event to time.
         chunk = [header, f"{stamps[0]},99,90000000,1,{host}", *rows]
@@ -60,17 +67,29 @@ def write_chunks(folder: Path, count: int, rows_per_file: int, staging: Path, pa
 
 
 def _monitor_args(work: Path, name: str, window: float, model_uri: str, **extra):
-    values = dict(input=str(work / name / "in"), window=window, model=model_uri, model_name="",
-                  output=str(work / name / "out"), checkpoint="", show=0, scored_rows=False,
-                  series_idle_minutes=1440,
-                  max_files_per_trigger=100000,
-                  idle_windows=0, timeout=0, master=None, conf=[])
+    values = dict(
+        input=str(work / name / "in"),
+        window=window,
+        model=model_uri,
+        model_name="",
+        output=str(work / name / "out"),
+        checkpoint="",
+        show=0,
+        scored_rows=False,
+        series_idle_minutes=1440,
+        max_files_per_trigger=100000,
+        idle_windows=0,
+        timeout=0,
+        master=None,
+        conf=[],
+    )
     values.update(extra)
     return argparse.Namespace(**values)
 
 
-def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, rows_per_file: int
-           ) -> tuple[float, float, float]:
+def _drain(
+    spark, service, model_uri: str, work: Path, name: str, files: int, rows_per_file: int
+) -> tuple[float, float, float]:
     """Seconds for the monitor, for a no-scoring file stream and for the SQL-only floor scorer
     (``sql_floor_scorer``) to drain the same backlog, one after the other."""
     from core.spark_scoring import BINARY_FILE_SCHEMA
@@ -93,8 +112,12 @@ def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, ro
         """Seconds for a query over the same files (``writer``: its sink) to drain them."""
         started = time.perf_counter()
         files_stream = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(work / name / "in"))
-        query = (writer(files_stream).option("checkpointLocation", str(work / name / f"{writer.__name__}-checkpoint"))
-                 .trigger(processingTime="0.5 seconds").start())
+        query = (
+            writer(files_stream)
+            .option("checkpointLocation", str(work / name / f"{writer.__name__}-checkpoint"))
+            .trigger(processingTime="0.5 seconds")
+            .start()
+        )
         try:
             query.processAllAvailable()
         finally:
@@ -105,7 +128,9 @@ def _drain(spark, service, model_uri: str, work: Path, name: str, files: int, ro
         return no_scoring_stream(files_stream, work / name / "plain-out")
 
     def floor(files_stream):
-        return files_stream.writeStream.foreachBatch(sql_floor_scorer(tracker.current.params, work / name / "floor-out"))
+        return files_stream.writeStream.foreachBatch(
+            sql_floor_scorer(tracker.current.params, work / name / "floor-out")
+        )
 
     plain_seconds, floor_seconds = drained_in(plain), drained_in(floor)
     if not list((work / name / "floor-out").glob("*.parquet")):
@@ -131,12 +156,15 @@ def sql_floor_scorer(params, events: Path):
     position = {name: i for i, name in enumerate(chunk_header())}
 
     def score(files, batch_id):
-        lines = (files.select(F.posexplode(F.split(F.col("content").cast("string"), "\n")).alias("number", "line"))
-                 .where("number > 0 AND line != ''"))
+        lines = files.select(
+            F.posexplode(F.split(F.col("content").cast("string"), "\n")).alias("number", "line")
+        ).where("number > 0 AND line != ''")
         fields = F.split("line", ",")
-        table = lines.select(fields[position["timestamp"]].alias("timestamp"),
-                             fields[position["source"]].alias("source"),
-                             *[fields[position[f]].try_cast("double").alias(f) for f in params.features])
+        table = lines.select(
+            fields[position["timestamp"]].alias("timestamp"),
+            fields[position["source"]].alias("source"),
+            *[fields[position[f]].try_cast("double").alias(f) for f in params.features],
+        )
         vectors = training_features(table, params.features, params.history, params.span, "source", True)
         scored = vectors.withColumn("distance", nearest_distance_expression(params))
         scored.where(F.col("distance") > F.lit(params.threshold)).write.mode("append").parquet(str(events))
@@ -158,13 +186,26 @@ def _check_all_scored(output: Path, tolerated: str | None = None) -> tuple[int, 
     reasons = read_output(str(output), "quarantine")["reason"].str.split(" \\(").str[0].value_counts()
     tolerated_rows = sum(n for r, n in reasons.items() if tolerated and r.split(":")[0] == tolerated)
     if tolerated_rows < invalid:
-        raise UserError(f"the monitor quarantined {invalid} of the benchmark's own rows "
-                        f"({', '.join(f'{n}: {r}' for r, n in reasons.items())}); figures not reported")
+        raise UserError(
+            f"the monitor quarantined {invalid} of the benchmark's own rows "
+            f"({', '.join(f'{n}: {r}' for r, n in reasons.items())}); figures not reported"
+        )
     return rows, tolerated_rows
 
 
-def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_files: int, large_rows: int,
-                  rates: list[float], segment_seconds: float, window: float = 3.0, repeat: int = 1) -> list[dict]:
+def bench_monitor(
+    spark,
+    service,
+    model_uri: str,
+    work: Path,
+    files: int,
+    large_files: int,
+    large_rows: int,
+    rates: list[float],
+    segment_seconds: float,
+    window: float = 3.0,
+    repeat: int = 1,
+) -> list[dict]:
     from streaming import monitor as monitor_job
 
     results = []
@@ -172,19 +213,37 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
     # each repeat drains a fresh backlog with a fresh query and checkpoint
     for label, count, size in (("small", files, 100), ("large", large_files, large_rows)):
         drains = [_drain(spark, service, model_uri, work, f"drain-{label}-{i}", count, size) for i in range(repeat)]
-        results.append(row(f"monitor drain of {count} files x {size} rows: files/min", "files/min",
-                           [count / ours * 60 for ours, _, _ in drains],
-                           [count / plain * 60 for _, plain, _ in drains],
-                           "baseline: same file stream, no scoring (read, count, parquet sink)", higher_is_better=True))
-        results.append(row(f"monitor drain of {count} files x {size} rows: rows/s", "rows/s",
-                           [count * size / ours for ours, _, _ in drains],
-                           [count * size / plain for _, plain, _ in drains], higher_is_better=True))
-        results.append(row(f"monitor drain floor, {count} files x {size} rows: files/min", "files/min",
-                           [count / floor * 60 for _, _, floor in drains],
-                           [count / plain * 60 for _, plain, _ in drains],
-                           "ours: an SQL-only scorer without series state, quarantine or exactly-once "
-                           "(sql_floor_scorer), the floor of a design without Python workers; baseline: "
-                           "the same no-scoring stream", higher_is_better=True))
+        results.append(
+            row(
+                f"monitor drain of {count} files x {size} rows: files/min",
+                "files/min",
+                [count / ours * 60 for ours, _, _ in drains],
+                [count / plain * 60 for _, plain, _ in drains],
+                "baseline: same file stream, no scoring (read, count, parquet sink)",
+                higher_is_better=True,
+            )
+        )
+        results.append(
+            row(
+                f"monitor drain of {count} files x {size} rows: rows/s",
+                "rows/s",
+                [count * size / ours for ours, _, _ in drains],
+                [count * size / plain for _, plain, _ in drains],
+                higher_is_better=True,
+            )
+        )
+        results.append(
+            row(
+                f"monitor drain floor, {count} files x {size} rows: files/min",
+                "files/min",
+                [count / floor * 60 for _, _, floor in drains],
+                [count / plain * 60 for _, plain, _ in drains],
+                "ours: an SQL-only scorer without series state, quarantine or exactly-once "
+                "(sql_floor_scorer), the floor of a design without Python workers; baseline: "
+                "the same no-scoring stream",
+                higher_is_better=True,
+            )
+        )
     # (b) rising paced rates, window 3 s, until the backlog grows, for the monitor and for the
     # no-scoring stream in turn; each sweep a fresh query on a fresh directory, so neither lists
     # the other's files nor an earlier sweep's. A rate counts as sustained when every sweep kept
@@ -199,8 +258,20 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         monitor = monitor_job.Monitor(spark, service, _monitor_args(work, name, window, model_uri), tracker)
         query = monitor.start()
         try:
-            _paced_sweep(spark, query, monitor.checkpoint_uri, work / name, MONITOR_STREAM, rates, segment_seconds,
-                         window, sweep, repeat, ours_runs, rungs)
+            _paced_sweep(
+                spark,
+                query,
+                monitor.checkpoint_uri,
+                work / name,
+                MONITOR_STREAM,
+                rates,
+                segment_seconds,
+                window,
+                sweep,
+                repeat,
+                ours_runs,
+                rungs,
+            )
         finally:
             query.stop()
             service.end_run(monitor.run_id)
@@ -213,8 +284,20 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         late_rows += late
         plain_query = _plain_paced_query(spark, work / f"plain-{name}", window)
         try:
-            _paced_sweep(spark, plain_query, str(work / f"plain-{name}" / "checkpoint"), work / f"plain-{name}",
-                         PLAIN_STREAM, rates, segment_seconds, window, sweep, repeat, plain_runs, rungs)
+            _paced_sweep(
+                spark,
+                plain_query,
+                str(work / f"plain-{name}" / "checkpoint"),
+                work / f"plain-{name}",
+                PLAIN_STREAM,
+                rates,
+                segment_seconds,
+                window,
+                sweep,
+                repeat,
+                plain_runs,
+                rungs,
+            )
         finally:
             plain_query.stop()
     tried = f"rates tried {', '.join(f'{r:.0f}' for r in rates)}/min, each for {segment_seconds:g} s"
@@ -228,33 +311,69 @@ def bench_monitor(spark, service, model_uri: str, work: Path, files: int, large_
         ours_capped, plain_capped = ours_rate == max(rates), bool(plain) and plain[0] == max(rates)
         ratio_bound, bound = {
             (False, False): (None, ""),
-            (False, True): ("upper", "; the no-scoring stream kept up at every rate tried, so its figure is a "
-                                     "lower bound and the ratio an upper bound"),
-            (True, False): ("lower", "; the monitor kept up at every rate tried, so its figure and the ratio are "
-                                     "lower bounds"),
-            (True, True): ("none", "; both kept up at every rate tried, so the ratio is no bound either way: "
-                                   "add higher --rates"),
+            (False, True): (
+                "upper",
+                "; the no-scoring stream kept up at every rate tried, so its figure is a "
+                "lower bound and the ratio an upper bound",
+            ),
+            (True, False): (
+                "lower",
+                "; the monitor kept up at every rate tried, so its figure and the ratio are lower bounds",
+            ),
+            (True, True): (
+                "none",
+                "; both kept up at every rate tried, so the ratio is no bound either way: add higher --rates",
+            ),
         }[(ours_capped, plain_capped)]
         sustained = [run["achieved"] for run in ours_held]
-        results.append(row(f"monitor sustained without backlog ({tried}): files/min", "files/min", sustained,
-                           plain_rates, f"100-row files; the highest rate kept up with in all {repeat} sweep(s), "
-                           f"as the writer achieved it; baseline: the same paced sweep into the no-scoring "
-                           f"stream (read, count, parquet sink), window {window:g} s{bound}"
-                           + (f"; the monitor quarantined {late_rows} of the sweeps' {sweep_rows} rows as late "
-                              "(a file a directory listing missed came a batch later)" if late_rows else ""),
-                           higher_is_better=True))
+        results.append(
+            row(
+                f"monitor sustained without backlog ({tried}): files/min",
+                "files/min",
+                sustained,
+                plain_rates,
+                f"100-row files; the highest rate kept up with in all {repeat} sweep(s), "
+                f"as the writer achieved it; baseline: the same paced sweep into the no-scoring "
+                f"stream (read, count, parquet sink), window {window:g} s{bound}"
+                + (
+                    f"; the monitor quarantined {late_rows} of the sweeps' {sweep_rows} rows as late "
+                    "(a file a directory listing missed came a batch later)"
+                    if late_rows
+                    else ""
+                ),
+                higher_is_better=True,
+            )
+        )
         if ratio_bound:
             results[-1]["ratio_bound"] = ratio_bound
         results[-1]["rungs"] = rungs
         results[-1]["rung_streams"] = [MONITOR_STREAM, PLAIN_STREAM]  # ours, baseline
-        results.append(row("monitor sustained without backlog: rows/s", "rows/s", [r * 100 / 60 for r in sustained],
-                           [r * 100 / 60 for r in plain_rates] if plain_rates else None, higher_is_better=True))
-        results.append(row(f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p50", "s",
-                           [run["p50"] for run in ours_held], None,
-                           "rename into the directory -> its batch committed (the query's commit log); "
-                           "median of the sweeps' p50"))
-        results.append(row(f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p95", "s",
-                           [run["p95"] for run in ours_held], None))
+        results.append(
+            row(
+                "monitor sustained without backlog: rows/s",
+                "rows/s",
+                [r * 100 / 60 for r in sustained],
+                [r * 100 / 60 for r in plain_rates] if plain_rates else None,
+                higher_is_better=True,
+            )
+        )
+        results.append(
+            row(
+                f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p50",
+                "s",
+                [run["p50"] for run in ours_held],
+                None,
+                "rename into the directory -> its batch committed (the query's commit log); median of the sweeps' p50",
+            )
+        )
+        results.append(
+            row(
+                f"monitor latency at {ours_rate:.0f} files/min, window {window:g} s: p95",
+                "s",
+                [run["p95"] for run in ours_held],
+                None,
+            )
+        )
     return results
 
 
@@ -264,19 +383,37 @@ def _plain_paced_query(spark, folder: Path, window: float):
 
     (folder / "in").mkdir(parents=True, exist_ok=True)
     files = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(folder / "in"))
-    return (no_scoring_stream(files, folder / "out").option("checkpointLocation", str(folder / "checkpoint"))
-            .trigger(processingTime=f"{window:g} seconds").start())
+    return (
+        no_scoring_stream(files, folder / "out")
+        .option("checkpointLocation", str(folder / "checkpoint"))
+        .trigger(processingTime=f"{window:g} seconds")
+        .start()
+    )
 
 
 def no_scoring_stream(files_stream, out: Path):
     """The baseline's writer: the same file stream read and its lines counted, into parquet."""
-    return (files_stream.selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
-            .writeStream.format("parquet").option("path", str(out)))
+    return (
+        files_stream.selectExpr("path", "size(split(cast(content as string), '\\n')) - 2 as rows")
+        .writeStream.format("parquet")
+        .option("path", str(out))
+    )
 
 
-def _paced_sweep(spark, query, checkpoint: str, folder: Path, label: str, rates: list[float],
-                 segment_seconds: float, window: float, sweep: int, repeat: int,
-                 kept_up: dict[float, list[dict]], rungs: list[dict]) -> None:
+def _paced_sweep(
+    spark,
+    query,
+    checkpoint: str,
+    folder: Path,
+    label: str,
+    rates: list[float],
+    segment_seconds: float,
+    window: float,
+    sweep: int,
+    repeat: int,
+    kept_up: dict[float, list[dict]],
+    rungs: list[dict],
+) -> None:
     """Feed ``query`` 100-row files at each rate in turn, until its backlog grows; adds each
     rate it kept up with to ``kept_up`` (achieved rate, p50 and p95 latency), and every rate
     tried, held or not, to ``rungs``."""
@@ -296,13 +433,25 @@ def _paced_sweep(spark, query, checkpoint: str, folder: Path, label: str, rates:
         values = list(latencies.values())
         p50, p95 = float(np.percentile(values, 50)), float(np.percentile(values, 95))
         # a backlog that grows shows as the last files waiting longer than two windows
-        tail = sorted(renamed, key=renamed.get)[-max(count // 5, 1):]
+        tail = sorted(renamed, key=renamed.get)[-max(count // 5, 1) :]
         tail_latency = float(np.median([latencies[name] for name in tail]))
         growing = tail_latency > 2 * window + 1
-        print(f"paced sweep {sweep + 1}/{repeat}, {label}, {rate:.0f} files/min (written at {achieved:.0f}): "
-              f"p50 {p50:.2f} s, p95 {p95:.2f} s, {'backlog grows' if growing else 'keeps up'}", flush=True)
-        rungs.append({"stream": label, "sweep": sweep + 1, "rate": rate, "achieved": achieved,
-                      "p50": p50, "p95": p95, "kept_up": not growing})
+        print(
+            f"paced sweep {sweep + 1}/{repeat}, {label}, {rate:.0f} files/min (written at {achieved:.0f}): "
+            f"p50 {p50:.2f} s, p95 {p95:.2f} s, {'backlog grows' if growing else 'keeps up'}",
+            flush=True,
+        )
+        rungs.append(
+            {
+                "stream": label,
+                "sweep": sweep + 1,
+                "rate": rate,
+                "achieved": achieved,
+                "p50": p50,
+                "p95": p95,
+                "kept_up": not growing,
+            }
+        )
         if growing:
             break
         kept_up.setdefault(rate, []).append({"achieved": achieved, "p50": p50, "p95": p95})
@@ -340,6 +489,8 @@ class CommitLog:
                     self.committed[path.rsplit("/", 1)[-1]] = entry.stat().st_mtime
         missing = [name for name in renamed if name not in self.committed]
         if missing:
-            raise UserError(f"{len(missing)} paced file(s) not in any committed batch after the query drained, "
-                            f"e.g. {missing[0]}; figures not reported")
+            raise UserError(
+                f"{len(missing)} paced file(s) not in any committed batch after the query drained, "
+                f"e.g. {missing[0]}; figures not reported"
+            )
         return {name: self.committed[name] - at for name, at in renamed.items()}

@@ -18,12 +18,27 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
     from replay import replay
     from training import train as train_job
 
-    args = train_job.parse_args(["--data", str(next(iter(sorted(series_dir.glob("*.csv"))))),
-                                 "--features", "value", "--model-name", "bench-value"])
+    args = train_job.parse_args(
+        [
+            "--data",
+            str(next(iter(sorted(series_dir.glob("*.csv"))))),
+            "--features",
+            "value",
+            "--model-name",
+            "bench-value",
+        ]
+    )
     result = train_job.train(spark, service, args)
     loaded = resolve_model(service.client, f"bench-value/{result.model_version}")
-    replay_args = argparse.Namespace(model=[loaded.uri], model_name="bench-value", data=str(series_dir),
-                                     labels="", window_minutes=60, master=None, conf=[])
+    replay_args = argparse.Namespace(
+        model=[loaded.uri],
+        model_name="bench-value",
+        data=str(series_dir),
+        labels="",
+        window_minutes=60,
+        master=None,
+        conf=[],
+    )
     ours, rows = [], 0
     for _ in range(repeat):
         started = time.perf_counter()
@@ -31,8 +46,9 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
         ours.append(time.perf_counter() - started)
         rows = outcome.metrics["rows"]
     # One series per file, as replay scores them.
-    frames = pd.concat([pd.read_csv(p).assign(series=p.stem) for p in sorted(series_dir.glob("*.csv"))],
-                       ignore_index=True)
+    frames = pd.concat(
+        [pd.read_csv(p).assign(series=p.stem) for p in sorted(series_dir.glob("*.csv"))], ignore_index=True
+    )
     base = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -40,8 +56,12 @@ def bench_replay(spark, service, series_dir: Path, repeat: int) -> list[dict]:
         base.append(time.perf_counter() - started)
     files = len(list(series_dir.glob("*.csv")))
     return [
-        row(f"replay {files} files ({rows:.0f} rows): wall (with MLflow logging and artifacts)", "s", ours, base,
-            "baseline: pandas predict of the same rows in-process"),
-        row("replay rows/s", "rows/s", [rows / t for t in ours], [rows / t for t in base],
-            higher_is_better=True),
+        row(
+            f"replay {files} files ({rows:.0f} rows): wall (with MLflow logging and artifacts)",
+            "s",
+            ours,
+            base,
+            "baseline: pandas predict of the same rows in-process",
+        ),
+        row("replay rows/s", "rows/s", [rows / t for t in ours], [rows / t for t in base], higher_is_better=True),
     ]

@@ -1,6 +1,6 @@
 """Write the performance page's table (docs/performance.md) from a speed benchmark's JSON (never by hand).
 
-    python -m benchmarks.report --json data/benchmarks/speed.json --page docs/performance.md
+python -m benchmarks.report --json data/benchmarks/speed.json --page docs/performance.md
 """
 
 from __future__ import annotations
@@ -22,24 +22,70 @@ def fmt(value) -> str:
 # The goals of the speed issue, checked against the figures they are about.
 # (figure prefix, what is compared, goal text, value from the row, test)
 GOALS = [
-    ("train NAB table: whole run", "train on the NAB table, whole run with JVM start", "at most 15 s",
-     lambda r: r["ours"]["median"], lambda v: v <= 15, "{:.1f} s"),
-    ("train 1e+07 rows: Spark KMeans pipeline fit", "Spark pipeline fit / scikit-learn fit at 10^7 rows",
-     "at most 2x", lambda r: r["ratio"], lambda v: v <= 2, "{:.1f}x"),
-    ("monitor drain of", "monitor drain throughput / no-scoring stream, 100-row files", "at least 0.5x",
-     lambda r: r["ratio"] if "x 100 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
-    ("monitor drain of", "monitor drain throughput / no-scoring stream, 10^5-row files", "at least 0.5x",
-     lambda r: r["ratio"] if "x 100000 rows: files/min" in r["figure"] else None, lambda v: v >= 0.5, "{:.2f}x"),
-    ("monitor sustained without backlog (", "monitor sustained paced rate / no-scoring stream's, 100-row files",
-     "at least 0.5x", lambda r: r["ratio"], lambda v: v >= 0.5, "{:.2f}x"),
-    ("monitor latency at", "monitor p50 latency at the highest rate kept up with, window 3 s",
-     "at most window + 1 s = 4 s", lambda r: r["ours"]["median"] if r["figure"].endswith("p50") else None,
-     lambda v: v <= 4, "{:.2f} s"),
-    ("serving 1-row request p50", "serving, 1-row request p50", "at most 5 ms",
-     lambda r: r["ours"]["median"], lambda v: v <= 5, "{:.2f} ms"),
-    ("monitor memory growth: peak of the last third / peak of the middle third",
-     "monitor memory stops growing: peak of the last third / middle third of 10 minutes",
-     "at most 1.02 (our reading of 'stops growing')", lambda r: r["ours"]["median"], lambda v: v <= 1.02, "{:.3f}"),
+    (
+        "train NAB table: whole run",
+        "train on the NAB table, whole run with JVM start",
+        "at most 15 s",
+        lambda r: r["ours"]["median"],
+        lambda v: v <= 15,
+        "{:.1f} s",
+    ),
+    (
+        "train 1e+07 rows: Spark KMeans pipeline fit",
+        "Spark pipeline fit / scikit-learn fit at 10^7 rows",
+        "at most 2x",
+        lambda r: r["ratio"],
+        lambda v: v <= 2,
+        "{:.1f}x",
+    ),
+    (
+        "monitor drain of",
+        "monitor drain throughput / no-scoring stream, 100-row files",
+        "at least 0.5x",
+        lambda r: r["ratio"] if "x 100 rows: files/min" in r["figure"] else None,
+        lambda v: v >= 0.5,
+        "{:.2f}x",
+    ),
+    (
+        "monitor drain of",
+        "monitor drain throughput / no-scoring stream, 10^5-row files",
+        "at least 0.5x",
+        lambda r: r["ratio"] if "x 100000 rows: files/min" in r["figure"] else None,
+        lambda v: v >= 0.5,
+        "{:.2f}x",
+    ),
+    (
+        "monitor sustained without backlog (",
+        "monitor sustained paced rate / no-scoring stream's, 100-row files",
+        "at least 0.5x",
+        lambda r: r["ratio"],
+        lambda v: v >= 0.5,
+        "{:.2f}x",
+    ),
+    (
+        "monitor latency at",
+        "monitor p50 latency at the highest rate kept up with, window 3 s",
+        "at most window + 1 s = 4 s",
+        lambda r: r["ours"]["median"] if r["figure"].endswith("p50") else None,
+        lambda v: v <= 4,
+        "{:.2f} s",
+    ),
+    (
+        "serving 1-row request p50",
+        "serving, 1-row request p50",
+        "at most 5 ms",
+        lambda r: r["ours"]["median"],
+        lambda v: v <= 5,
+        "{:.2f} ms",
+    ),
+    (
+        "monitor memory growth: peak of the last third / peak of the middle third",
+        "monitor memory stops growing: peak of the last third / middle third of 10 minutes",
+        "at most 1.02 (our reading of 'stops growing')",
+        lambda r: r["ours"]["median"],
+        lambda v: v <= 1.02,
+        "{:.3f}",
+    ),
 ]
 
 
@@ -78,8 +124,9 @@ def _held_and_lost(rungs: list[dict], stream: str) -> tuple[float | None, float 
     behind at (None when none did): its sustained rate lies between them."""
     mine = [r for r in rungs if r["stream"] == stream]
     sweeps = len({r["sweep"] for r in mine})
-    held = [rate for rate in {r["rate"] for r in mine}
-            if sum(r["kept_up"] for r in mine if r["rate"] == rate) == sweeps]
+    held = [
+        rate for rate in {r["rate"] for r in mine} if sum(r["kept_up"] for r in mine if r["rate"] == rate) == sweeps
+    ]
     lost = [r["rate"] for r in mine if not r["kept_up"]]
     return (max(held) if held else None), (min(lost) if lost else None)
 
@@ -91,32 +138,51 @@ def sweep_markdown(report: dict) -> list[str]:
     if not found:
         return []
     rungs, (ours, baseline) = found[0]["rungs"], found[0]["rung_streams"]
-    lines = ["The paced sweep rate by rate: in how many of the sweeps that reached a rate the stream kept "
-             "up, and the range of their p50 latencies (rename to committed batch):", "",
-             f"| files/min | {ours} | {baseline} |", "| --- | --- | --- |"]
+    lines = [
+        "The paced sweep rate by rate: in how many of the sweeps that reached a rate the stream kept "
+        "up, and the range of their p50 latencies (rename to committed batch):",
+        "",
+        f"| files/min | {ours} | {baseline} |",
+        "| --- | --- | --- |",
+    ]
     for rate in sorted({r["rate"] for r in rungs}):
         cells = []
         for stream in (ours, baseline):
             at = [r for r in rungs if r["stream"] == stream and r["rate"] == rate]
             p50 = sorted(r["p50"] for r in at)
-            cells.append(f"kept up {sum(r['kept_up'] for r in at)} of {len(at)}, p50 {p50[0]:.2f}-{p50[-1]:.2f} s"
-                         if at else "not reached")
+            cells.append(
+                f"kept up {sum(r['kept_up'] for r in at)} of {len(at)}, p50 {p50[0]:.2f}-{p50[-1]:.2f} s"
+                if at
+                else "not reached"
+            )
         lines.append(f"| {rate:,.0f} | {cells[0]} | {cells[1]} |")
 
     (ours_held, ours_lost), (base_held, base_lost) = _held_and_lost(rungs, ours), _held_and_lost(rungs, baseline)
 
     def span(held: float | None, lost: float | None) -> str:
         low = f"{held:,.0f}" if held else "0"
-        return (f"between {low} and {lost:,.0f} files/min" if lost
-                else f"at least {low} files/min (it kept up at every rate tried)")
+        return (
+            f"between {low} and {lost:,.0f} files/min"
+            if lost
+            else f"at least {low} files/min (it kept up at every rate tried)"
+        )
 
     low = ours_held / base_lost if ours_held and base_lost else None
     high = ours_lost / base_held if ours_lost and base_held else None
-    ratio = (f"between {fmt(low)} and {fmt(high)}" if low is not None and high is not None
-             else f"at least {fmt(low)}" if low is not None else f"at most {fmt(high)}" if high is not None
-             else "not bounded by these rates")
-    lines += ["", f"So the {ours}'s sustained rate lies {span(ours_held, ours_lost)}, the {baseline}'s "
-              f"{span(base_held, base_lost)}, and their ratio {ratio}."]
+    ratio = (
+        f"between {fmt(low)} and {fmt(high)}"
+        if low is not None and high is not None
+        else f"at least {fmt(low)}"
+        if low is not None
+        else f"at most {fmt(high)}"
+        if high is not None
+        else "not bounded by these rates"
+    )
+    lines += [
+        "",
+        f"So the {ours}'s sustained rate lies {span(ours_held, ours_lost)}, the {baseline}'s "
+        f"{span(base_held, base_lost)}, and their ratio {ratio}.",
+    ]
     return lines
 
 
@@ -125,12 +191,21 @@ def phase_line(report: dict) -> list[str]:
     parts = []
     # A train run on the NAB table starts its JVM with the C1 compiler alone (a short job, see
     # core.spark), so JVM start-up tells the phase best on the first larger table, tiered as before.
-    jvm = [("train 1e+05 rows: JVM start", "ours", "JVM start {:.1f} s (10^5-row train)"),
-           ("train NAB table: JVM start", "ours", "JVM start {:.1f} s (NAB train, C1 alone)")]
-    for candidates in (jvm,
-                       [("serving 1-row request p50", "baseline", "in-process 1-row predict {:.2f} ms")],
-                       [("serving floor, 1-row request p50", "ours",
-                         "MLflow's scoring server alone {:.2f} ms (1-row p50, a model that does no work)")]):
+    jvm = [
+        ("train 1e+05 rows: JVM start", "ours", "JVM start {:.1f} s (10^5-row train)"),
+        ("train NAB table: JVM start", "ours", "JVM start {:.1f} s (NAB train, C1 alone)"),
+    ]
+    for candidates in (
+        jvm,
+        [("serving 1-row request p50", "baseline", "in-process 1-row predict {:.2f} ms")],
+        [
+            (
+                "serving floor, 1-row request p50",
+                "ours",
+                "MLflow's scoring server alone {:.2f} ms (1-row p50, a model that does no work)",
+            )
+        ],
+    ):
         for prefix, side, text in candidates:
             found = [r for r in report["rows"] if r["figure"].startswith(prefix) and r.get(side)]
             if found:
@@ -138,8 +213,10 @@ def phase_line(report: dict) -> list[str]:
                 break
     if not parts:
         return []
-    return ["", f"This run's machine phase, which moves absolute figures (compare ratios across runs): "
-                f"{', '.join(parts)}."]
+    return [
+        "",
+        f"This run's machine phase, which moves absolute figures (compare ratios across runs): {', '.join(parts)}.",
+    ]
 
 
 def markdown(report: dict) -> str:
@@ -173,11 +250,17 @@ def update_readme(readme: Path, report: dict) -> None:
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the performance page's table.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Generate the performance page's table.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--json", default="data/benchmarks/speed.json")
-    parser.add_argument("--page", "--readme", dest="readme", default="docs/performance.md",
-                        help="the Markdown page whose generated section is rewritten")
+    parser.add_argument(
+        "--page",
+        "--readme",
+        dest="readme",
+        default="docs/performance.md",
+        help="the Markdown page whose generated section is rewritten",
+    )
     args = parser.parse_args(argv)
     try:
         report = json.loads(Path(args.json).read_text())

@@ -35,8 +35,9 @@ class KeepAliveClient:
 
         for attempt in (1, 2):
             try:
-                self.connection.request("POST", "/invocations", body=self.body,
-                                        headers={"Content-Type": "application/json"})
+                self.connection.request(
+                    "POST", "/invocations", body=self.body, headers={"Content-Type": "application/json"}
+                )
                 response = self.connection.getresponse()
                 payload = response.read()
                 if response.status != 200:
@@ -61,11 +62,32 @@ def scoring_server(store: str, model_uri: str):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store,
-           "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen([PYTHON, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                               "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store,
+        "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -108,21 +130,26 @@ def log_fixed_frame_model(service, model, frame: pd.DataFrame) -> str:
     from core.model import serving_requirements
 
     with service.start_run(BENCHMARK_EXPERIMENT + "-serving-floor", run_name="fixed-frame model"):
-        return mlflow.pyfunc.log_model(name="fixed_frame", python_model=FixedFrameModel(model.predict(frame)),
-                                       signature=model.metadata.signature,
-                                       pip_requirements=serving_requirements()).model_uri
+        return mlflow.pyfunc.log_model(
+            name="fixed_frame",
+            python_model=FixedFrameModel(model.predict(frame)),
+            signature=model.metadata.signature,
+            pip_requirements=serving_requirements(),
+        ).model_uri
 
 
-def bench_serving(service, store: str, model_uri: str, requests: int, features: list[str], repeat: int = 1
-                  ) -> list[dict]:
+def bench_serving(
+    service, store: str, model_uri: str, requests: int, features: list[str], repeat: int = 1
+) -> list[dict]:
     """``repeat`` rounds of ``requests`` requests of each size (after a warm-up), each round's
     percentiles beside the same number of in-process predicts; rows give the rounds' median."""
     import mlflow
 
     rng = np.random.default_rng(1)
     model = mlflow.pyfunc.load_model(model_uri)
-    frames = {size: pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features)
-              for size in (1, 1000)}
+    frames = {
+        size: pd.DataFrame(rng.uniform(1, 50, size=(size, len(features))), columns=features) for size in (1, 1000)
+    }
     note = "baseline: in-process pyfunc predict; client: one keep-alive connection, as a pooled HTTP client keeps"
     quantiles = (50, 95, 99)
 
@@ -143,9 +170,11 @@ def bench_serving(service, store: str, model_uri: str, requests: int, features: 
                 for q in quantiles:
                     served[size][q].append(float(np.percentile(latencies, q)))
                     in_process[size][q].append(float(np.percentile(local, q)))
-    rows_out = [row(f"serving {size}-row request p{q} ({requests} requests)", "ms", served[size][q],
-                    in_process[size][q], note)
-                for size in frames for q in quantiles]
+    rows_out = [
+        row(f"serving {size}-row request p{q} ({requests} requests)", "ms", served[size][q], in_process[size][q], note)
+        for size in frames
+        for q in quantiles
+    ]
     # What the server costs with no model in it: the part of our latency no predict can remove.
     floor = {q: [] for q in quantiles}
     with scoring_server(store, log_fixed_frame_model(service, model, frames[1])) as port:
@@ -154,8 +183,14 @@ def bench_serving(service, store: str, model_uri: str, requests: int, features: 
             for q in quantiles:
                 floor[q].append(float(np.percentile(latencies, q)))
     for q in quantiles:
-        rows_out.append(row(f"serving floor, 1-row request p{q} ({requests} requests)", "ms",
-                            floor[q], in_process[1][q],
-                            "ours: the same server and requests with a model of our signature whose predict "
-                            "returns a fixed frame of our output (MLflow's server alone); " + note))
+        rows_out.append(
+            row(
+                f"serving floor, 1-row request p{q} ({requests} requests)",
+                "ms",
+                floor[q],
+                in_process[1][q],
+                "ours: the same server and requests with a model of our signature whose predict "
+                "returns a fixed frame of our output (MLflow's server alone); " + note,
+            )
+        )
     return rows_out

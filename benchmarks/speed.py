@@ -59,21 +59,26 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="Measure every job beside its baseline.")
     parser.add_argument("--nab-dir", default=os.environ.get("NAB_DATA_DIR", ""))
-    parser.add_argument("--out", default="data/benchmarks/speed.json",
-                        help="the JSON file to write (a directory: speed.json inside it)")
+    parser.add_argument(
+        "--out", default="data/benchmarks/speed.json", help="the JSON file to write (a directory: speed.json inside it)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="100000,1000000,10000000", help="synthetic train table rows")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--monitor-files", type=int, default=600)
     parser.add_argument("--large-files", type=int, default=5, help="files of --large-rows rows in the drain test")
     parser.add_argument("--large-rows", type=int, default=100000)
-    parser.add_argument("--rates", default="1200,2400,4800,9600,19200,38400,76800,153600,307200",
-                        help="paced files/min, tried in turn until the backlog grows")
+    parser.add_argument(
+        "--rates",
+        default="1200,2400,4800,9600,19200,38400,76800,153600,307200",
+        help="paced files/min, tried in turn until the backlog grows",
+    )
     parser.add_argument("--segment-seconds", type=float, default=30)
     parser.add_argument("--memory-minutes", type=float, default=10)
     parser.add_argument("--memory-rate", type=float, default=300, help="files/min in the memory run")
-    parser.add_argument("--only", default=",".join(PARTS),
-                        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}")
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help=f"comma-separated parts to run (default all): {', '.join(PARTS)}"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs, in seconds")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -95,8 +100,10 @@ def main(argv=None) -> int:
         store = f"sqlite:///{work / 'mlflow.db'}"
         # Every job measured logs to this run's scratch store; the run that `mlflow run` started
         # lives in the results store, and joining it from the scratch one failed every job.
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
-                                                "MLFLOW_EXPERIMENT_ID")}
+        saved = {
+            k: os.environ.get(k)
+            for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+        }
         os.environ["MLFLOW_TRACKING_URI"] = store
         for key in ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
             os.environ.pop(key, None)
@@ -107,25 +114,33 @@ def main(argv=None) -> int:
                 write_table(collate(series).table, nab_table)
                 rows += bench_train(nab_table, "NAB table", store, args.repeat, 7, ())  # train's defaults
                 for size in [int(s) for s in args.sizes.split(",") if s]:
-                    rows += bench_train(synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows",
-                                        store, args.repeat)
+                    rows += bench_train(
+                        synthetic_table(size, work / f"synthetic-{size}.csv"), f"{size:.0e} rows", store, args.repeat
+                    )
             # The model under test is trained by the train entry point, in its own process, so
             # serving is measured before this process starts a JVM: a deployed scoring server
             # has no Spark driver beside it competing for the 2 cores.
             model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory"} else ""
             if "serving" in parts:
-                rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"],
-                                      args.repeat)
+                rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"], args.repeat)
             if parts & {"replay", "monitor"}:
                 spark = create_spark("speed-benchmark")
                 try:
                     if "replay" in parts:
                         rows += bench_replay(spark, service, series, args.repeat)
                     if "monitor" in parts:
-                        rows += bench_monitor(spark, service, model_uri, work / "monitor", args.monitor_files,
-                                              args.large_files, args.large_rows,
-                                              [float(r) for r in args.rates.split(",") if r], args.segment_seconds,
-                                              repeat=args.repeat)
+                        rows += bench_monitor(
+                            spark,
+                            service,
+                            model_uri,
+                            work / "monitor",
+                            args.monitor_files,
+                            args.large_files,
+                            args.large_rows,
+                            [float(r) for r in args.rates.split(",") if r],
+                            args.segment_seconds,
+                            repeat=args.repeat,
+                        )
                 finally:
                     stop_state_stores(spark)
                     spark.stop()
@@ -138,9 +153,13 @@ def main(argv=None) -> int:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-    report = {"machine": machine(), "smoke": args.smoke, "repeat": args.repeat,
-              "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "rows": rows}
+    report = {
+        "machine": machine(),
+        "smoke": args.smoke,
+        "repeat": args.repeat,
+        "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "rows": rows,
+    }
     print_table(rows)
     out.write_text(json.dumps(report, indent=2))
     with MlflowService() as results_store, results_store.start_run(BENCHMARK_EXPERIMENT, run_name="speed"):

@@ -31,8 +31,11 @@ RESULT_METRICS = ("kmeans_iterations", "training_cost", "distance_threshold")
 def checkout(ref: str, into: Path) -> Path:
     """The project at ``ref``, as a detached git worktree under ``into``."""
     target = into / "baseline"
-    result = subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", str(target), ref],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", str(target), ref],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"git exited with {result.returncode}"])[-1]
         raise UserError(f"cannot check out {ref!r}: {reason}")
@@ -58,8 +61,11 @@ def parse_args(argv):
     parser.add_argument("--data", default="", help="feature table (default: a synthetic one of --rows rows)")
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--pairs", type=int, default=4, help="runs of each, alternating")
-    parser.add_argument("--train-args", default="--k 10 --history value",
-                        help="arguments for training.train (default: as benchmarks.speed trains)")
+    parser.add_argument(
+        "--train-args",
+        default="--k 10 --history value",
+        help="arguments for training.train (default: as benchmarks.speed trains)",
+    )
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
@@ -88,11 +94,15 @@ def main(argv=None) -> int:
                 for name in order:
                     runs[name].append(train_once(roots[name], data, store, args.train_args.split()))
                     run = runs[name][-1]
-                    print(f"{name:<24} fit {run['fit']:7.2f} s  wall {run['wall']:7.2f} s  "
-                          + "  ".join(f"{m} {run[m]:.6g}" for m in RESULT_METRICS if run[m] is not None), flush=True)
+                    print(
+                        f"{name:<24} fit {run['fit']:7.2f} s  wall {run['wall']:7.2f} s  "
+                        + "  ".join(f"{m} {run[m]:.6g}" for m in RESULT_METRICS if run[m] is not None),
+                        flush=True,
+                    )
         finally:
-            subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "remove", "--force", str(baseline)],
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(PROJECT_ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True
+            )
     ours, theirs = runs["this checkout"], runs[f"baseline {args.baseline}"]
     fit = [statistics.median(r["fit"] for r in side) for side in (ours, theirs)]
     wall = [statistics.median(r["wall"] for r in side) for side in (ours, theirs)]

@@ -20,15 +20,24 @@ def run_train(store: str, *arguments: str, root: Path = PROJECT_ROOT) -> str:
     part of what is measured); returns its MLflow run's id."""
     result = subprocess.run(
         [PYTHON, "-m", "training.train", *arguments],
-        cwd=root, env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
-        capture_output=True, text=True)
+        cwd=root,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store, "SPARK_LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise UserError(f"train failed in the benchmark ({root}): {result.stderr[-500:]}")
     return result.stdout.split("\nrun ")[1].split()[0].rstrip(";")
 
 
-def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
-                history_args: tuple[str, ...] = ("--history", "value")) -> list[dict]:
+def bench_train(
+    table: Path,
+    label: str,
+    store: str,
+    repeat: int,
+    k: int = 10,
+    history_args: tuple[str, ...] = ("--history", "value"),
+) -> list[dict]:
     """The train entry point; by default on the rows' own values, like for like with the
     scikit-learn baseline (which clusters the same 3 columns)."""
     from mlflow import MlflowClient
@@ -52,8 +61,13 @@ def bench_train(table: Path, label: str, store: str, repeat: int, k: int = 10,
         KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=20, random_state=42).fit(scaled)
         sklearn_fit.append(time.perf_counter() - started)
     return [
-        row(f"train {label}: whole run (JVM included)", "s", walls, sklearn_fit,
-            "baseline: scikit-learn KMeans fit alone"),
+        row(
+            f"train {label}: whole run (JVM included)",
+            "s",
+            walls,
+            sklearn_fit,
+            "baseline: scikit-learn KMeans fit alone",
+        ),
         row(f"train {label}: Spark KMeans pipeline fit", "s", fit, sklearn_fit, "baseline: scikit-learn KMeans fit"),
         row(f"train {label}: JVM start", "s", jvm, None),
         row(f"train {label}: log_model", "s", log_model, None),

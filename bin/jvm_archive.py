@@ -31,16 +31,32 @@ def build_archive(timeout: float = 600) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="jvm-archive-") as scratch:
         dumped = Path(scratch) / "classes.jsa"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
-               "SPARK_LOG_LEVEL": "ERROR"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
+            "SPARK_LOG_LEVEL": "ERROR",
+        }
         env.pop("MLFLOW_RUN_ID", None)
         env.pop("MLFLOW_EXPERIMENT_ID", None)
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "training.train", "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"),
-                 "--model-name", "none",
-                 "--conf", f"spark.driver.extraJavaOptions=-XX:+UseParallelGC -XX:ArchiveClassesAtExit={dumped}"],
-                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+                [
+                    sys.executable,
+                    "-m",
+                    "training.train",
+                    "--data",
+                    str(PROJECT_ROOT / "data/sample/metrics.csv"),
+                    "--model-name",
+                    "none",
+                    "--conf",
+                    f"spark.driver.extraJavaOptions=-XX:+UseParallelGC -XX:ArchiveClassesAtExit={dumped}",
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise UserError(f"building the JVM class archive took over {timeout:.0f} s; jobs run without it") from None
         if result.returncode != 0 or not dumped.is_file():

@@ -52,8 +52,12 @@ def master_arg(text: str | None) -> str | None:
 
 
 def add_spark_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--master", type=master_arg, default=AUTO_MASTER,
-                        help="Spark master; 'auto': $SPARK_MASTER if set, else local[*]")
+    parser.add_argument(
+        "--master",
+        type=master_arg,
+        default=AUTO_MASTER,
+        help="Spark master; 'auto': $SPARK_MASTER if set, else local[*]",
+    )
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value (repeatable)")
 
 

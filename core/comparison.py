@@ -22,12 +22,25 @@ NAB_METRIC = "nab_score_standard"
 TIE_BREAK = "f1_alert"
 # Metrics computed against labels, where higher is better.
 LABEL_METRICS = {
-    "nab_score_standard", "nab_score_reward_low_FP_rate", "nab_score_reward_low_FN_rate",
+    "nab_score_standard",
+    "nab_score_reward_low_FP_rate",
+    "nab_score_reward_low_FN_rate",
     *(f"{kind}_{unit}" for kind in ("f1", "precision", "recall") for unit in ("alert", "window", "row")),
 }
 ORDERS = ("asc", "desc")
-COLUMNS = ["model_name", "model_version", NAB_METRIC, TIE_BREAK, "alert_count", "anomaly_count", "anomaly_rate",
-           "invalid_rows", "rows", "labelled_files", "run_id"]
+COLUMNS = [
+    "model_name",
+    "model_version",
+    NAB_METRIC,
+    TIE_BREAK,
+    "alert_count",
+    "anomaly_count",
+    "anomaly_rate",
+    "invalid_rows",
+    "rows",
+    "labelled_files",
+    "run_id",
+]
 
 
 @dataclass(frozen=True)
@@ -50,13 +63,19 @@ def choose_ranking(metric: str | None, order: str | None, labelled: bool) -> Ran
     if (metric == NAB_METRIC and order in (None, "desc")) or (metric is None and labelled):
         return Ranking(NAB_METRIC, False, "ranked by the NAB standard score of the alerts, then their F1")
     if metric is None:
-        return Ranking(None, False, "not ranked: these replays had no labels, and a count of anomalies or "
-                                    "alerts is not a measure of quality. Replay with labels, or name a metric "
-                                    "and which way is better (--metric anomaly_rate --order asc)")
+        return Ranking(
+            None,
+            False,
+            "not ranked: these replays had no labels, and a count of anomalies or "
+            "alerts is not a measure of quality. Replay with labels, or name a metric "
+            "and which way is better (--metric anomaly_rate --order asc)",
+        )
     if order is None:
         if metric not in LABEL_METRICS:
-            raise UserError(f"{metric!r} is not a measure of quality by itself; say which way is better: "
-                            f"--order asc (lowest first) or --order desc (highest first)")
+            raise UserError(
+                f"{metric!r} is not a measure of quality by itself; say which way is better: "
+                f"--order asc (lowest first) or --order desc (highest first)"
+            )
         order = "desc"
     ascending = order == "asc"
     return Ranking(metric, ascending, f"ranked by {metric}, {'lowest' if ascending else 'highest'} first")
@@ -67,12 +86,19 @@ def replay_runs(client, filter_string: str = "", max_results: int = 1000, own_ru
     replays, done but still open (``mlflow run`` closes its run only when the job exits)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.{STEP_TAG} = 'replay' and attributes.status = 'FINISHED'"
-    runs = client.search_runs(experiments, f"{query} and {filter_string}" if filter_string else query,
-                              order_by=["attributes.start_time DESC"], max_results=max_results)
+    runs = client.search_runs(
+        experiments,
+        f"{query} and {filter_string}" if filter_string else query,
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+    )
     if own_runs:
         found = {r.info.run_id for r in runs}
-        matching = client.search_runs(experiments, f"tags.{STEP_TAG} = 'replay'"
-                                      + (f" and {filter_string}" if filter_string else ""), max_results=max_results)
+        matching = client.search_runs(
+            experiments,
+            f"tags.{STEP_TAG} = 'replay'" + (f" and {filter_string}" if filter_string else ""),
+            max_results=max_results,
+        )
         runs += [r for r in matching if r.info.run_id in own_runs and r.info.run_id not in found]
         runs.sort(key=lambda r: r.info.start_time, reverse=True)
     return runs
@@ -85,8 +111,13 @@ def newest_data_sha256(client) -> str:
     return runs[0].data.params["data_sha256"]
 
 
-def compare(client, data_sha256: str | None = None, metric: str | None = None,
-            order: str | None = None, own_runs: tuple[str, ...] = ()) -> pd.DataFrame:
+def compare(
+    client,
+    data_sha256: str | None = None,
+    metric: str | None = None,
+    order: str | None = None,
+    own_runs: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """One row per model (its newest replay of the data), ranked as ``choose_ranking`` says.
 
     The table's ``attrs`` hold the data set and the ranking."""
@@ -99,20 +130,24 @@ def compare(client, data_sha256: str | None = None, metric: str | None = None,
     if ranking.ranked and ranking.metric in LABEL_METRICS:
         # Scores against other labels are not comparable: keep the newest labelled replay's.
         labels = labelled[0].data.params.get("labels_sha256", "") if labelled else None
-        runs = [r for r in runs if ranking.metric in r.data.metrics
-                and r.data.params.get("labels_sha256", "") == labels]
+        runs = [
+            r for r in runs if ranking.metric in r.data.metrics and r.data.params.get("labels_sha256", "") == labels
+        ]
     elif ranking.ranked:
         runs = [r for r in runs if ranking.metric in r.data.metrics]
     if not runs:
         raise UserError(f"no finished replay run on data {data_sha256[:12]} has the metric {ranking.metric!r}")
     rows = []
     for run in runs:
-        row = {"run_id": run.info.run_id, "start_time": run.info.start_time,
-               "experiment_id": run.info.experiment_id,
-               "model_name": run.data.params.get("model_name", ""),
-               "model_version": run.data.params.get("model_version", ""),
-               "model_uri": run.data.params.get("model_uri", ""),
-               "labels_file": run.data.params.get("labels_file", "")}
+        row = {
+            "run_id": run.info.run_id,
+            "start_time": run.info.start_time,
+            "experiment_id": run.info.experiment_id,
+            "model_name": run.data.params.get("model_name", ""),
+            "model_version": run.data.params.get("model_version", ""),
+            "model_uri": run.data.params.get("model_uri", ""),
+            "labels_file": run.data.params.get("labels_file", ""),
+        }
         row.update({k: run.data.metrics.get(k) for k in COLUMNS if k not in row})
         if ranking.metric:
             row[ranking.metric] = run.data.metrics[ranking.metric]
@@ -122,8 +157,9 @@ def compare(client, data_sha256: str | None = None, metric: str | None = None,
     table = table.drop_duplicates("model_uri", keep="first")
     if ranking.ranked:
         keys = [ranking.metric, *([TIE_BREAK] if ranking.metric == NAB_METRIC else []), "start_time"]
-        table = table.sort_values(keys, ascending=[ranking.ascending] * (len(keys) - 1) + [False],
-                                  kind="stable", na_position="last")
+        table = table.sort_values(
+            keys, ascending=[ranking.ascending] * (len(keys) - 1) + [False], kind="stable", na_position="last"
+        )
     else:
         table = table.sort_values(["model_name", "model_version"], kind="stable")
     table = table.reset_index(drop=True)
@@ -134,8 +170,11 @@ def compare(client, data_sha256: str | None = None, metric: str | None = None,
 def shown_columns(table: pd.DataFrame) -> list[str]:
     ranking = table.attrs.get("ranking")
     first = [ranking.metric] if ranking and ranking.metric else []
-    return [c for c in dict.fromkeys(["model_name", "model_version", *first, *COLUMNS])
-            if c in table and table[c].notna().any()]
+    return [
+        c
+        for c in dict.fromkeys(["model_name", "model_version", *first, *COLUMNS])
+        if c in table and table[c].notna().any()
+    ]
 
 
 def print_table(table: pd.DataFrame) -> None:

@@ -37,8 +37,20 @@ BINARY_SNIFF_BYTES = 8192
 
 def record_columns(params: ModelParams) -> list[str]:
     return [
-        "source_file", "line_number", "series", TIMESTAMP, *params.features, *history_columns(params),
-        "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", "is_valid", "reason", "raw",
+        "source_file",
+        "line_number",
+        "series",
+        TIMESTAMP,
+        *params.features,
+        *history_columns(params),
+        "cluster",
+        "distance",
+        "anomaly_score",
+        "is_anomaly",
+        "is_alert",
+        "is_valid",
+        "reason",
+        "raw",
     ]
 
 
@@ -59,7 +71,7 @@ def record_ddl(params: ModelParams) -> str:
 
 
 def _raw_text(line: bytes) -> str:
-    return line[:RAW_KEEP_CHARS * 4].decode("utf-8", errors="replace")[:RAW_KEEP_CHARS]
+    return line[: RAW_KEEP_CHARS * 4].decode("utf-8", errors="replace")[:RAW_KEEP_CHARS]
 
 
 def _split_lines(content: bytes) -> list[bytes]:
@@ -80,8 +92,15 @@ def _has_edge_space(text: str) -> bool:
     Substring searches, not a regular expression, which would cost as much as the parse."""
     if any(space in text for space in _RARE_SPACE):
         return True
-    return any(text.startswith(space) or text.endswith(space) or f"{space}," in text or f",{space}" in text
-               or f"{space}\n" in text or f"\n{space}" in text for space in " \t")
+    return any(
+        text.startswith(space)
+        or text.endswith(space)
+        or f"{space}," in text
+        or f",{space}" in text
+        or f"{space}\n" in text
+        or f"\n{space}" in text
+        for space in " \t"
+    )
 
 
 def _clean_file_columns(path: str, content: bytes, features: list[str]) -> dict | None:
@@ -112,11 +131,12 @@ def _clean_file_columns(path: str, content: bytes, features: list[str]) -> dict 
         return None
     fields = ",".join(data).split(",")
     positions = {name: i for i, name in enumerate(header)}
-    columns = {name: fields[positions[name]::width] for name in (TIMESTAMP, *features)}
+    columns = {name: fields[positions[name] :: width] for name in (TIMESTAMP, *features)}
     columns["line_number"] = list(range(2, len(lines) + 1))
     series_column = next((c for c in SOURCE_COLUMNS if c in positions), None)
-    columns["series"] = (fields[positions[series_column]::width] if series_column
-                         else [PurePosixPath(path).stem] * len(data))
+    columns["series"] = (
+        fields[positions[series_column] :: width] if series_column else [PurePosixPath(path).stem] * len(data)
+    )
     columns["raw"] = [line[:RAW_KEEP_CHARS] for line in data]
     return columns
 
@@ -181,8 +201,9 @@ def _parse_columns(path: str, content: bytes, features: list[str], fast: bool = 
     columns["line_number"] = [r[0] for r in records]
     series_column = next((c for c in SOURCE_COLUMNS if c in positions), None)
     stem = PurePosixPath(path).stem
-    columns["series"] = ([r[2][positions[series_column]].strip() for r in records] if series_column
-                         else [stem] * len(records))
+    columns["series"] = (
+        [r[2][positions[series_column]].strip() for r in records] if series_column else [stem] * len(records)
+    )
     columns["raw"] = [r[1][:RAW_KEEP_CHARS] for r in records]
     return columns, quarantine
 
@@ -247,13 +268,15 @@ def series_order(records: pd.DataFrame, stamps: pd.Series) -> np.ndarray:
         ordered = instants[order]
         if (ordered[1:] > ordered[:-1]).all():
             return order
-    keys = pd.DataFrame({"t": stamps.values, "f": records["source_file"].to_numpy(),
-                         "l": records["line_number"].to_numpy()})
+    keys = pd.DataFrame(
+        {"t": stamps.values, "f": records["source_file"].to_numpy(), "l": records["line_number"].to_numpy()}
+    )
     return keys.sort_values(["t", "f", "l"], kind="stable").index.to_numpy()
 
 
-def score_records(params: ModelParams, records: pd.DataFrame, state: SeriesState | None = None
-                  ) -> tuple[pd.DataFrame, SeriesState]:
+def score_records(
+    params: ModelParams, records: pd.DataFrame, state: SeriesState | None = None
+) -> tuple[pd.DataFrame, SeriesState]:
     """Score one series' parsed records in time order, continuing from ``state``.
 
     Quarantined records pass through unscored. A row older than the series' latest scored row
@@ -306,8 +329,9 @@ def score_files(params: ModelParams, files: Iterable[tuple[str, bytes]]) -> pd.D
     records = parse_files(params, files)
     if records.empty:
         return records
-    parts = [score_records(params, group.reset_index(drop=True))[0]
-             for _, group in records.groupby("series", sort=False)]
+    parts = [
+        score_records(params, group.reset_index(drop=True))[0] for _, group in records.groupby("series", sort=False)
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -322,8 +346,14 @@ def _check_rows(params: ModelParams, rows: pd.DataFrame) -> pd.DataFrame:
     reasons = reasons.astype(object)
     reasons[bad_time] = "unreadable timestamp"
     valid = reasons == ""
-    out = pd.DataFrame({"source_file": rows["source_file"], "line_number": rows["line_number"].astype("int64"),
-                        "series": rows["series"].astype(str), TIMESTAMP: rows[TIMESTAMP]})
+    out = pd.DataFrame(
+        {
+            "source_file": rows["source_file"],
+            "line_number": rows["line_number"].astype("int64"),
+            "series": rows["series"].astype(str),
+            TIMESTAMP: rows[TIMESTAMP],
+        }
+    )
     for j, feature in enumerate(params.features):
         out[feature] = values[:, j]  # read once, by validity: reading text was a third of parsing
     _leave_unscored(out, params)
@@ -358,7 +388,10 @@ def _leave_unscored(out: pd.DataFrame, params: ModelParams) -> None:
 def _dtype(column: str, params: ModelParams):
     if column in params.features or column in history_columns(params) or column in ("distance", "anomaly_score"):
         return "float64"
-    return {"line_number": "int64", "cluster": "int32", "is_anomaly": "bool", "is_alert": "bool",
-            "is_valid": "bool"}.get(
-        column, "object"
-    )
+    return {
+        "line_number": "int64",
+        "cluster": "int32",
+        "is_anomaly": "bool",
+        "is_alert": "bool",
+        "is_valid": "bool",
+    }.get(column, "object")

@@ -63,8 +63,16 @@ def archive_path(java: str, version_text: str) -> Path:
 
     # Real paths: the same environment reached through a symlink (a checkout linking a shared
     # .venv) must find its archive, which the JVM accepts since it compares the jars' real files.
-    key = hashlib.sha256("\n".join([os.path.realpath(java), version_text, os.path.realpath(sys.prefix),
-                                    os.path.realpath(Path(pyspark.__file__).parent)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\n".join(
+            [
+                os.path.realpath(java),
+                version_text,
+                os.path.realpath(sys.prefix),
+                os.path.realpath(Path(pyspark.__file__).parent),
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     return ARCHIVE_DIR / f"spark-{pyspark.__version__}-{key}.jsa"
 
 

@@ -41,8 +41,11 @@ def env_verbose() -> bool:
 def add_verbose_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--verbose``: show Spark's and MLflow's own log lines (default: $SERVER_ANOMALY_VERBOSE)."""
     parser.add_argument(
-        "--verbose", action="store_true", default=env_verbose(),
-        help="show Spark's and MLflow's own log lines, at INFO (also SERVER_ANOMALY_VERBOSE=1)")
+        "--verbose",
+        action="store_true",
+        default=env_verbose(),
+        help="show Spark's and MLflow's own log lines, at INFO (also SERVER_ANOMALY_VERBOSE=1)",
+    )
     return parser
 
 
@@ -132,6 +135,7 @@ def _quiet_mlflow(logging_utils) -> None:
             module.eprint = eprint
     configure = getattr(logging_utils, "_configure_mlflow_loggers", None)
     if configure is not None and not getattr(configure, "_server_anomaly", False):
+
         def configure_then_set_levels(*args, **kwargs):
             configure(*args, **kwargs)
             _set_mlflow_levels()

@@ -86,8 +86,13 @@ class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):
         finite = np.isfinite(columns["distance"]) & np.isfinite(columns["anomaly_score"])
         broken = columns["is_valid"] & ~finite
         if broken.any():  # the limits leave none, but a response must never carry Infinity or NaN
-            for column, value in (("is_valid", False), ("is_anomaly", False), ("is_alert", False),
-                                  ("cluster", INVALID_CLUSTER), ("invalid_reason", "values too large to score")):
+            for column, value in (
+                ("is_valid", False),
+                ("is_anomaly", False),
+                ("is_alert", False),
+                ("cluster", INVALID_CLUSTER),
+                ("invalid_reason", "values too large to score"),
+            ):
                 values = columns[column].astype(object) if column == "invalid_reason" else columns[column].copy()
                 values[broken] = value
                 columns[column] = values
@@ -158,10 +163,7 @@ def warming_up(params: ModelParams, frame: pd.DataFrame, valid: np.ndarray) -> n
 
 def serving_requirements() -> list[str]:
     """Pinned on purpose: MLflow's inference of requirements would run for every log_model."""
-    return [
-        f"{package}=={importlib.metadata.version(package)}"
-        for package in ("mlflow", "numpy", "pandas")
-    ]
+    return [f"{package}=={importlib.metadata.version(package)}" for package in ("mlflow", "numpy", "pandas")]
 
 
 def log_anomaly_model(params: ModelParams, example: pd.DataFrame, registered_name: str | None):
@@ -171,13 +173,13 @@ def log_anomaly_model(params: ModelParams, example: pd.DataFrame, registered_nam
 
     inputs = example[params.features]
     # An optional series column, so a request can carry the recent history of several series.
-    input_schema = Schema([ColSpec("double", f) for f in params.features]
-                          + [ColSpec("string", SERIES_REQUEST_COLUMN, required=False)])
+    input_schema = Schema(
+        [ColSpec("double", f) for f in params.features] + [ColSpec("string", SERIES_REQUEST_COLUMN, required=False)]
+    )
     # predict's own columns (warming_up included); score's dtypes, before nulls make them objects.
     scorer = AnomalyDetectorModel()
     scorer.params = params
-    signature = ModelSignature(inputs=input_schema,
-                               outputs=infer_signature(inputs, scorer.score(inputs)).outputs)
+    signature = ModelSignature(inputs=input_schema, outputs=infer_signature(inputs, scorer.score(inputs)).outputs)
     with tempfile.TemporaryDirectory() as scratch:
         params_path = Path(scratch) / "params.json"
         params_path.write_text(params.to_json())

@@ -29,9 +29,9 @@ def to_uri(path: str | Path) -> str:
 def local_path(uri: str) -> Path | None:
     """The local filesystem path behind a URI, or None for a remote store."""
     if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
+        return Path(uri[len("file://") :])
     if uri.startswith("file:"):
-        return Path(uri[len("file:"):])
+        return Path(uri[len("file:") :])
     if not has_scheme(uri):
         return Path(uri).expanduser().resolve()
     return None

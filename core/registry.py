@@ -54,9 +54,7 @@ def version_or_error(client, name: str, version: str):
 def version_for_alias(client, name: str, alias: str):
     version = alias_versions(client, name).get(alias)
     if version is None:
-        raise UserError(
-            f"model {name!r} has no version under alias {alias!r}; promote one: {promote_hint(name)}"
-        )
+        raise UserError(f"model {name!r} has no version under alias {alias!r}; promote one: {promote_hint(name)}")
     return client.get_model_version(name, version)
 
 

@@ -78,8 +78,10 @@ def check_rule(rule: str) -> None:
 def check_history(history) -> None:
     unknown = [t for t in history if t not in HISTORY_TRANSFORMS]
     if unknown or not history or len(set(history)) != len(history):
-        raise ValueError(f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
-                         f"got {', '.join(history) or 'none'}")
+        raise ValueError(
+            f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
+            f"got {', '.join(history) or 'none'}"
+        )
 
 
 def check_alert_policy(span: int, cooldown: int) -> None:
@@ -169,13 +171,11 @@ class ModelParams:
     def to_json(self) -> str:
         # Infinity is not JSON: store open bounds as null.
         data = asdict(self)
-        data["bounds"] = {
-            f: [None if math.isinf(v) else v for v in b] for f, b in data["bounds"].items()
-        }
+        data["bounds"] = {f: [None if math.isinf(v) else v for v in b] for f, b in data["bounds"].items()}
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelParams":
+    def from_json(cls, text: str) -> ModelParams:
         data = json.loads(text)
         data["bounds"] = {
             f: [-math.inf if lo is None else lo, math.inf if hi is None else hi]
@@ -189,8 +189,7 @@ def validity(params: ModelParams, frame: pd.DataFrame) -> tuple[np.ndarray, np.n
     missing = [f for f in params.features if f not in frame.columns]
     if missing:
         raise MissingFeaturesError(
-            f"input lacks feature column(s) {', '.join(missing)}; "
-            f"the model needs {', '.join(params.features)}"
+            f"input lacks feature column(s) {', '.join(missing)}; the model needs {', '.join(params.features)}"
         )
     n = len(frame)
     values = np.empty((n, len(params.features)), dtype=float)
@@ -289,15 +288,16 @@ class SeriesState:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
-    def from_json(cls, text: str | None) -> "SeriesState":
+    def from_json(cls, text: str | None) -> SeriesState:
         return cls(**json.loads(text)) if text else cls()
 
 
 WINDOW_BLOCK_ROWS = 65536
 
 
-def history_features(history: list[str], span: int, values: np.ndarray, tail: list[list[float]]
-                     ) -> tuple[np.ndarray, list]:
+def history_features(
+    history: list[str], span: int, values: np.ndarray, tail: list[list[float]]
+) -> tuple[np.ndarray, list]:
     """The feature vectors of a series' next rows, and the tail to carry to the rows after.
 
     ``values``: valid input rows in series order (n x inputs); ``tail``: earlier rows.
@@ -316,27 +316,27 @@ def history_features(history: list[str], span: int, values: np.ndarray, tail: li
             by_transform[transform] = values
         elif transform == "delta":
             previous = np.concatenate([context[:1], context[:-1]])
-            by_transform[transform] = (context - previous)[len(earlier):]
+            by_transform[transform] = (context - previous)[len(earlier) :]
     windowed = [t for t in history if t in ("mean", "std")]
     if windowed:
         # One fixed window per row: the same rows give the same bits wherever a batch starts.
         # Inputs as rows (inputs x time), so each window is one contiguous run once copied
         # and is summed in one fixed order whatever the block's shape.
-        padded = np.concatenate([np.full((width, span - 1), np.nan), context.T], axis=1)[:, -(n + span - 1):]
+        padded = np.concatenate([np.full((width, span - 1), np.nan), context.T], axis=1)[:, -(n + span - 1) :]
         windows = np.lib.stride_tricks.sliding_window_view(padded, span, axis=1)  # inputs x rows x span
         stats = {t: np.empty((n, width)) for t in windowed}
         # In blocks of rows: the windows are copied, and inputs x rows x span can be large.
         block = max(1, WINDOW_BLOCK_ROWS // max(width, 1))
         for start in range(0, n, block):
             with np.errstate(invalid="ignore", over="ignore"):  # as numpy's nan-functions, silent
-                mean, std = window_mean_std(windows[:, start:start + block], "std" in stats)
+                mean, std = window_mean_std(windows[:, start : start + block], "std" in stats)
             for transform, stat in (("mean", mean), ("std", std)):
                 if transform in stats:
-                    stats[transform][start:start + block] = stat.T
+                    stats[transform][start : start + block] = stat.T
         by_transform.update(stats)
     columns = [by_transform[transform][:, j] for j in range(width) for transform in history]
     vectors = np.column_stack(columns) if columns else np.empty((n, 0))
-    new_tail = context[len(context) - min(keep, len(context)):].tolist() if keep else []
+    new_tail = context[len(context) - min(keep, len(context)) :].tolist() if keep else []
     return vectors, new_tail
 
 
@@ -361,8 +361,9 @@ def window_mean_std(windows: np.ndarray, with_std: bool = True) -> tuple[np.ndar
     return mean[..., 0], np.sqrt(variance, out=variance)
 
 
-def apply_alerts(threshold: float, cooldown: int, scores: np.ndarray, rows_since_alert: int | None = None
-                 ) -> tuple[np.ndarray, int | None]:
+def apply_alerts(
+    threshold: float, cooldown: int, scores: np.ndarray, rows_since_alert: int | None = None
+) -> tuple[np.ndarray, int | None]:
     """Alerts for a series' next scored rows, in order, and the count to carry on.
 
     A row alerts when its score reaches ``threshold`` and more than ``cooldown`` rows have
@@ -378,8 +379,9 @@ def apply_alerts(threshold: float, cooldown: int, scores: np.ndarray, rows_since
     return alerts, None if last is None else len(scores) - 1 - last
 
 
-def score_series(params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
-                 ) -> tuple[pd.DataFrame, SeriesState]:
+def score_series(
+    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
+) -> tuple[pd.DataFrame, SeriesState]:
     """Score one series' rows, given in series order, continuing from ``state``.
 
     A row that cannot be scored comes back invalid with a reason and leaves the state alone.
@@ -408,8 +410,9 @@ def squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return total if total is not None else np.zeros((len(points), len(centroids)))
 
 
-def score_series_arrays(params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
-                        ) -> tuple[dict[str, np.ndarray], SeriesState]:
+def score_series_arrays(
+    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
+) -> tuple[dict[str, np.ndarray], SeriesState]:
     """``score_series`` as one numpy array per output column (``OUTPUT_COLUMNS``, then the
     history features): for callers that build their own frame, since building pandas
     frames column by column was most of scoring a 100-row file."""
@@ -440,9 +443,9 @@ def score_series_arrays(params: ModelParams, frame: pd.DataFrame, state: SeriesS
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows
-        alerts, new_state.rows_since_alert = apply_alerts(params.alert_threshold, params.cooldown,
-                                                          np.where(warming, np.nan, row_score),
-                                                          state.rows_since_alert)
+        alerts, new_state.rows_since_alert = apply_alerts(
+            params.alert_threshold, params.cooldown, np.where(warming, np.nan, row_score), state.rows_since_alert
+        )
         new_state.rows = state.rows + int(valid.sum())
         cluster[valid] = nearest
         distance[valid] = d
@@ -489,6 +492,5 @@ def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:
     if key is None or len(frame) == 0:
         return score_series(params, frame)[0]
     positional = frame.reset_index(drop=True)
-    parts = [score_series(params, group)[0]
-             for _, group in positional.groupby(positional[key].astype(str), sort=False)]
+    parts = [score_series(params, group)[0] for _, group in positional.groupby(positional[key].astype(str), sort=False)]
     return pd.concat(parts).sort_index().set_axis(frame.index)

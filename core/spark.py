@@ -76,13 +76,20 @@ def start_failure(error: Exception) -> UserError | None:
         return None
     hostname = socket.gethostname()
     if not hostname_resolves(hostname):
-        hint = (f"this machine's hostname {hostname!r} does not resolve: add '127.0.0.1 {hostname}' to "
-                "/etc/hosts, or set SPARK_LOCAL_IP to an address of this machine (127.0.0.1 in local mode)")
+        hint = (
+            f"this machine's hostname {hostname!r} does not resolve: add '127.0.0.1 {hostname}' to "
+            "/etc/hosts, or set SPARK_LOCAL_IP to an address of this machine (127.0.0.1 in local mode)"
+        )
     return UserError(f"Spark could not start: {what}; {hint}")
 
 
-def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
-                 long_running: bool = False, input_bytes: int | None = None):
+def create_spark(
+    app_name: str,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    long_running: bool = False,
+    input_bytes: int | None = None,
+):
     """Build (or return the running) SparkSession for a job.
 
     ``input_bytes``: the size of a batch job's input when it is local and known (see
@@ -123,8 +130,13 @@ def create_spark(app_name: str, master: str | None = None, conf: dict[str, str] 
         settings["spark.driver.memory"] = heap
     if "spark.driver.extraJavaOptions" not in settings and not under_spark_submit:
         settings["spark.driver.extraJavaOptions"] = driver_java_options(
-            settings, long_running, java, version_text, is_short_job(chosen_master, long_running, input_bytes),
-            local_batch=not long_running and is_local_master(chosen_master))
+            settings,
+            long_running,
+            java,
+            version_text,
+            is_short_job(chosen_master, long_running, input_bytes),
+            local_batch=not long_running and is_local_master(chosen_master),
+        )
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
@@ -168,8 +180,9 @@ def stop_state_stores(spark) -> None:
 
 
 @contextlib.contextmanager
-def spark_session_in_background(app_name: str, master: str | None, conf_pairs: list[str] | None,
-                                input_bytes: int | None = None):
+def spark_session_in_background(
+    app_name: str, master: str | None, conf_pairs: list[str] | None, input_bytes: int | None = None
+):
     """Like ``spark_session``, but the JVM starts while the caller goes on with its own set-up
     (importing MLflow and opening the store), which would otherwise wait for the JVM.
 

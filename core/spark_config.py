@@ -71,7 +71,8 @@ LOCAL_BATCH_HEAP_CAP_MIB = 31 * 1024
 def spark_conf_dir() -> str | None:
     """The configuration folder spark-submit would read (spark-defaults.conf, log4j2.properties)."""
     return os.environ.get("SPARK_CONF_DIR") or (
-        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None)
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None
+    )
 
 
 def spark_defaults() -> dict[str, str]:
@@ -121,12 +122,22 @@ SHORT_JOB_JIT_OPTIONS = ["-XX:TieredStopAtLevel=1"]
 
 def is_short_job(master: str | None, long_running: bool, input_bytes: int | None) -> bool:
     """A batch job in local mode over a local input of known, small size."""
-    return (not long_running and is_local_master(master) and input_bytes is not None
-            and input_bytes <= SHORT_JOB_INPUT_BYTES)
+    return (
+        not long_running
+        and is_local_master(master)
+        and input_bytes is not None
+        and input_bytes <= SHORT_JOB_INPUT_BYTES
+    )
 
 
-def driver_java_options(settings: dict[str, str], long_running: bool, java: str, version_text: str,
-                        short_job: bool = False, local_batch: bool = False) -> str:
+def driver_java_options(
+    settings: dict[str, str],
+    long_running: bool,
+    java: str,
+    version_text: str,
+    short_job: bool = False,
+    local_batch: bool = False,
+) -> str:
     """JVM options for the driver, which in local mode also runs the tasks.
 
     A batch job (train, replay, the benchmark) uses the parallel collector: it has no pauses to
@@ -211,7 +222,8 @@ LOG4J2_FILE_SUFFIXES = (".properties", ".xml", ".json", ".jsn", ".yaml", ".yml")
 def java_option_texts(*settings: dict[str, str]) -> list[str]:
     """The driver JVM's options as the user may have set them: Spark settings and environment."""
     return [s.get(key, "") for s in settings for key in JAVA_OPTION_KEYS] + [
-        os.environ.get(name, "") for name in JAVA_OPTION_ENV]
+        os.environ.get(name, "") for name in JAVA_OPTION_ENV
+    ]
 
 
 def has_own_log_config(java_options: list[str]) -> bool:

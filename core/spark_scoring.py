@@ -158,20 +158,31 @@ def fold_normal_rows(scored: pd.DataFrame) -> pd.DataFrame:
     valid and normal, so no part of the output selects it, and it names its file, which the
     monitor needs to tell a file that was read from one that never was.
     """
-    keep = (scored["is_anomaly"].to_numpy(dtype=bool) | scored["is_alert"].to_numpy(dtype=bool)
-            | ~scored["is_valid"].to_numpy(dtype=bool))
+    keep = (
+        scored["is_anomaly"].to_numpy(dtype=bool)
+        | scored["is_alert"].to_numpy(dtype=bool)
+        | ~scored["is_valid"].to_numpy(dtype=bool)
+    )
     kept = scored[keep].assign(**{FOLDED_ROWS: np.nan})
     if keep.all():
         return kept
     files, counts = np.unique(scored["source_file"].to_numpy()[~keep].astype(str), return_counts=True)
     tally = {name: np.full(len(files), np.nan) for name in scored.columns}
-    tally.update({
-        "source_file": files, "series": np.repeat(scored["series"].iloc[0], len(files)),
-        "line_number": np.zeros(len(files), dtype=np.int64), "cluster": np.full(len(files), INVALID_CLUSTER, dtype=np.int32),
-        "timestamp": np.repeat("", len(files)), "reason": np.repeat("", len(files)), "raw": np.repeat("", len(files)),
-        "is_anomaly": np.zeros(len(files), dtype=bool), "is_alert": np.zeros(len(files), dtype=bool),
-        "is_valid": np.ones(len(files), dtype=bool), FOLDED_ROWS: counts.astype(float),
-    })
+    tally.update(
+        {
+            "source_file": files,
+            "series": np.repeat(scored["series"].iloc[0], len(files)),
+            "line_number": np.zeros(len(files), dtype=np.int64),
+            "cluster": np.full(len(files), INVALID_CLUSTER, dtype=np.int32),
+            "timestamp": np.repeat("", len(files)),
+            "reason": np.repeat("", len(files)),
+            "raw": np.repeat("", len(files)),
+            "is_anomaly": np.zeros(len(files), dtype=bool),
+            "is_alert": np.zeros(len(files), dtype=bool),
+            "is_valid": np.ones(len(files), dtype=bool),
+            FOLDED_ROWS: counts.astype(float),
+        }
+    )
     return pd.concat([kept, pd.DataFrame(tally)[kept.columns]], ignore_index=True)
 
 
@@ -203,9 +214,16 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, f
 
     # Only the columns scoring reads cross to the workers: the ones it writes would be shuffled
     # and converted to pandas only to be overwritten.
-    return records.select(*unscored_columns(params)).groupBy("series").applyInPandasWithState(
-        score, f"{record_ddl(params)}, {FOLDED_ROWS} long", SERIES_STATE_DDL, "append",
-        GroupStateTimeout.ProcessingTimeTimeout
+    return (
+        records.select(*unscored_columns(params))
+        .groupBy("series")
+        .applyInPandasWithState(
+            score,
+            f"{record_ddl(params)}, {FOLDED_ROWS} long",
+            SERIES_STATE_DDL,
+            "append",
+            GroupStateTimeout.ProcessingTimeTimeout,
+        )
     )
 
 
@@ -245,8 +263,9 @@ def unreadable_time(column: str = "timestamp"):
     return (F.coalesce(F.length(F.trim(F.col(column))), F.lit(0)) > 0) & spark_time(column).isNull()
 
 
-def training_features(table, features: list[str], history: list[str], span: int, series: str | None,
-                      times_readable: bool | None = None):
+def training_features(
+    table, features: list[str], history: list[str], span: int, series: str | None, times_readable: bool | None = None
+):
     """The training table with its history features (``vector_columns``), the core's formulas.
 
     Rows are grouped by ``series`` (one series when None) and taken in time order, file order

@@ -33,7 +33,7 @@ def resolved_tracking_uri() -> str:
 
 def _sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):])
+        return Path(uri[len("sqlite:///") :])
     return None
 
 
@@ -86,7 +86,7 @@ class MlflowService:
     def tracking_uri(self) -> str:
         return self._tracking_uri or resolved_tracking_uri()
 
-    def start(self) -> "MlflowService":
+    def start(self) -> MlflowService:
         import mlflow
 
         uri = self.tracking_uri
@@ -105,7 +105,7 @@ class MlflowService:
         while mlflow.active_run() is not None:
             mlflow.end_run()
 
-    def __enter__(self) -> "MlflowService":
+    def __enter__(self) -> MlflowService:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -136,7 +136,8 @@ class MlflowService:
             location = (database.parent / "mlruns").as_uri() if database else None
             try:
                 experiment_id = self.client.create_experiment(
-                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
+                )
             except MlflowException:
                 experiment_id = self.client.get_experiment_by_name(name).experiment_id
             return experiment_id
@@ -150,8 +151,9 @@ class MlflowService:
         if EXPERIMENT_KIND_TAG not in tags:
             self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
 
-    def describe_joined_run(self, run_name: str | None, tags: dict | None = None,
-                            description: str | None = None) -> str | None:
+    def describe_joined_run(
+        self, run_name: str | None, tags: dict | None = None, description: str | None = None
+    ) -> str | None:
         """For a job that needs no run of its own (promote, compare): the run ``mlflow run``
         made for it, named and described, or None outside ``mlflow run``."""
         run_id = joined_run_id()
@@ -161,8 +163,9 @@ class MlflowService:
             self._describe_joined_run(run_id, run_name, description, tags)
         return run_id
 
-    def _describe_joined_run(self, run_id: str, run_name: str | None, description: str | None,
-                             tags: dict | None) -> None:
+    def _describe_joined_run(
+        self, run_id: str, run_name: str | None, description: str | None, tags: dict | None
+    ) -> None:
         """Name and describe the run ``mlflow run`` made, which it left with a random name."""
         from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
@@ -174,8 +177,9 @@ class MlflowService:
         for key, value in extra.items():
             self.client.set_tag(run_id, key, value)
 
-    def start_run(self, experiment: str, run_name: str | None = None, tags: dict | None = None,
-                  description: str | None = None):
+    def start_run(
+        self, experiment: str, run_name: str | None = None, tags: dict | None = None, description: str | None = None
+    ):
         """Start (or join, under ``mlflow run``) a run in ``experiment``."""
         import mlflow
 
@@ -184,11 +188,11 @@ class MlflowService:
             run_id = os.environ["MLFLOW_RUN_ID"]
             self._describe_joined_run(run_id, run_name, description, tags)
             return mlflow.start_run(run_id=run_id)
-        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags,
-                                description=description)
+        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, description=description)
 
-    def create_run(self, experiment: str, run_name: str | None = None, tags: dict | None = None,
-                   description: str | None = None) -> str:
+    def create_run(
+        self, experiment: str, run_name: str | None = None, tags: dict | None = None, description: str | None = None
+    ) -> str:
         """A run for jobs that log from callback threads (foreachBatch) through the client.
 
         Fluent logging there would silently open a second run, so such jobs hold a run id.
@@ -219,8 +223,7 @@ def joined_run_id() -> str | None:
     return os.environ.get("MLFLOW_RUN_ID") or None
 
 
-def log_dataset(client, run_id: str, uri: str, name: str, digest: str, columns: dict[str, str],
-                context: str) -> bool:
+def log_dataset(client, run_id: str, uri: str, name: str, digest: str, columns: dict[str, str], context: str) -> bool:
     """Record ``uri`` as the run's dataset input (the UI's "Datasets" column); False if MLflow
     cannot name a source for the URI's scheme, which only costs the lineage."""
     import warnings
@@ -240,6 +243,7 @@ def log_dataset(client, run_id: str, uri: str, name: str, digest: str, columns: 
             return False
     schema = Schema([ColSpec(kind, column) for column, kind in columns.items()])
     dataset = MetaDataset(source=source, name=name, digest=digest[:20], schema=schema)
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
-                                                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+    )
     return True

@@ -23,18 +23,25 @@ def main(argv=None) -> int:
     from core.tracking import MlflowService
 
     parser = job_parser("Compare the replays of one data set, one row per model.")
-    parser.add_argument("--metric", default="none", type=optional_text,
-                        help="rank by this replay metric ('none': by NAB score where there are labels, "
-                             "else not ranked)")
-    parser.add_argument("--order", default="none", type=optional_text,
-                        help="asc or desc: which way is better for --metric (needed for counts and rates)")
-    parser.add_argument("--data-sha256", default="none", type=optional_text,
-                        help="data set to compare on ('none': the newest replay's)")
+    parser.add_argument(
+        "--metric",
+        default="none",
+        type=optional_text,
+        help="rank by this replay metric ('none': by NAB score where there are labels, else not ranked)",
+    )
+    parser.add_argument(
+        "--order",
+        default="none",
+        type=optional_text,
+        help="asc or desc: which way is better for --metric (needed for counts and rates)",
+    )
+    parser.add_argument(
+        "--data-sha256", default="none", type=optional_text, help="data set to compare on ('none': the newest replay's)"
+    )
     args = parser.parse_args(argv)
     with MlflowService() as service:
         table = compare(service.client, args.data_sha256, args.metric, args.order)
-        run_id = service.describe_joined_run(f"compare {table.attrs['data_sha256'][:12]}",
-                                             tags={STEP_TAG: "compare"})
+        run_id = service.describe_joined_run(f"compare {table.attrs['data_sha256'][:12]}", tags={STEP_TAG: "compare"})
         if run_id:
             log_table(service.client, run_id, table)
     print_table(table)

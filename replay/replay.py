@@ -58,7 +58,11 @@ class DataSet:
 
     def describe(self) -> str:
         names = [file_stem(p) for p in self.paths]
-        return names[0] if len(names) == 1 else f"{len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+        return (
+            names[0]
+            if len(names) == 1
+            else f"{len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+        )
 
     def source_uri(self) -> str:
         """The one file, or the folder holding them all: what the UI shows as the data's source."""
@@ -108,9 +112,9 @@ def find_data(spark, specs: list[str]) -> DataSet:
         paths.extend(found)
     paths = sorted(set(paths))
     rows = (
-        spark.read.format("binaryFile").load(paths)
-        .select(canonical_path_column("path").alias("path"),
-                F.sha2("content", 256).alias("sha"))
+        spark.read.format("binaryFile")
+        .load(paths)
+        .select(canonical_path_column("path").alias("path"), F.sha2("content", 256).alias("sha"))
         .collect()
     )
     hashes = {canonical_path(r["path"]): r["sha"] for r in rows}
@@ -164,8 +168,13 @@ def summarize(records: pd.DataFrame, windows: dict | None):
     totals = {}
     for path, group in records.groupby("source_file", sort=True):
         stem = file_stem(path)
-        row = {"file": stem, "rows": len(group), "anomalies": int(group["is_anomaly"].sum()),
-               "alerts": int(group["is_alert"].sum()), "invalid_rows": int((~group["is_valid"]).sum())}
+        row = {
+            "file": stem,
+            "rows": len(group),
+            "anomalies": int(group["is_anomaly"].sum()),
+            "alerts": int(group["is_alert"].sum()),
+            "invalid_rows": int((~group["is_valid"]).sum()),
+        }
         label = None if windows is None else windows.get(PurePosixPath(path).name)
         if label is not None:
             group = group.sort_values("line_number")
@@ -231,8 +240,9 @@ def mark_orphans(client) -> list[str]:
     """Replays on this host whose process died part-way are marked FAILED, not left running."""
     host = socket.gethostname()
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.{STEP_TAG} = 'replay'",
-                              max_results=500)
+    runs = client.search_runs(
+        experiments, f"attributes.status = 'RUNNING' and tags.{STEP_TAG} = 'replay'", max_results=500
+    )
     failed = []
     for run in runs:
         tags = run.data.tags
@@ -266,8 +276,11 @@ def open_replay_run(service, loaded, data: DataSet, own_run: bool) -> str:
     joined = joined_run_id()
     if joined and not own_run:
         tags[MLFLOW_PARENT_RUN_ID] = joined
-        run = service.client.create_run(service.experiment_id(REPLAY_EXPERIMENT), run_name=f"replay {label}",
-                                        tags={**tags, "mlflow.note.content": description})
+        run = service.client.create_run(
+            service.experiment_id(REPLAY_EXPERIMENT),
+            run_name=f"replay {label}",
+            tags={**tags, "mlflow.note.content": description},
+        )
         return run.info.run_id
     return service.create_run(REPLAY_EXPERIMENT, run_name=f"replay {label}", tags=tags, description=description)
 
@@ -290,18 +303,40 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: 
     try:
         params = loaded.params
         names = ",".join(file_stem(p) for p in data.paths)
-        client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in {
-            "model_name": loaded.name or "", "model_version": loaded.version or "",
-            "model_run_id": loaded.run_id or "", "model_uri": loaded.uri, "rule": params.rule,
-            "threshold": params.threshold, "features": ",".join(params.features),
-            "history": ",".join(params.history), "span": params.span,
-            "alert_threshold": params.alert_threshold, "cooldown": params.cooldown,
-            "data_files": names, "data_file_count": len(data.paths), "data_sha256": data.sha256,
-            "labels_file": args.labels or "", "labels_sha256": labels_sha256(windows, data),
-            "window_minutes": args.window_minutes,
-        }.items()])
-        log_dataset(client, run_id, data.source_uri(), data.describe(), data.sha256,
-                    {"timestamp": "string", **dict.fromkeys(params.features, "double")}, context="replay")
+        client.log_batch(
+            run_id,
+            params=[
+                Param(k, str(v)[:MAX_PARAM_CHARS])
+                for k, v in {
+                    "model_name": loaded.name or "",
+                    "model_version": loaded.version or "",
+                    "model_run_id": loaded.run_id or "",
+                    "model_uri": loaded.uri,
+                    "rule": params.rule,
+                    "threshold": params.threshold,
+                    "features": ",".join(params.features),
+                    "history": ",".join(params.history),
+                    "span": params.span,
+                    "alert_threshold": params.alert_threshold,
+                    "cooldown": params.cooldown,
+                    "data_files": names,
+                    "data_file_count": len(data.paths),
+                    "data_sha256": data.sha256,
+                    "labels_file": args.labels or "",
+                    "labels_sha256": labels_sha256(windows, data),
+                    "window_minutes": args.window_minutes,
+                }.items()
+            ],
+        )
+        log_dataset(
+            client,
+            run_id,
+            data.source_uri(),
+            data.describe(),
+            data.sha256,
+            {"timestamp": "string", **dict.fromkeys(params.features, "double")},
+            context="replay",
+        )
         started = time.perf_counter()
         records = score_history(spark, params, data)
         seconds = time.perf_counter() - started
@@ -309,10 +344,14 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: 
         rows = len(records)
         anomalies = int(records["is_anomaly"].sum())
         metrics = {
-            "rows": rows, "anomaly_count": anomalies, "anomaly_rate": anomalies / rows if rows else 0.0,
+            "rows": rows,
+            "anomaly_count": anomalies,
+            "anomaly_rate": anomalies / rows if rows else 0.0,
             "alert_count": int(records["is_alert"].sum()),
-            "invalid_rows": int((~records["is_valid"]).sum()), "replay_seconds": seconds,
-            "rows_per_second": rows / seconds if seconds else 0.0, **label_metrics,
+            "invalid_rows": int((~records["is_valid"]).sum()),
+            "replay_seconds": seconds,
+            "rows_per_second": rows / seconds if seconds else 0.0,
+            **label_metrics,
         }
         for row in per_file.itertuples():
             metrics[metric_key(f"anomalies_{row.file}")] = row.anomalies
@@ -324,7 +363,7 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: 
         windows_counted = count_per_window(records, args.window_minutes)
         batch += [Metric("anomalies_per_window", float(v), now, int(i)) for i, v in windows_counted.items()]
         for start in range(0, len(batch), 1000):
-            client.log_batch(run_id, metrics=batch[start:start + 1000])
+            client.log_batch(run_id, metrics=batch[start : start + 1000])
         _log_artifacts(client, run_id, records, per_file, params.features, windows)
         service.end_run(run_id, "FINISHED")
     except BaseException:
@@ -352,15 +391,24 @@ def _log_artifacts(client, run_id, records, per_file, features, windows) -> None
 
 def parse_args(argv):
     parser = job_parser("Replay history through registered models.")
-    parser.add_argument("--model", action="append", default=[],
-                        help="model URI, name@alias or name/version; repeat (or comma-separate) for several "
-                             "(default: <model-name>@production)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model URI, name@alias or name/version; repeat (or comma-separate) for several "
+        "(default: <model-name>@production)",
+    )
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--data", required=True, help="CSV files, directories or globs, comma-separated")
-    parser.add_argument("--labels", default="none", type=optional_text,
-                        help="NAB combined_windows.json ('none': no labels)")
-    parser.add_argument("--window-minutes", type=int, default=DEFAULT_WINDOW_MINUTES,
-                        help="event-time window of the anomalies_per_window metric")
+    parser.add_argument(
+        "--labels", default="none", type=optional_text, help="NAB combined_windows.json ('none': no labels)"
+    )
+    parser.add_argument(
+        "--window-minutes",
+        type=int,
+        default=DEFAULT_WINDOW_MINUTES,
+        help="event-time window of the anomalies_per_window metric",
+    )
     add_spark_args(parser)
     args = parser.parse_args(argv)
     if args.window_minutes < 1:
@@ -385,17 +433,23 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
     data = find_data(spark, [s for s in args.data.split(",") if s.strip()])
     if len(models) > 1 and joined_run_id():
         # mlflow run's run holds the set: each model's replay is a child run of it.
-        service.create_run(REPLAY_EXPERIMENT, run_name=f"replay {len(models)} models on {data.describe()}",
-                           tags={STEP_TAG: "replay-set"},
-                           description=f"Replay of {data.describe()} through {', '.join(map(model_label, models))}")
+        service.create_run(
+            REPLAY_EXPERIMENT,
+            run_name=f"replay {len(models)} models on {data.describe()}",
+            tags={STEP_TAG: "replay-set"},
+            description=f"Replay of {data.describe()} through {', '.join(map(model_label, models))}",
+        )
         service.client.log_param(joined_run_id(), "data_sha256_replayed", data.sha256)
     results = []
     for loaded in models:
         result = replay_model(spark, service, loaded, data, windows, args, own_run=len(models) == 1)
         m = result.metrics
         extra = f", NAB standard {m['nab_score_standard']:.1f}" if "nab_score_standard" in m else ""
-        print(f"replay {result.model_label}: {m['rows']:.0f} rows, {m['anomaly_count']:.0f} anomalies "
-              f"({m['anomaly_rate']:.2%}), {m['invalid_rows']:.0f} invalid{extra}; run {result.run_id}", flush=True)
+        print(
+            f"replay {result.model_label}: {m['rows']:.0f} rows, {m['anomaly_count']:.0f} anomalies "
+            f"({m['anomaly_rate']:.2%}), {m['invalid_rows']:.0f} invalid{extra}; run {result.run_id}",
+            flush=True,
+        )
         results.append(result)
     return results
 

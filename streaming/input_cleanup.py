@@ -43,21 +43,27 @@ def archive_target(input_uri: str, mode: str, archive_dir: str) -> str:
             raise UserError(f"--archive-dir is used only with --clean-source archive, not {mode}")
         return ""
     if not archive_dir:
-        raise UserError("--clean-source archive needs --archive-dir: the directory processed files are moved to, "
-                        "each under its full path")
+        raise UserError(
+            "--clean-source archive needs --archive-dir: the directory processed files are moved to, "
+            "each under its full path"
+        )
     archive_uri = to_uri(archive_dir)
     (source_scheme, source_host), source_parts = _fs_and_parts(input_uri)
     (archive_scheme, archive_host), archive_parts = _fs_and_parts(archive_uri)
     if source_scheme != archive_scheme or (source_host and archive_host and source_host != archive_host):
-        raise UserError(f"--archive-dir {archive_uri} is on another filesystem than the input {input_uri}; "
-                        "Spark archives a file by renaming it, within one filesystem")
+        raise UserError(
+            f"--archive-dir {archive_uri} is on another filesystem than the input {input_uri}; "
+            "Spark archives a file by renaming it, within one filesystem"
+        )
     # Spark's own rule (FileStreamSource.SourceFileArchiver): compared down to the shallower of the
     # two paths, the archive must leave the input's pattern, or archived files could be read again.
     depth = min(len(source_parts), len(archive_parts))
     if all(_component_matches(p, a) for p, a in zip(source_parts[:depth], archive_parts[:depth])):
         beside = input_uri.rstrip("/") + "-archive"
         hint = "" if any(c in beside for c in "*?[{") else f", e.g. {beside}"
-        raise UserError(f"--archive-dir {archive_uri} must not be the input directory {input_uri}, be inside it "
-                        f"or contain it (Spark refuses an archive its input pattern can match); choose one beside "
-                        f"it{hint}")
+        raise UserError(
+            f"--archive-dir {archive_uri} must not be the input directory {input_uri}, be inside it "
+            f"or contain it (Spark refuses an archive its input pattern can match); choose one beside "
+            f"it{hint}"
+        )
     return archive_uri

@@ -37,11 +37,10 @@ import signal
 import threading
 import time
 
-import pandas as pd
-
 from core.cli import add_spark_args, flag, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
 from core.schema import DEFAULT_MODEL_NAME, MONITOR_EXPERIMENT
+from streaming.batch_report import ALERT_LINE_COLUMNS, alert_lines, batch_metrics, print_batch
 from streaming.input_cleanup import CLEAN_SOURCE_MODES, archive_target
 from streaming.model_tracker import ModelTracker
 
@@ -51,17 +50,6 @@ OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 SMALL_FILE_OPEN_COST_BYTES = 8 * 1024
 # Namespaces built by hand (benchmarks, older tests) predate these options: they get the defaults.
 SOURCE_OPTION_DEFAULTS = {"clean_source": "off", "archive_dir": "", "available_now": False}
-
-
-ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number")
-
-
-def alert_lines(rows) -> pd.DataFrame | None:
-    """The collected alert rows as a frame in the order their files and lines came, or None."""
-    if not rows:
-        return None
-    frame = pd.DataFrame([row.asDict() for row in rows], columns=list(ALERT_LINE_COLUMNS))
-    return frame.sort_values(["source_file", "line_number"], kind="stable", ignore_index=True)
 
 
 def crash_now(point: str, batch_id: int) -> None:
@@ -108,7 +96,8 @@ class Monitor:
         # Streaming file sources need the schema up front; binaryFile's is fixed.
         self.sink.fs.mkdirs(self.input_uri)
         reader = (
-            self.spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
+            self.spark.readStream.format("binaryFile")
+            .schema(BINARY_FILE_SCHEMA)
             .option("pathGlobFilter", "*.csv")
             .option("maxFilesPerTrigger", self.args.max_files_per_trigger)
         )
@@ -133,8 +122,10 @@ class Monitor:
         # Each batch's new files are listed by a Spark job with one task per file by default; a
         # task per core lists them as widely for far less.
         if self.spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism", None) is None:
-            self.spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
-                                str(self.spark.sparkContext.defaultParallelism))
+            self.spark.conf.set(
+                "spark.sql.sources.parallelPartitionDiscovery.parallelism",
+                str(self.spark.sparkContext.defaultParallelism),
+            )
         # Spark packs files into read tasks as if opening one cost reading 4 MiB, so a backlog
         # of small files becomes many parse tasks, each starting its Python worker. Priced at
         # their size, they fill a task per core (up to 128 MiB each).
@@ -142,9 +133,12 @@ class Monitor:
             self.spark.conf.set(OPEN_COST_KEY, str(SMALL_FILE_OPEN_COST_BYTES))
         # Without --scored-rows only anomalies, alerts and quarantined rows are written, so the
         # normal rows come back from the scoring workers as per-file counts.
-        records = score_series_streaming(parse_binary_files(self.source(), self.active.params), self.active.params,
-                                         int(self.args.series_idle_minutes * 60_000),
-                                         fold_normal=not self.args.scored_rows)
+        records = score_series_streaming(
+            parse_binary_files(self.source(), self.active.params),
+            self.active.params,
+            int(self.args.series_idle_minutes * 60_000),
+            fold_normal=not self.args.scored_rows,
+        )
         writer = records.writeStream.foreachBatch(self.process_batch).option("checkpointLocation", self.checkpoint_uri)
         if self.available_now:
             # The files listed at the query's start, in batches of maxFilesPerTrigger, then the query ends.
@@ -154,17 +148,18 @@ class Monitor:
         return writer.queryName("anomaly-monitor").start()
 
     def open_run(self) -> None:
-        self.run_id = self.service.create_run(
-            MONITOR_EXPERIMENT, run_name="monitor", tags={"step": "monitor"}
-        )
+        self.run_id = self.service.create_run(MONITOR_EXPERIMENT, run_name="monitor", tags={"step": "monitor"})
         client = self.service.client
         for key, value in {
             # Names distinct from the MLproject parameters, which mlflow run logs as typed.
-            "input_uri": self.input_uri, "output_uri": self.output_uri,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
             "checkpoint_uri": self.checkpoint_uri,
-            "window_seconds": self.args.window, "model_spec": self.tracker.spec,
+            "window_seconds": self.args.window,
+            "model_spec": self.tracker.spec,
             "trigger_mode": "availableNow" if self.available_now else "processingTime",
-            "clean_source_mode": self.clean_source, "archive_uri": self.archive_uri,
+            "clean_source_mode": self.clean_source,
+            "archive_uri": self.archive_uri,
             "initial_model_version": self.tracker.current.version or "",
             "initial_model_uri": self.tracker.current.uri,
             # The alert policy and history features travel in the model; recorded here too so
@@ -177,14 +172,21 @@ class Monitor:
             client.log_param(self.run_id, key, value)
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
         if self.available_now:
-            doing = (f"catching up on {self.input_uri} (the files there now, at most "
-                     f"{self.args.max_files_per_trigger} a batch, then stopping)")
+            doing = (
+                f"catching up on {self.input_uri} (the files there now, at most "
+                f"{self.args.max_files_per_trigger} a batch, then stopping)"
+            )
         else:
             doing = f"monitoring {self.input_uri} every {self.args.window:g} s"
-        cleaning = {"off": "", "delete": "; processed files deleted",
-                    "archive": f"; processed files moved under {self.archive_uri}"}[self.clean_source]
-        print(f"{doing} with {self.tracker.label}; output {self.output_uri}; MLflow run {self.run_id}{cleaning}",
-              flush=True)
+        cleaning = {
+            "off": "",
+            "delete": "; processed files deleted",
+            "archive": f"; processed files moved under {self.archive_uri}",
+        }[self.clean_source]
+        print(
+            f"{doing} with {self.tracker.label}; output {self.output_uri}; MLflow run {self.run_id}{cleaning}",
+            flush=True,
+        )
 
     def process_batch(self, scored, batch_id: int) -> None:
         from pyspark.sql import Observation
@@ -252,43 +254,17 @@ class Monitor:
     def _with_model(records, model, batch_id: int):
         from pyspark.sql import functions as F
 
-        return records.withColumns({
-            "model_version": F.lit(model.version or ""), "model_uri": F.lit(model.uri),
-            "batch_id": F.lit(batch_id).cast("long"),
-        })
+        return records.withColumns(
+            {
+                "model_version": F.lit(model.version or ""),
+                "model_uri": F.lit(model.uri),
+                "batch_id": F.lit(batch_id).cast("long"),
+            }
+        )
 
     def _report(self, batch_id, counts, seconds, shown, model, raised=None) -> None:
-        from mlflow.entities import Metric
-
-        rows_per_second = counts["rows"] / seconds if seconds > 0 else 0.0
-        label = f"{model.name} v{model.version}" if model.name else model.uri
-        print(
-            f"batch {batch_id}: rows {counts['rows']}, anomalies {counts['anomalies']}, "
-            f"alerts {counts['alerts']}, invalid {counts['invalid_rows']}, files {counts['files']}, "
-            f"model {label}, {seconds:.2f} s", flush=True,
-        )
-        for alert in (raised.itertuples(index=False) if raised is not None else []):
-            print(f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.3f} "
-                  f"(threshold {model.params.alert_threshold:g}; next alert for this series no sooner than "
-                  f"{model.params.cooldown} rows later) [{alert.source_file.rsplit('/', 1)[-1]}:"
-                  f"{alert.line_number}]", flush=True)
-        if shown is not None and len(shown):
-            columns = ["source_file", "line_number", "timestamp", *model.params.features,
-                       "cluster", "distance", "anomaly_score"]
-            table = shown[columns].assign(source_file=shown["source_file"].str.rsplit("/", n=1).str[-1])
-            print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
-            if counts["anomalies"] > len(shown):
-                print(f"... and {counts['anomalies'] - len(shown)} more anomalies", flush=True)
-        now = int(time.time() * 1000)
-        metrics = {
-            "rows": counts["rows"], "anomalies": counts["anomalies"], "alerts": counts["alerts"],
-            "invalid_rows": counts["invalid_rows"], "files": counts["files"],
-            "rows_per_second": rows_per_second, "batch_seconds": seconds,
-            "model_version": float(model.version) if model.version else -1.0,
-        }
-        self.service.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, batch_id) for k, v in metrics.items()]
-        )
+        print_batch(batch_id, counts, seconds, shown, model, raised)
+        self.service.client.log_batch(self.run_id, metrics=batch_metrics(batch_id, counts, seconds, model))
         with self._lock:
             self.batches_seen += 1
             self.last_activity = time.monotonic()
@@ -337,8 +313,9 @@ class Monitor:
         query = self.start()
         deadline = time.monotonic() + self.args.timeout if self.args.timeout > 0 else None
         # A catch-up ends when its files are done, not when a window passes without a batch.
-        idle_limit = self.args.idle_windows * self.args.window \
-            if self.args.idle_windows > 0 and not self.available_now else None
+        idle_limit = (
+            self.args.idle_windows * self.args.window if self.args.idle_windows > 0 and not self.available_now else None
+        )
         crash_after_commit = fault_at("after_commit")
         status = "FINISHED"
         ended_by_itself = False
@@ -356,8 +333,12 @@ class Monitor:
                     query = self.follow_alias(query)
                     next_alias_check = time.monotonic() + self.args.window
                 progress = query.lastProgress
-                if crash_after_commit is not None and progress and progress["batchId"] >= crash_after_commit \
-                        and progress["numInputRows"] > 0:
+                if (
+                    crash_after_commit is not None
+                    and progress
+                    and progress["batchId"] >= crash_after_commit
+                    and progress["numInputRows"] > 0
+                ):
                     crash_now("after_commit", crash_after_commit)
                 if deadline and time.monotonic() > deadline:
                     print(f"time limit of {self.args.timeout:g} s reached; stopping", flush=True)
@@ -367,8 +348,9 @@ class Monitor:
                     quiet = time.monotonic() - max(self.last_activity, last_idle_line)
                 if not self.available_now and quiet >= self.args.window and not query.status["isTriggerActive"]:
                     # Spark runs no batch for an empty window; say so, so silence means stopped.
-                    print(f"window: no new files; rows 0, anomalies 0, invalid 0, model {self.tracker.label}",
-                          flush=True)
+                    print(
+                        f"window: no new files; rows 0, anomalies 0, invalid 0, model {self.tracker.label}", flush=True
+                    )
                     last_idle_line = time.monotonic()
                 if idle_limit and idle > idle_limit and not query.status["isTriggerActive"]:
                     print(f"no new data for {self.args.idle_windows} windows; stopping", flush=True)
@@ -388,14 +370,17 @@ class Monitor:
             print("caught up: every file present at the start is processed; stopping", flush=True)
         if self.clean_source != "off" and self.last_batch_id >= 0:
             verb = "deletes" if self.clean_source == "delete" else "archives"
-            print(f"the files of the last batch ({self.last_batch_id}) stay in {self.input_uri} until the next "
-                  f"batch, in this monitor or the next: Spark {verb} a batch's files when it plans the one after",
-                  flush=True)
+            print(
+                f"the files of the last batch ({self.last_batch_id}) stay in {self.input_uri} until the next "
+                f"batch, in this monitor or the next: Spark {verb} a batch's files when it plans the one after",
+                flush=True,
+            )
         print(
             f"monitor stopped after {self.batches_seen} batches: rows {self.totals['rows']}, "
             f"anomalies {self.totals['anomalies']}, alerts {self.totals['alerts']}, "
             f"invalid {self.totals['invalid_rows']}; "
-            f"events under {self.output_uri}/batches", flush=True,
+            f"events under {self.output_uri}/batches",
+            flush=True,
         )
         return 0
 
@@ -403,31 +388,65 @@ class Monitor:
 def parse_args(argv):
     parser = job_parser("Monitor a directory of metric CSV files for anomalies.")
     parser.add_argument("--input", required=True, help="directory (path or URI) that files are renamed into")
-    parser.add_argument("--window", type=float, default=3.0,
-                        help="trigger interval in seconds (with --available-now: how often the alias is checked)")
-    parser.add_argument("--model", default="none", type=optional_text,
-                        help="model URI, name@alias or name/version ('none': <model-name>@production, followed live)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=3.0,
+        help="trigger interval in seconds (with --available-now: how often the alias is checked)",
+    )
+    parser.add_argument(
+        "--model",
+        default="none",
+        type=optional_text,
+        help="model URI, name@alias or name/version ('none': <model-name>@production, followed live)",
+    )
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model whose alias is followed")
     parser.add_argument("--output", default="data/monitor", help="output root for events and quarantine")
-    parser.add_argument("--checkpoint", default="none", type=optional_text,
-                        help="checkpoint URI ('none': <output>/checkpoint)")
+    parser.add_argument(
+        "--checkpoint", default="none", type=optional_text, help="checkpoint URI ('none': <output>/checkpoint)"
+    )
     parser.add_argument("--show", type=int, default=10, help="anomalous rows printed per window")
-    parser.add_argument("--scored-rows", nargs="?", const="true", default="false", type=flag,
-                        help="also sink every scored row (with its history features), not only anomalies")
+    parser.add_argument(
+        "--scored-rows",
+        nargs="?",
+        const="true",
+        default="false",
+        type=flag,
+        help="also sink every scored row (with its history features), not only anomalies",
+    )
     parser.add_argument("--max-files-per-trigger", type=int, default=1000, help="most files in one micro-batch")
-    parser.add_argument("--series-idle-minutes", type=float, default=1440,
-                        help="forget a series' state after this long without rows (it then starts afresh)")
+    parser.add_argument(
+        "--series-idle-minutes",
+        type=float,
+        default=1440,
+        help="forget a series' state after this long without rows (it then starts afresh)",
+    )
     parser.add_argument("--idle-windows", type=int, default=0, help="stop after this many idle windows (0: never)")
     parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")
-    parser.add_argument("--available-now", nargs="?", const="true", default="false", type=flag,
-                        help="catch up: process the files present at the start, in batches of at most "
-                             "--max-files-per-trigger, then stop with exit code 0")
-    parser.add_argument("--clean-source", type=str.lower, choices=CLEAN_SOURCE_MODES, default="off",
-                        help="what Spark does with the files of a committed batch once it plans the next batch: "
-                             "keep them, move them under --archive-dir, or delete them")
-    parser.add_argument("--archive-dir", default="none", type=optional_text,
-                        help="with --clean-source archive: where processed files go, each under its full path; "
-                             "outside the input directory, on its filesystem")
+    parser.add_argument(
+        "--available-now",
+        nargs="?",
+        const="true",
+        default="false",
+        type=flag,
+        help="catch up: process the files present at the start, in batches of at most "
+        "--max-files-per-trigger, then stop with exit code 0",
+    )
+    parser.add_argument(
+        "--clean-source",
+        type=str.lower,
+        choices=CLEAN_SOURCE_MODES,
+        default="off",
+        help="what Spark does with the files of a committed batch once it plans the next batch: "
+        "keep them, move them under --archive-dir, or delete them",
+    )
+    parser.add_argument(
+        "--archive-dir",
+        default="none",
+        type=optional_text,
+        help="with --clean-source archive: where processed files go, each under its full path; "
+        "outside the input directory, on its filesystem",
+    )
     add_spark_args(parser)
     args = parser.parse_args(argv)
     if args.window <= 0:
@@ -437,8 +456,10 @@ def parse_args(argv):
     if args.max_files_per_trigger <= 0:
         parser.error("--max-files-per-trigger must be positive")
     if args.available_now and args.idle_windows > 0:
-        parser.error("--idle-windows does not apply with --available-now, which stops once the files present at "
-                     "its start are processed; --timeout still bounds the run")
+        parser.error(
+            "--idle-windows does not apply with --available-now, which stops once the files present at "
+            "its start are processed; --timeout still bounds the run"
+        )
     return args
 
 

@@ -89,8 +89,9 @@ class StagedBatch:
         if fs.exists(self.written):
             prefix = f"{PART_COLUMN}="
             for name in fs.list_names(self.written):
-                if name.startswith(prefix) and not fs.rename(f"{self.written}/{name}",
-                                                             f"{self.stage}/{name[len(prefix):]}"):
+                if name.startswith(prefix) and not fs.rename(
+                    f"{self.written}/{name}", f"{self.stage}/{name[len(prefix) :]}"
+                ):
                     raise RuntimeError(f"could not move part {name} of batch {self.batch_id} out of {self.written}")
             fs.delete(self.written)
         fs.write_text(f"{self.stage}/summary.json", json.dumps(summary, sort_keys=True))
@@ -162,7 +163,4 @@ def read_summaries(output_root: str) -> list[dict]:
     from core.paths import local_path
 
     root = local_path(output_root)
-    return [
-        json.loads(p.read_text())
-        for p in sorted((root / BATCHES).glob("batch_id=*/summary.json"))
-    ]
+    return [json.loads(p.read_text()) for p in sorted((root / BATCHES).glob("batch_id=*/summary.json"))]

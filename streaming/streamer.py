@@ -51,8 +51,10 @@ def stamp_after(path: Path, previous_ms: int | None) -> int:
     deadline = time.monotonic() + MTIME_ADVANCE_DEADLINE_SECONDS
     while previous_ms is not None and stamped <= previous_ms:
         if time.monotonic() > deadline:
-            raise UserError(f"the modification time of {path} does not advance past {previous_ms} ms; "
-                            "the monitor could not tell the order of this source's chunks")
+            raise UserError(
+                f"the modification time of {path} does not advance past {previous_ms} ms; "
+                "the monitor could not tell the order of this source's chunks"
+            )
         time.sleep(0.001)
         os.utime(path)
         stamped = mtime_ms(path)
@@ -96,8 +98,16 @@ def expand(patterns: list[str]) -> list[Path]:
 
 
 class Streamer:
-    def __init__(self, target: Path, sources: list[SourceFile], rows_per_chunk: int,
-                 interval: float, loop: bool, staging: Path | None = None, quiet: bool = False):
+    def __init__(
+        self,
+        target: Path,
+        sources: list[SourceFile],
+        rows_per_chunk: int,
+        interval: float,
+        loop: bool,
+        staging: Path | None = None,
+        quiet: bool = False,
+    ):
         self.target = target
         self.sources = sources
         self.rows_per_chunk = rows_per_chunk
@@ -112,8 +122,9 @@ class Streamer:
         self._lock = threading.Lock()
         self.errors: list[str] = []
 
-    def write_chunk(self, source: SourceFile, rows: list[list[str]], number: int,
-                    previous_ms: int | None = None) -> tuple[Path, int]:
+    def write_chunk(
+        self, source: SourceFile, rows: list[list[str]], number: int, previous_ms: int | None = None
+    ) -> tuple[Path, int]:
         header = source.header + (["source"] if source.add_source else [])
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -136,7 +147,7 @@ class Streamer:
                 for start in range(0, len(source.rows), self.rows_per_chunk):
                     if self.stop.is_set():
                         return
-                    chunk = source.rows[start:start + self.rows_per_chunk]
+                    chunk = source.rows[start : start + self.rows_per_chunk]
                     written, previous_ms = self.write_chunk(source, chunk, number, previous_ms)
                     number += 1
                     with self._lock:
@@ -201,8 +212,11 @@ def main(argv=None) -> int:
         print("interrupted: stopping after the chunks in flight", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"streamed {streamer.rows_written} rows in {streamer.chunks_written} chunks from "
-          f"{len(sources)} file(s) into {args.input} in {time.monotonic() - started:.1f} s", flush=True)
+    print(
+        f"streamed {streamer.rows_written} rows in {streamer.chunks_written} chunks from "
+        f"{len(sources)} file(s) into {args.input} in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
     return 0
 
 

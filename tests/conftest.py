@@ -132,9 +132,7 @@ def project_env(**extra) -> dict:
 
 
 def run_command(args, cwd=PROJECT_ROOT, timeout=600, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=cwd, env=project_env(**env), capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(args, cwd=cwd, env=project_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 class ManagedProcess:
@@ -144,8 +142,12 @@ class ManagedProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
-            args, cwd=PROJECT_ROOT, env=project_env(**env), stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            args,
+            cwd=PROJECT_ROOT,
+            env=project_env(**env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 
 import pytest
+
 from conftest import PROJECT_ROOT, PYTHON, project_env
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
@@ -18,8 +19,17 @@ MONITOR_MODEL = "monitor-detector"
 
 def copy_project(destination):
     """The project as a fresh clone would have it, without generated state."""
-    ignore = shutil.ignore_patterns(".venv", ".git", "mlflow.db*", "__pycache__", ".pytest_cache",
-                                    "prepared", "demo", "*.egg-info", "spark-warehouse")
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        "mlflow.db*",
+        "__pycache__",
+        ".pytest_cache",
+        "prepared",
+        "demo",
+        "*.egg-info",
+        "spark-warehouse",
+    )
     shutil.copytree(PROJECT_ROOT, destination, ignore=ignore)
     for child in (destination / "mlruns").iterdir():
         if child.name != ".gitkeep":
@@ -42,8 +52,7 @@ def http_ok(url) -> bool:
 
 UNRESOLVABLE = "server-anomaly-no-such-host.invalid"
 # As root (this project's containers and CI); else as an unprivileged user, where the kernel allows.
-NAMESPACE_COMMANDS = (["unshare", "--uts", "--fork"],
-                      ["unshare", "--user", "--map-root-user", "--uts", "--fork"])
+NAMESPACE_COMMANDS = (["unshare", "--uts", "--fork"], ["unshare", "--user", "--map-root-user", "--uts", "--fork"])
 PROBE = "import socket; socket.getaddrinfo(socket.gethostname(), None)"
 
 
@@ -58,16 +67,19 @@ def unresolvable_wrapper():
     tried = []
     for prefix in NAMESPACE_COMMANDS:
         try:
-            probe = subprocess.run(with_hostname(prefix, [PYTHON, "-c", PROBE]), capture_output=True, text=True,
-                                   timeout=60)
+            probe = subprocess.run(
+                with_hostname(prefix, [PYTHON, "-c", PROBE]), capture_output=True, text=True, timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired) as error:
             tried.append(f"{' '.join(prefix)}: {error}")
             continue
         if probe.returncode != 0 and "gaierror" in probe.stderr:
             return lambda command: with_hostname(prefix, command)
         tried.append(f"{' '.join(prefix)}: exit {probe.returncode} {probe.stderr.strip()[-300:]}")
-    message = ("cannot run a command with an unresolvable hostname here (needs unshare from util-linux, "
-               "run as root or with unprivileged user namespaces allowed): " + "; ".join(tried))
+    message = (
+        "cannot run a command with an unresolvable hostname here (needs unshare from util-linux, "
+        "run as root or with unprivileged user namespaces allowed): " + "; ".join(tried)
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -83,10 +95,20 @@ def train_args(data, **overrides):
 
 def monitor_args(tmp_path, **overrides):
     defaults = dict(
-        input=str(tmp_path / "in"), window=0.5, model="", model_name=MONITOR_MODEL,
-        output=str(tmp_path / "out"), checkpoint="", show=5, scored_rows=False, max_files_per_trigger=1000,
+        input=str(tmp_path / "in"),
+        window=0.5,
+        model="",
+        model_name=MONITOR_MODEL,
+        output=str(tmp_path / "out"),
+        checkpoint="",
+        show=5,
+        scored_rows=False,
+        max_files_per_trigger=1000,
         series_idle_minutes=1440,
-        idle_windows=0, timeout=0, master=None, conf=[],
+        idle_windows=0,
+        timeout=0,
+        master=None,
+        conf=[],
     )
     return argparse.Namespace(**{**defaults, **overrides})
 

@@ -11,8 +11,11 @@ MAX_MODULE_LINES = 500
 
 
 def project_modules() -> dict[str, Path]:
-    return {".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts): path
-            for package in PACKAGES for path in sorted((PROJECT_ROOT / package).glob("*.py"))}
+    return {
+        ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts): path
+        for package in PACKAGES
+        for path in sorted((PROJECT_ROOT / package).glob("*.py"))
+    }
 
 
 def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
@@ -43,7 +46,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         state[node] = 2
@@ -71,12 +74,19 @@ def test_no_import_cycle_between_project_modules():
 def test_arrows_point_down_the_layers():
     # core is the shared ground; training and streaming build on it; replay may use training's
     # fitting (the NAB benchmark trains); benchmarks measure everything.
-    upward = [(module, target) for module, targets in import_graph().items() for target in targets
-              if LAYERS[target.split(".")[0]] > LAYERS[module.split(".")[0]]]
+    upward = [
+        (module, target)
+        for module, targets in import_graph().items()
+        for target in targets
+        if LAYERS[target.split(".")[0]] > LAYERS[module.split(".")[0]]
+    ]
     assert upward == []
 
 
 def test_no_module_is_too_long_to_read_in_one_sitting():
-    long = {name: n for name, path in project_modules().items()
-            if name.split(".")[0] != "benchmarks" and (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        name: n
+        for name, path in project_modules().items()
+        if name.split(".")[0] != "benchmarks" and (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert long == {}

@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pyspark
 import pytest
+
+from core.csv_input import score_files
+from core.model import load_params
+from streaming.sinks import read_output, read_summaries
+
 from conftest import (
     BIN,
     PROJECT_ROOT,
@@ -20,10 +25,6 @@ from conftest import (
     run_command,
     wait_for,
 )
-
-from core.csv_input import score_files
-from core.model import load_params
-from streaming.sinks import read_output, read_summaries
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -53,15 +54,41 @@ def cluster(tmp_path_factory):
     env = {"SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(folder)}
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     master = ManagedProcess(
-        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-         "--port", str(port), "--webui-port", str(ui)], folder / "master.log", **env)
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        ],
+        folder / "master.log",
+        **env,
+    )
     worker = None
     try:
         wait_for(lambda: alive_workers(ui) == 0, 120, "the master's UI, with no worker yet")
         worker = ManagedProcess(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
-             "--host", "127.0.0.1", "--cores", "2", "--memory", "3g", "--webui-port", str(worker_ui),
-             "--work-dir", str(folder / "work")], folder / "worker.log", **env)
+            [
+                spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                f"spark://127.0.0.1:{port}",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "2",
+                "--memory",
+                "3g",
+                "--webui-port",
+                str(worker_ui),
+                "--work-dir",
+                str(folder / "work"),
+            ],
+            folder / "worker.log",
+            **env,
+        )
         wait_for(lambda: alive_workers(ui) == 1, 120, "the worker to register")
         yield {"master": f"spark://127.0.0.1:{port}", "ui": ui, "folder": folder}
     finally:
@@ -75,8 +102,14 @@ def cluster(tmp_path_factory):
 def train(uri, master, name, submit=False):
     job = ["--data", str(SAMPLE), "--model-name", name]
     if submit:  # spark-submit chooses the master; the job must not override it
-        command = [str(BIN / "spark-submit"), "--master", master, *DRIVER_CONF,
-                   str(PROJECT_ROOT / "training" / "train.py"), *job]
+        command = [
+            str(BIN / "spark-submit"),
+            "--master",
+            master,
+            *DRIVER_CONF,
+            str(PROJECT_ROOT / "training" / "train.py"),
+            *job,
+        ]
     else:
         command = [PYTHON, "-m", "training.train", *job, "--master", master, *DRIVER_CONF]
     result = run_command(command, MLFLOW_TRACKING_URI=uri)
@@ -102,13 +135,44 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
 
     # monitor on the cluster, fed by the streamer
     monitor = ManagedProcess(
-        [PYTHON, "-m", "streaming.monitor", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-         "--model-name", MODEL, "--window", "1", "--idle-windows", str(IDLE_WINDOWS), "--master", cluster["master"],
-         *DRIVER_CONF], tmp_path / "monitor.log", MLFLOW_TRACKING_URI=uri)
+        [
+            PYTHON,
+            "-m",
+            "streaming.monitor",
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--model-name",
+            MODEL,
+            "--window",
+            "1",
+            "--idle-windows",
+            str(IDLE_WINDOWS),
+            "--master",
+            cluster["master"],
+            *DRIVER_CONF,
+        ],
+        tmp_path / "monitor.log",
+        MLFLOW_TRACKING_URI=uri,
+    )
     try:
         wait_for(lambda: "monitoring file://" in monitor.log(), 180, "the monitor to start")
-        streamed = run_command([PYTHON, "-m", "streaming.streamer", "--input", str(tmp_path / "in"),
-                                str(SAMPLE), "--rows", "300", "--interval", "0.3", "--quiet"])
+        streamed = run_command(
+            [
+                PYTHON,
+                "-m",
+                "streaming.streamer",
+                "--input",
+                str(tmp_path / "in"),
+                str(SAMPLE),
+                "--rows",
+                "300",
+                "--interval",
+                "0.3",
+                "--quiet",
+            ]
+        )
         assert streamed.returncode == 0, streamed.stderr
         wait_for(lambda: monitor.process.poll() is not None, 300, "the monitor to stop by itself")
     finally:
@@ -119,15 +183,29 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
     events = read_output(str(tmp_path / "out"), "events")
     assert sum(s["rows"] for s in read_summaries(str(tmp_path / "out"))) == len(expected) == 2016
     assert set(zip(events["source_file"], events["line_number"])) == set(
-        zip(expected.loc[expected["is_anomaly"], "source_file"], expected.loc[expected["is_anomaly"], "line_number"]))
+        zip(expected.loc[expected["is_anomaly"], "source_file"], expected.loc[expected["is_anomaly"], "line_number"])
+    )
     # the cluster really ran them: the training app (spark-submit) and the monitor app
     assert {"train", "monitor"} <= _application_names(cluster["ui"])
 
     # replay on the cluster equals replay in local mode
     metrics = {}
     for master in (cluster["master"], "local[2]"):
-        result = run_command([PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(tmp_path / "in"),
-                              "--master", master, *DRIVER_CONF], MLFLOW_TRACKING_URI=uri)
+        result = run_command(
+            [
+                PYTHON,
+                "-m",
+                "replay.replay",
+                "--model",
+                f"{MODEL}/1",
+                "--data",
+                str(tmp_path / "in"),
+                "--master",
+                master,
+                *DRIVER_CONF,
+            ],
+            MLFLOW_TRACKING_URI=uri,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         run_id = result.stdout.split("; run ")[1].split()[0]
         data = client.get_run(run_id).data.metrics

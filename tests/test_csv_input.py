@@ -3,14 +3,20 @@
 import math
 
 import pytest
-from streaming_cases import CASES, HEADER, NORMAL
 
 from core.csv_input import record_columns, score_files
 from core.scoring import ModelParams
 
+from streaming_cases import CASES, HEADER, NORMAL
+
 PARAMS = ModelParams(
-    features=["cpu", "disk", "network"], mean=[30.0, 3e6, 8e6], scale=[0.1, 1e-6, 1e-6],
-    centroids=[[0.0, 0.0, 0.0]], expected_label=0, rule="distance", threshold=3.0,
+    features=["cpu", "disk", "network"],
+    mean=[30.0, 3e6, 8e6],
+    scale=[0.1, 1e-6, 1e-6],
+    centroids=[[0.0, 0.0, 0.0]],
+    expected_label=0,
+    rule="distance",
+    threshold=3.0,
     bounds={"cpu": [0, 100], "disk": [0, math.inf], "network": [0, math.inf]},
 )
 
@@ -63,8 +69,9 @@ def test_rows_older_than_the_series_latest_scored_row_are_quarantined_as_late():
     first, state = score_records(PARAMS, records("a", "2026-01-05 00:05:00", "2026-01-05 00:10:00"))
     assert first["is_valid"].all() and state.last_time == "2026-01-05T00:10:00+00:00"
     # when a later file brings one row older than that, one equal to it and one newer
-    second, after = score_records(PARAMS, records("b", "2026-01-05 00:00:00", "2026-01-05 00:10:00",
-                                                  "2026-01-05 00:15:00"), state)
+    second, after = score_records(
+        PARAMS, records("b", "2026-01-05 00:00:00", "2026-01-05 00:10:00", "2026-01-05 00:15:00"), state
+    )
     # then only the older row is quarantined, with the time it missed; the rest continue the series
     late = second[~second["is_valid"]]
     assert late["line_number"].tolist() == [2]
@@ -114,22 +121,28 @@ def test_the_split_in_c_of_a_clean_file_equals_the_line_by_line_parse(content):
 def test_only_a_clean_file_takes_the_split_in_c():
     from core.csv_input import _clean_file_columns
 
-    taken = [_clean_file_columns("file:///in/f.csv", content, PARAMS.features) is not None
-             for content in CLEAN_AND_NEARLY_CLEAN]
+    taken = [
+        _clean_file_columns("file:///in/f.csv", content, PARAMS.features) is not None
+        for content in CLEAN_AND_NEARLY_CLEAN
+    ]
     assert taken == [True] * 4 + [False] * (len(CLEAN_AND_NEARLY_CLEAN) - 4)
 
 
-@pytest.mark.parametrize("times", [
-    ["2026-01-05 00:00:00", "2026-01-05 00:05:00", "2026-01-05 00:10:00"],  # rising: no sort needed
-    ["2026-01-05 00:10:00", "2026-01-05 00:00:00", "2026-01-05 00:05:00"],
-    ["2026-01-05 00:05:00", "2026-01-05 00:05:00", "2026-01-05 00:00:00"],  # ties: file and line decide
-])
+@pytest.mark.parametrize(
+    "times",
+    [
+        ["2026-01-05 00:00:00", "2026-01-05 00:05:00", "2026-01-05 00:10:00"],  # rising: no sort needed
+        ["2026-01-05 00:10:00", "2026-01-05 00:00:00", "2026-01-05 00:05:00"],
+        ["2026-01-05 00:05:00", "2026-01-05 00:05:00", "2026-01-05 00:00:00"],  # ties: file and line decide
+    ],
+)
 def test_series_order_is_time_then_file_then_line(times):
     import pandas as pd
 
     from core.csv_input import record_times, series_order
 
-    records = pd.DataFrame({"timestamp": times, "source_file": ["/in/b.csv", "/in/a.csv", "/in/a.csv"],
-                            "line_number": [2, 3, 2]})
+    records = pd.DataFrame(
+        {"timestamp": times, "source_file": ["/in/b.csv", "/in/a.csv", "/in/a.csv"], "line_number": [2, 3, 2]}
+    )
     keys = list(zip(record_times(records), records["source_file"], records["line_number"]))
     assert list(series_order(records, record_times(records))) == sorted(range(3), key=lambda i: keys[i])

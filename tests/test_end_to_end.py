@@ -11,6 +11,8 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
+
 from conftest import (
     PROJECT_ROOT,
     PYTHON,
@@ -20,7 +22,6 @@ from conftest import (
     wait_for,
 )
 from helpers import copy_project, env_without_tracking, http_ok
-from mlflow import MlflowClient
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -38,7 +39,8 @@ def mlflow_run(entry, uri, *params, cwd=PROJECT_ROOT):
 
 def post_json(url, body, timeout=30):
     request = urllib.request.Request(
-        url, data=body.encode() if isinstance(body, str) else body,
+        url,
+        data=body.encode() if isinstance(body, str) else body,
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -75,7 +77,11 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     # MLproject's defaults are train's (the best configuration on the NAB benchmark)
     assert params["k"] == "7" and params["rule"] == "distance" and params["data"] == str(nab_table)
     assert (params["history"], params["span"], params["alert_threshold"], params["cooldown"]) == (
-        "mean,std", "24", "0.75", "216")
+        "mean,std",
+        "24",
+        "0.75",
+        "216",
+    )
     assert params["rows"] == str(len(pd.read_csv(nab_table)))
     assert len(params["data_sha256"]) == 64
     assert sum(metrics[f"cluster_size_{i}"] for i in range(7)) == int(params["rows"])
@@ -93,39 +99,83 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
 def test_mlflow_models_serve_answers_on_127_0_0_1(trained_store, tmp_path):
     port = free_port()
     server = ManagedProcess(
-        [PYTHON, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@production",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        tmp_path / "serve.log", MLFLOW_TRACKING_URI=trained_store,
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@production",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        tmp_path / "serve.log",
+        MLFLOW_TRACKING_URI=trained_store,
     )
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/ping"), 120, "the scoring server")
         url = f"http://127.0.0.1:{port}/invocations"
         # valid and invalid rows in one request: the invalid one is marked, the others scored
-        status, body = post_json(url, json.dumps({"dataframe_records": [
-            {"cpu": 20.5, "disk": 3.0e6, "network": 8.0e6},
-            {"cpu": -5.0, "disk": 1.0, "network": 1.0},
-            {"cpu": None, "disk": 1.0, "network": 1.0},
-        ]}))
+        status, body = post_json(
+            url,
+            json.dumps(
+                {
+                    "dataframe_records": [
+                        {"cpu": 20.5, "disk": 3.0e6, "network": 8.0e6},
+                        {"cpu": -5.0, "disk": 1.0, "network": 1.0},
+                        {"cpu": None, "disk": 1.0, "network": 1.0},
+                    ]
+                }
+            ),
+        )
         assert status == 200, body
         rows = body["predictions"]
         assert rows[0]["is_valid"] and 0 <= rows[0]["anomaly_score"] <= 1 and rows[0]["cluster"] >= 0
-        assert {k: rows[1][k] for k in ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert",
-                                        "is_valid", "invalid_reason", "cpu_mean")} == {
-            "cluster": -1, "distance": None, "anomaly_score": None, "is_anomaly": False, "is_alert": False,
-            "is_valid": False, "invalid_reason": "cpu below 0", "cpu_mean": None}
+        assert {
+            k: rows[1][k]
+            for k in (
+                "cluster",
+                "distance",
+                "anomaly_score",
+                "is_anomaly",
+                "is_alert",
+                "is_valid",
+                "invalid_reason",
+                "cpu_mean",
+            )
+        } == {
+            "cluster": -1,
+            "distance": None,
+            "anomaly_score": None,
+            "is_anomaly": False,
+            "is_alert": False,
+            "is_valid": False,
+            "invalid_reason": "cpu below 0",
+            "cpu_mean": None,
+        }
         assert rows[2]["invalid_reason"] == "missing value for cpu"
         # a request may carry recent history: rows of a series are its history, in order
-        history = [{"cpu": c, "disk": 3.0e6, "network": 8.0e6, "series": s}
-                   for c, s in [(10.0, "a"), (90.0, "b"), (20.0, "a"), (30.0, "a")]]
+        history = [
+            {"cpu": c, "disk": 3.0e6, "network": 8.0e6, "series": s}
+            for c, s in [(10.0, "a"), (90.0, "b"), (20.0, "a"), (30.0, "a")]
+        ]
         status, body = post_json(url, json.dumps({"dataframe_records": history}))
         assert status == 200, body
         rows = body["predictions"]
         assert [r["cpu_mean"] for r in rows] == pytest.approx([10.0, 90.0, 15.0, 20.0])
         assert [r["cpu_std"] for r in rows] == pytest.approx([0.0, 0.0, 5.0, np.std([10.0, 20.0, 30.0])])
         # client errors are 4xx, never 500
-        for bad in ['{"dataframe_records": [{"cpu": 1.0, "disk": 1.0}]}',
-                    '{"dataframe_records": [{"cpu": "abc", "disk": 1.0, "network": 1.0}]}',
-                    "not json", '{"unexpected": 1}']:
+        for bad in [
+            '{"dataframe_records": [{"cpu": 1.0, "disk": 1.0}]}',
+            '{"dataframe_records": [{"cpu": "abc", "disk": 1.0, "network": 1.0}]}',
+            "not json",
+            '{"unexpected": 1}',
+        ]:
             status, body = post_json(url, bad)
             assert 400 <= status < 500, (bad, status, body)
     finally:
@@ -135,21 +185,33 @@ def test_mlflow_models_serve_answers_on_127_0_0_1(trained_store, tmp_path):
 def test_train_and_promote_against_a_real_mlflow_server(tmp_path):
     port = free_port()
     server = ManagedProcess(
-        [PYTHON, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         tmp_path / "server.log",
     )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: http_ok(f"{uri}/health"), 120, "the MLflow server")
         trained = run_command(
-            [PYTHON, "-m", "training.train", "--data", str(SAMPLE_TABLE), "--k", "4",
-             "--model-name", "served"], MLFLOW_TRACKING_URI=uri,
+            [PYTHON, "-m", "training.train", "--data", str(SAMPLE_TABLE), "--k", "4", "--model-name", "served"],
+            MLFLOW_TRACKING_URI=uri,
         )
         assert trained.returncode == 0, trained.stderr[-3000:]
-        promoted = run_command([PYTHON, "-m", "training.promote", "--model-name", "served"],
-                               MLFLOW_TRACKING_URI=uri)
+        promoted = run_command([PYTHON, "-m", "training.promote", "--model-name", "served"], MLFLOW_TRACKING_URI=uri)
         assert promoted.returncode == 0, promoted.stderr[-3000:]
         client = MlflowClient(uri, uri)
         assert aliases(client, "served") == {"production": "1"}
@@ -157,9 +219,13 @@ def test_train_and_promote_against_a_real_mlflow_server(tmp_path):
         assert run.data.params["k"] == "4"
         # the artifacts went through the server: the model loads over HTTP
         loaded = run_command(
-            [PYTHON, "-c", "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model("
-             "'models:/served@production'); print(int(m.predict(pd.DataFrame("
-             "{'cpu': [20.0], 'disk': [3e6], 'network': [8e6]}))['is_valid'].sum()))"],
+            [
+                PYTHON,
+                "-c",
+                "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model("
+                "'models:/served@production'); print(int(m.predict(pd.DataFrame("
+                "{'cpu': [20.0], 'disk': [3e6], 'network': [8e6]}))['is_valid'].sum()))",
+            ],
             MLFLOW_TRACKING_URI=uri,
         )
         assert loaded.returncode == 0 and loaded.stdout.strip() == "1", loaded.stderr[-2000:]
@@ -178,17 +244,25 @@ def test_an_unreachable_tracking_server_is_a_clear_error(tmp_path):
 def test_concurrent_training_and_promotion_on_a_fresh_default_store(tmp_path):
     # given a project copy with no mlflow.db yet and no MLFLOW_TRACKING_URI
     project = copy_project(tmp_path / "project")
-    script = (f"{PYTHON} -m training.train --data data/sample/metrics.csv --k 3 --model-name shared "
-              f"&& {PYTHON} -m training.promote --model-name shared")
+    script = (
+        f"{PYTHON} -m training.train --data data/sample/metrics.csv --k 3 --model-name shared "
+        f"&& {PYTHON} -m training.promote --model-name shared"
+    )
     # when three processes train and promote at once
     processes = [
-        subprocess.Popen(["bash", "-c", script], cwd=project, env=env_without_tracking(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=project,
+            env=env_without_tracking(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=600) for p in processes]
     # then all succeed, in one database created once, with three versions
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, uri)

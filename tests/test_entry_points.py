@@ -19,8 +19,9 @@ def test_an_entry_point_exits_with_its_code_after_atexit_handlers_and_file_flush
         "exit_process(3)\n"
     )
     # when it ends through exit_process
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
     # then the code is its own, the handler ran and the file was flushed
     assert result.returncode == 3, result.stderr
     assert result.stdout.strip() == "atexit ran"
@@ -29,9 +30,14 @@ def test_an_entry_point_exits_with_its_code_after_atexit_handlers_and_file_flush
 
 def test_a_user_error_from_an_entry_point_is_one_line_and_exit_code_2(tmp_path):
     # given no registered model of this name in a fresh store, when promote is asked for it
-    result = subprocess.run([sys.executable, "-m", "training.promote", "--model-name", "no-such-model"],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    result = subprocess.run(
+        [sys.executable, "-m", "training.promote", "--model-name", "no-such-model"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
     # then
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

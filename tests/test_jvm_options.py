@@ -30,8 +30,7 @@ def test_a_local_batch_job_starts_with_its_whole_heap_unless_it_is_short(tmp_pat
     # then its heap is set at its size from the start, and such a JVM starts
     options = driver_java_options(settings, False, java, version, local_batch=True)
     assert options == "-XX:+UseParallelGC -Xms3g"
-    result = subprocess.run([java, *options.split(), "-Xmx3g", "-version"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([java, *options.split(), "-Xmx3g", "-version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     # but not a short one, a driver that runs no tasks, or a heap nobody named
     assert "-Xms" not in driver_java_options(settings, False, java, version, short_job=True, local_batch=True)

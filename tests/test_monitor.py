@@ -5,9 +5,6 @@ import uuid
 
 import pandas as pd
 import pytest
-from conftest import isolated_store, wait_for
-from helpers import SAMPLE, RunningMonitor, drop, monitor_args, train_args
-from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
 
 from core.csv_input import score_files
 from core.errors import UserError
@@ -16,6 +13,10 @@ from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
 from training import promote
 from training import train as train_job
+
+from conftest import isolated_store, wait_for
+from helpers import SAMPLE, RunningMonitor, drop, monitor_args, train_args
+from streaming_cases import ANOMALY, CASES, HEADER, NORMAL
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -49,22 +50,30 @@ def running(spark, registry, tmp_path):
 
 def test_normal_rows_fold_into_one_tally_per_file_and_every_other_row_stays_whole():
     # given a series' scored rows from two files: normal rows, an anomaly, an alert, a quarantined row
-    scored = pd.DataFrame({
-        "source_file": ["a", "a", "a", "b", "b", "b"], "line_number": [2, 3, 4, 2, 3, 4],
-        "series": ["h"] * 6, "timestamp": ["t"] * 6, "cpu": [1.0, 2.0, 3.0, 4.0, 5.0, None],
-        "cluster": [0, 1, 0, 0, 0, -1], "distance": [0.1, 9.0, 0.2, 0.3, 8.0, None],
-        "is_anomaly": [False, True, False, False, True, False],
-        "is_alert": [False, False, False, False, True, False],
-        "is_valid": [True, True, True, True, True, False],
-        "reason": ["", "", "", "", "", "unreadable timestamp"], "raw": ["x"] * 6,
-    })
+    scored = pd.DataFrame(
+        {
+            "source_file": ["a", "a", "a", "b", "b", "b"],
+            "line_number": [2, 3, 4, 2, 3, 4],
+            "series": ["h"] * 6,
+            "timestamp": ["t"] * 6,
+            "cpu": [1.0, 2.0, 3.0, 4.0, 5.0, None],
+            "cluster": [0, 1, 0, 0, 0, -1],
+            "distance": [0.1, 9.0, 0.2, 0.3, 8.0, None],
+            "is_anomaly": [False, True, False, False, True, False],
+            "is_alert": [False, False, False, False, True, False],
+            "is_valid": [True, True, True, True, True, False],
+            "reason": ["", "", "", "", "", "unreadable timestamp"],
+            "raw": ["x"] * 6,
+        }
+    )
     # when its normal rows are folded
     folded = fold_normal_rows(scored)
     # then the anomaly, the alert and the quarantined row come back whole, without a tally
     whole = folded[folded[FOLDED_ROWS].isna()]
     assert list(zip(whole["source_file"], whole["line_number"])) == [("a", 3), ("b", 3), ("b", 4)]
-    pd.testing.assert_frame_equal(whole.drop(columns=FOLDED_ROWS).reset_index(drop=True),
-                                  scored.iloc[[1, 4, 5]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        whole.drop(columns=FOLDED_ROWS).reset_index(drop=True), scored.iloc[[1, 4, 5]].reset_index(drop=True)
+    )
     # and each file's normal rows become one valid, normal row counting them, so none is lost
     tallies = folded[folded[FOLDED_ROWS].notna()]
     assert dict(zip(tallies["source_file"], tallies[FOLDED_ROWS])) == {"a": 2, "b": 1}
@@ -136,17 +145,22 @@ def test_an_empty_file_in_a_batch_with_bad_rows_joins_them_in_the_quarantine(run
     quarantine = read_output(handle.output, "quarantine")
     names = quarantine["source_file"].str.rsplit("/", n=1).str[-1]
     assert sorted(zip(names, quarantine["reason"])) == sorted(
-        [(empty.name, "empty file"), (bad.name, "network below 0")])
+        [(empty.name, "empty file"), (bad.name, "network below 0")]
+    )
     assert len(list((tmp_path / "out" / "batches").glob("*/quarantine"))) == 1
 
 
 def test_a_backlog_of_small_files_is_read_in_a_task_per_core_unless_the_user_priced_opening_one(
-        running, spark, tmp_path):
+    running, spark, tmp_path
+):
     # given a backlog of 200 small files (Spark's own pricing packs them into 7 tasks) and no say
     # from the user on what opening a file costs
     for i in range(200):
-        drop(tmp_path / "in", HEADER + f"2026-01-05 {i // 60:02d}:{i % 60:02d}:00,23.5,1,1\n".encode(),
-             name=f"f{i:03d}.csv")
+        drop(
+            tmp_path / "in",
+            HEADER + f"2026-01-05 {i // 60:02d}:{i % 60:02d}:00,23.5,1,1\n".encode(),
+            name=f"f{i:03d}.csv",
+        )
     key = monitor_job.OPEN_COST_KEY
     spark.conf.unset(key)
     try:
@@ -211,8 +225,10 @@ def test_promotion_mid_stream_switches_version_from_the_next_batch(running, regi
     events = read_output(handle.output, "events").sort_values("batch_id")
     assert events["model_version"].tolist() == ["1", "2"]
     assert [s["model_version"] for s in read_summaries(handle.output)] == ["1", "2"]
-    assert "MODEL SWITCH: production moved from monitor-detector v1 to monitor-detector v2 (from batch 1)" \
+    assert (
+        "MODEL SWITCH: production moved from monitor-detector v1 to monitor-detector v2 (from batch 1)"
         in capsys.readouterr().out
+    )
     run = registry.client.get_run(handle.monitor.run_id)
     assert run.data.tags["model_version"] == "2"
     assert any(k.startswith("model_switch_batch_") for k in run.data.tags)
@@ -224,20 +240,23 @@ def test_promotion_mid_stream_switches_version_from_the_next_batch(running, regi
         drop(tmp_path / "in", HEADER + b"2026-01-05 00:00:00,97,50000000,1\n")
         handle.process()
         assert read_summaries(handle.output)[-1]["model_version"] == "2"
-        assert "alias 'production' of monitor-detector disappeared; keeping monitor-detector v2" in capsys.readouterr().out
+        assert (
+            "alias 'production' of monitor-detector disappeared; keeping monitor-detector v2" in capsys.readouterr().out
+        )
     finally:
         promote.promote(registry.client, MODEL, version="1")
 
 
 def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_batches_and_a_restart(
-        running, tmp_path, capsys):
+    running, tmp_path, capsys
+):
     # given two series (a source column) interleaved in 4 files, in time order, with a spike
     # (far from every cluster) early in each file, so that both series raise alerts
     lines = SAMPLE.read_text().splitlines()[1:601]
     header = "timestamp,cpu,disk,network,source\n"
     files = []
     for part in range(4):
-        chunk = lines[part * 150:(part + 1) * 150]
+        chunk = lines[part * 150 : (part + 1) * 150]
         chunk[5] = chunk[5].split(",", 1)[0] + ",99,50000000,1"
         body = [f"{line},web-1" for line in chunk] + [f"{line},web-2" for line in chunk[::-1][:75]]
         files.append(header + "\n".join(body) + "\n")
@@ -271,8 +290,9 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ALERT series ")]
     places = [tuple(line.rsplit("[", 1)[1].rstrip("]").split(":")) for line in said]
     alerts = expected[expected["is_alert"]]
-    want_places = sorted((path.rsplit("/", 1)[-1], str(line)) for path, line in
-                         zip(alerts["source_file"], alerts["line_number"]))
+    want_places = sorted(
+        (path.rsplit("/", 1)[-1], str(line)) for path, line in zip(alerts["source_file"], alerts["line_number"])
+    )
     assert len(want_places) >= 2
     assert places == sorted(places, key=lambda place: (place[0], int(place[1])))
     assert sorted(places) == want_places
@@ -298,23 +318,34 @@ def test_a_series_idle_past_its_timeout_is_forgotten_and_starts_afresh(running, 
     assert len(read_summaries(handle.output)) == 3  # no empty batches in between
 
 
-def test_a_file_arriving_after_a_later_file_of_its_series_has_its_older_rows_quarantined_as_late(
-        running, tmp_path):
+def test_a_file_arriving_after_a_later_file_of_its_series_has_its_older_rows_quarantined_as_late(running, tmp_path):
     header = "timestamp,cpu,disk,network,source\n"
     handle = running(scored_rows=True)
     # given series web-1 scored up to 00:10
-    drop(tmp_path / "in", (header + "2026-01-05 00:05:00,20,2562056,5933743,web-1\n"
-                                    "2026-01-05 00:10:00,30,2562056,5933743,web-1\n").encode(), name="web-1-b.csv")
+    drop(
+        tmp_path / "in",
+        (
+            header + "2026-01-05 00:05:00,20,2562056,5933743,web-1\n2026-01-05 00:10:00,30,2562056,5933743,web-1\n"
+        ).encode(),
+        name="web-1-b.csv",
+    )
     handle.process()
     # when a file with an older and a newer row of it arrives next
-    drop(tmp_path / "in", (header + "2026-01-05 00:00:00,25,2562056,5933743,web-1\n"
-                                    "2026-01-05 00:15:00,35,2562056,5933743,web-1\n").encode(), name="web-1-a.csv")
+    drop(
+        tmp_path / "in",
+        (
+            header + "2026-01-05 00:00:00,25,2562056,5933743,web-1\n2026-01-05 00:15:00,35,2562056,5933743,web-1\n"
+        ).encode(),
+        name="web-1-a.csv",
+    )
     summaries = handle.process()
     # then the older row is quarantined and counted, not scored against later rows
     assert [s["rows"] for s in summaries] == [2, 2] and [s["invalid_rows"] for s in summaries] == [0, 1]
     quarantine = read_output(handle.output, "quarantine")
     assert quarantine["line_number"].tolist() == [2] and quarantine["source_file"].str.endswith("web-1-a.csv").all()
-    assert quarantine["reason"].iloc[0].startswith("late: older than this series' latest scored row (2026-01-05T00:10:00")
+    assert (
+        quarantine["reason"].iloc[0].startswith("late: older than this series' latest scored row (2026-01-05T00:10:00")
+    )
     # and the newer row continues the series from the rows before it
     scored = read_output(handle.output, "scored").sort_values("timestamp")
     assert scored["cpu"].tolist() == [20.0, 30.0, 35.0]

@@ -9,17 +9,18 @@ import contextlib
 import re
 
 import pytest
-from conftest import PYTHON, isolated_store, run_command, wait_for
-from core.spark_config import parse_conf
-from helpers import SAMPLE, drop, monitor_args, train_args
 from pyspark.errors import StreamingQueryException
-from streaming_cases import HEADER
 
 from core.paths import local_path, to_uri
+from core.spark_config import parse_conf
 from streaming import monitor as monitor_job
 from streaming.sinks import files_in_batch, read_summaries
 from training import promote
 from training import train as train_job
+
+from conftest import PYTHON, isolated_store, run_command, wait_for
+from helpers import SAMPLE, drop, monitor_args, train_args
+from streaming_cases import HEADER
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -42,8 +43,12 @@ def store(tmp_path_factory, spark):
 def sample_files(folder, count):
     """``count`` files of consecutive sample rows, ROWS_PER_FILE each, in the order they came."""
     rows = SAMPLE.read_bytes().splitlines()[1:]
-    return [drop(folder, HEADER + b"\n".join(rows[i * ROWS_PER_FILE:(i + 1) * ROWS_PER_FILE]) + b"\n",
-                 name=f"part-{i}.csv") for i in range(count)]
+    return [
+        drop(
+            folder, HEADER + b"\n".join(rows[i * ROWS_PER_FILE : (i + 1) * ROWS_PER_FILE]) + b"\n", name=f"part-{i}.csv"
+        )
+        for i in range(count)
+    ]
 
 
 def catch_up(spark, store, tmp_path, **overrides):
@@ -58,15 +63,35 @@ def test_available_now_processes_every_file_present_then_exits_0_by_itself(store
     # given five files already in the input directory, more than two batches' worth
     sample_files(tmp_path / "in", 5)
     # when the monitor runs in catch-up mode as the MLproject passes it (a "true" string), two files a batch
-    result = run_command([PYTHON, "-m", "streaming.monitor", "--input", str(tmp_path / "in"),
-                          "--output", str(tmp_path / "out"), "--model-name", MODEL, "--window", "1",
-                          "--max-files-per-trigger", "2", "--available-now", "true"],
-                         timeout=300, MLFLOW_TRACKING_URI=store["uri"])
+    result = run_command(
+        [
+            PYTHON,
+            "-m",
+            "streaming.monitor",
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--model-name",
+            MODEL,
+            "--window",
+            "1",
+            "--max-files-per-trigger",
+            "2",
+            "--available-now",
+            "true",
+        ],
+        timeout=300,
+        MLFLOW_TRACKING_URI=store["uri"],
+    )
     # then it stops by itself with exit code 0, having processed every row in three batches
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summaries = read_summaries(str(tmp_path / "out"))
     assert [(s["batch_id"], s["files"], s["rows"]) for s in summaries] == [
-        (0, 2, 2 * ROWS_PER_FILE), (1, 2, 2 * ROWS_PER_FILE), (2, 1, ROWS_PER_FILE)]
+        (0, 2, 2 * ROWS_PER_FILE),
+        (1, 2, 2 * ROWS_PER_FILE),
+        (2, 1, ROWS_PER_FILE),
+    ]
     assert sum(s["invalid_rows"] for s in summaries) == 0
     out = result.stdout
     assert "(the files there now, at most 2 a batch, then stopping)" in out and "window: no new files" not in out
@@ -80,11 +105,13 @@ def test_available_now_processes_every_file_present_then_exits_0_by_itself(store
     params = run.data.params
     assert (params["trigger_mode"], params["clean_source_mode"], params["archive_uri"]) == ("availableNow", "off", "")
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "rows")] == [
-        (0, 200.0), (1, 200.0), (2, 100.0)]
+        (0, 200.0),
+        (1, 200.0),
+        (2, 100.0),
+    ]
 
 
-def test_clean_source_delete_removes_each_batch_s_files_once_the_next_batch_is_planned(spark, store, tmp_path,
-                                                                                       capsys):
+def test_clean_source_delete_removes_each_batch_s_files_once_the_next_batch_is_planned(spark, store, tmp_path, capsys):
     # given three files, and a catch-up that takes one file a batch and deletes processed files
     files = sample_files(tmp_path / "in", 3)
     # when it runs
@@ -108,15 +135,15 @@ def test_clean_source_delete_removes_each_batch_s_files_once_the_next_batch_is_p
     assert "the files of the last batch (3) stay in" in capsys.readouterr().out
 
 
-def test_clean_source_archive_moves_processed_files_under_the_archive_dir_keeping_their_path(
-        spark, store, tmp_path):
+def test_clean_source_archive_moves_processed_files_under_the_archive_dir_keeping_their_path(spark, store, tmp_path):
     # given two files and an archive directory beside the input
     first, second = sample_files(tmp_path / "in", 2)
     contents = {first: first.read_bytes(), second: second.read_bytes()}
     archive = tmp_path / "archive"
     # when a catch-up runs one file a batch, archiving processed files
-    monitor, code = catch_up(spark, store, tmp_path, clean_source="archive", archive_dir=str(archive),
-                             max_files_per_trigger=1)
+    monitor, code = catch_up(
+        spark, store, tmp_path, clean_source="archive", archive_dir=str(archive), max_files_per_trigger=1
+    )
     assert code == 0
     # then the first batch's file is moved under the archive directory at its full path, unchanged,
     # and the last batch's file is still in the input
@@ -129,16 +156,22 @@ def test_clean_source_archive_moves_processed_files_under_the_archive_dir_keepin
     # and the monitor's MLflow run says where processed files go
     params = store["service"].client.get_run(monitor.run_id).data.params
     assert (params["clean_source_mode"], params["archive_uri"], params["trigger_mode"]) == (
-        "archive", to_uri(archive), "availableNow")
+        "archive",
+        to_uri(archive),
+        "availableNow",
+    )
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--clean-source", "archive"], "--clean-source archive needs --archive-dir"),
-    (["--clean-source", "archive", "--archive-dir", "{input}/archive"], "must not be the input directory"),
-    (["--clean-source", "archive", "--archive-dir", "{input}"], "must not be the input directory"),
-    (["--clean-source", "archive", "--archive-dir", "{input}/.."], "must not be the input directory"),
-    (["--clean-source", "delete", "--archive-dir", "{input}-archive"], "--archive-dir is used only with"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--clean-source", "archive"], "--clean-source archive needs --archive-dir"),
+        (["--clean-source", "archive", "--archive-dir", "{input}/archive"], "must not be the input directory"),
+        (["--clean-source", "archive", "--archive-dir", "{input}"], "must not be the input directory"),
+        (["--clean-source", "archive", "--archive-dir", "{input}/.."], "must not be the input directory"),
+        (["--clean-source", "delete", "--archive-dir", "{input}-archive"], "--archive-dir is used only with"),
+    ],
+)
 def test_an_archive_dir_that_cannot_work_is_a_clear_error_with_exit_code_2(tmp_path, capsys, arguments, message):
     # given the input directory, when the monitor is started with these source settings
     folder = str(tmp_path / "in")
@@ -150,9 +183,28 @@ def test_an_archive_dir_that_cannot_work_is_a_clear_error_with_exit_code_2(tmp_p
 
 def test_the_values_mlflow_run_passes_read_as_not_given_and_help_shows_every_default(capsys):
     # given the monitor's arguments as the MLproject entry fills them when the user gives nothing
-    args = monitor_job.parse_args(["--input", "in", "--model", "none", "--checkpoint", "none", "--master", "auto",
-                                   "--conf", "none", "--scored-rows", "false", "--available-now", "false",
-                                   "--clean-source", "off", "--archive-dir", "none"])
+    args = monitor_job.parse_args(
+        [
+            "--input",
+            "in",
+            "--model",
+            "none",
+            "--checkpoint",
+            "none",
+            "--master",
+            "auto",
+            "--conf",
+            "none",
+            "--scored-rows",
+            "false",
+            "--available-now",
+            "false",
+            "--clean-source",
+            "off",
+            "--archive-dir",
+            "none",
+        ]
+    )
     # then each reads as not given
     assert (args.model, args.checkpoint, args.master, parse_conf(args.conf)) == (None, None, None, {})
     assert (args.available_now, args.clean_source, args.archive_dir) == (False, "off", None)
@@ -173,11 +225,20 @@ def test_available_now_with_idle_windows_is_refused(capsys):
     assert "--idle-windows does not apply with --available-now" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("source, archive, refused", [
-    ("in", "in/archive", True), ("in", "in", True), ("in", "", True), ("in", "in-archive", False),
-    ("in", "archive", False), ("in*", "inbox", True), ("in*", "archive", False),
-    ("in/{a,b}", "in/b", True), ("in/{a,b}", "in/c", False),
-])
+@pytest.mark.parametrize(
+    "source, archive, refused",
+    [
+        ("in", "in/archive", True),
+        ("in", "in", True),
+        ("in", "", True),
+        ("in", "in-archive", False),
+        ("in", "archive", False),
+        ("in*", "inbox", True),
+        ("in*", "archive", False),
+        ("in/{a,b}", "in/b", True),
+        ("in/{a,b}", "in/c", False),
+    ],
+)
 def test_the_archive_check_refuses_what_spark_refuses(spark, tmp_path, source, archive, refused):
     # given an input (a directory or a glob, relative to a root) and an archive directory
     (tmp_path / "in" / "a").mkdir(parents=True)
@@ -189,10 +250,17 @@ def test_the_archive_check_refuses_what_spark_refuses(spark, tmp_path, source, a
     except monitor_job.UserError:
         checked = True
     # and Spark starts an archiving file stream with them
-    query = (spark.readStream.format("binaryFile").schema("path string").option("cleanSource", "archive")
-             .option("sourceArchiveDir", to_uri(archive_dir)).load(source_uri)
-             .writeStream.foreachBatch(lambda frame, batch: None)
-             .option("checkpointLocation", str(tmp_path / "checkpoint")).trigger(availableNow=True).start())
+    query = (
+        spark.readStream.format("binaryFile")
+        .schema("path string")
+        .option("cleanSource", "archive")
+        .option("sourceArchiveDir", to_uri(archive_dir))
+        .load(source_uri)
+        .writeStream.foreachBatch(lambda frame, batch: None)
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
     with contextlib.suppress(StreamingQueryException):  # a refusal is read from query.exception() below
         query.awaitTermination(120)
     # then the monitor refuses what Spark refuses, and only that

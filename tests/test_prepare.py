@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
 
 from training import prepare, sample_data
+
+from conftest import PROJECT_ROOT
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:
@@ -77,9 +78,17 @@ def test_nab_series_collate_into_one_table(nab_series_dir):
 
 BAD_INPUTS = [
     ("missing column", "timestamp,val\n2024-01-01 00:00:00,1\n", "line 1: missing column(s) value"),
-    ("non-numeric", "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,abc\n", "line 3: non-numeric value 'abc'"),
+    (
+        "non-numeric",
+        "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,abc\n",
+        "line 3: non-numeric value 'abc'",
+    ),
     ("non-finite", "timestamp,value\n2024-01-01 00:00:00,inf\n", "line 2: non-finite value"),
-    ("bad timestamp", "timestamp,value\n2024-01-01 00:00:00,1\nyesterday,2\n", "line 3: unreadable timestamp 'yesterday'"),
+    (
+        "bad timestamp",
+        "timestamp,value\n2024-01-01 00:00:00,1\nyesterday,2\n",
+        "line 3: unreadable timestamp 'yesterday'",
+    ),
     ("empty", "", "is empty"),
     ("header only", "timestamp,value\n", "has a header but no data rows"),
     ("short row", "timestamp,value\n2024-01-01 00:00:00\n", "line 2: 1 fields, header has 2"),
@@ -142,8 +151,12 @@ def test_committed_sample_is_what_the_generator_makes(tmp_path):
     committed = PROJECT_ROOT / "data" / "sample"
     # Every file the generator writes, so a new one (such as the labels) cannot go unchecked.
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    expected = [sample_data.TABLE_FILE, sample_data.LABELS_FILE, sample_data.REQUEST_FILE,
-                *[f"series/{n}" for n in sample_data.SERIES_FILES.values()]]
+    expected = [
+        sample_data.TABLE_FILE,
+        sample_data.LABELS_FILE,
+        sample_data.REQUEST_FILE,
+        *[f"series/{n}" for n in sample_data.SERIES_FILES.values()],
+    ]
     assert written == sorted(expected)
     for relative in written:
         assert (tmp_path / relative).read_bytes() == (committed / relative).read_bytes(), relative

@@ -16,9 +16,14 @@ NAME = "promo-detector"
 
 def tiny_params(threshold=1.0) -> ModelParams:
     return ModelParams(
-        features=["cpu", "disk", "network"], mean=[0.0] * 3, scale=[1.0] * 3,
-        centroids=[[0.0] * 3, [10.0] * 3], expected_label=0, rule="distance",
-        threshold=threshold, bounds={"cpu": [0, 100], "disk": [0, math.inf], "network": [0, math.inf]},
+        features=["cpu", "disk", "network"],
+        mean=[0.0] * 3,
+        scale=[1.0] * 3,
+        centroids=[[0.0] * 3, [10.0] * 3],
+        expected_label=0,
+        rule="distance",
+        threshold=threshold,
+        bounds={"cpu": [0, 100], "disk": [0, math.inf], "network": [0, math.inf]},
     )
 
 

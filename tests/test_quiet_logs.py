@@ -6,6 +6,7 @@ import subprocess
 import textwrap
 
 import pytest
+
 from conftest import PROJECT_ROOT, PYTHON, project_env
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
@@ -14,10 +15,19 @@ pytestmark = pytest.mark.slow
 # The JVM itself prints this for an option Spark's launcher always passes; no JVM flag silences it.
 JVM_NOTICE = "WARNING: Using incubator modules: jdk.incubator.vector"
 
+
 def run(args, tmp_path, verbose: bool, timeout=600) -> subprocess.CompletedProcess:
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for key in ("SPARK_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
-                "MLFLOW_EXPERIMENT_ID", "SERVER_ANOMALY_VERBOSE", "LOG4J_CONFIGURATION_FILE", "SPARK_CONF_DIR"):
+    for key in (
+        "SPARK_LOG_LEVEL",
+        "MLFLOW_LOGGING_LEVEL",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "SERVER_ANOMALY_VERBOSE",
+        "LOG4J_CONFIGURATION_FILE",
+        "SPARK_CONF_DIR",
+    ):
         env.pop(key, None)
     if verbose:
         env["SERVER_ANOMALY_VERBOSE"] = "1"
@@ -26,8 +36,11 @@ def run(args, tmp_path, verbose: bool, timeout=600) -> subprocess.CompletedProce
 
 def train(tmp_path, verbose: bool) -> subprocess.CompletedProcess:
     # a fresh store: MLflow creates its tables, and the model is registered (version 1)
-    return run([PYTHON, "-m", "training.train", "--data", "data/sample/metrics.csv", *(["--verbose"] if verbose else [])],
-               tmp_path, verbose=False)
+    return run(
+        [PYTHON, "-m", "training.train", "--data", "data/sample/metrics.csv", *(["--verbose"] if verbose else [])],
+        tmp_path,
+        verbose=False,
+    )
 
 
 def test_a_training_run_prints_only_its_own_lines(tmp_path):
@@ -85,6 +98,12 @@ def test_mlflow_is_quiet_whether_imported_before_or_after_logging_is_set_up(tmp_
         assert [line.split(": ", 1)[-1] for line in quiet.stderr.splitlines()] == ["WARNING from mlflow"], order
         verbose = run([PYTHON, "-c", MLFLOW_NOISE, order, "verbose"], tmp_path, verbose=False, timeout=120)
         assert verbose.returncode == 0, verbose.stderr[-3000:]
-        for line in ("NOTICE from eprint", "INFO from mlflow", "INFO from alembic", "Passing a Python object",
-                     "WARNING from mlflow", "HINT from mlflow"):
+        for line in (
+            "NOTICE from eprint",
+            "INFO from mlflow",
+            "INFO from alembic",
+            "Passing a Python object",
+            "WARNING from mlflow",
+            "HINT from mlflow",
+        ):
             assert line in verbose.stderr, (order, line, verbose.stderr)

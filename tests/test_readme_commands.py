@@ -4,9 +4,10 @@ import re
 import subprocess
 
 import pytest
+from mlflow import MlflowClient
+
 from conftest import PROJECT_ROOT, PYTHON
 from helpers import copy_project, env_without_tracking
-from mlflow import MlflowClient
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -30,8 +31,9 @@ def run_readme_command(command, cwd, *extra, wrap=lambda command: command):
     env = {**env_without_tracking(), "PROJECT_VENV": str(PROJECT_ROOT / ".venv"), "PYTHON": PYTHON}
     for key in ("SPARK_LOCAL_IP", "SPARK_LOCAL_HOSTNAME", "SPARK_MASTER", "SPARK_LOG_LEVEL"):
         env.pop(key, None)
-    return subprocess.run(wrap(["bash", "-c", " ".join([command, *extra])]), cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        wrap(["bash", "-c", " ".join([command, *extra])]), cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_the_setup_command_runs_the_main_job_where_the_hostname_does_not_resolve(tmp_path, unresolvable):

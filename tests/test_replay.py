@@ -7,14 +7,15 @@ import signal
 import mlflow
 import pandas as pd
 import pytest
-from conftest import PYTHON, isolated_store, run_command
-from helpers import RunningMonitor, drop, monitor_args, train_args
 
 from core import comparison as compare
 from core.errors import UserError
 from replay import replay
 from training import promote
 from training import train as train_job
+
+from conftest import PYTHON, isolated_store, run_command
+from helpers import RunningMonitor, drop, monitor_args, train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -41,15 +42,23 @@ def store(tmp_path_factory, spark, nab_series_dir):
     with isolated_store(uri) as service:
         training = nab_series_dir / "ec2_cpu_utilization_5f5533.csv"
         train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=5))
-        train_job.train(spark, service, train_args(training, features="value", model_name=MODEL, k=3,
-                                                   threshold_quantile=0.9))
+        train_job.train(
+            spark, service, train_args(training, features="value", model_name=MODEL, k=3, threshold_quantile=0.9)
+        )
         promote.promote(service.client, MODEL, version="1")
         yield service
 
 
 def replay_args(data, labels=None, models=(f"{MODEL}@production",), **overrides):
-    defaults = dict(model=list(models), model_name=MODEL, data=str(data), labels=str(labels) if labels else None,
-                    window_minutes=60, master=None, conf=[])
+    defaults = dict(
+        model=list(models),
+        model_name=MODEL,
+        data=str(data),
+        labels=str(labels) if labels else None,
+        window_minutes=60,
+        master=None,
+        conf=[],
+    )
     return argparse.Namespace(**{**defaults, **overrides})
 
 
@@ -93,14 +102,15 @@ def test_replay_logs_counts_labels_and_artifacts(spark, store, nab_subset, nab_d
         assert rows_csv["timestamp"].tolist() == source["timestamp"].tolist()
         assert {"cluster", "distance", "anomaly_score", "is_anomaly"} <= set(rows_csv.columns)
         assert rows_csv["anomaly_score"].between(0, 1).all()
-        assert (pd.io.common.file_exists(f"{local}/plots/{stem}.png"))
+        assert pd.io.common.file_exists(f"{local}/plots/{stem}.png")
     summary = pd.read_csv(f"{local}/summary.csv")
     assert sorted(summary["file"]) == sorted(n[:-4] for n in LABELLED + UNLABELLED)
 
 
 def test_two_replays_of_the_same_model_and_data_give_identical_metrics(spark, store, nab_subset, nab_dir):
-    first, second = (replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir)))[0]
-                     for _ in range(2))
+    first, second = (
+        replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir)))[0] for _ in range(2)
+    )
     strip = lambda m: {k: v for k, v in m.items() if k not in TIMING}  # noqa: E731
     assert strip(first.metrics) == strip(second.metrics)
     assert first.window_counts.equals(second.window_counts)
@@ -125,7 +135,8 @@ def test_replay_counts_equal_the_monitors_on_the_same_files(spark, store, nab_su
 
 
 def test_compare_ranks_labelled_replays_by_nab_score_and_promote_best_by_picks_the_leader(
-        spark, store, nab_subset, nab_dir, capsys):
+    spark, store, nab_subset, nab_dir, capsys
+):
     # given both versions replayed on the same labelled files
     specs = [f"{MODEL}/1", f"{MODEL}/2"]
     results = replay.run_replay(spark, store, replay_args(nab_subset, labels_file(nab_dir), models=specs))
@@ -175,13 +186,17 @@ def test_compare_does_not_rank_unlabelled_replays_unless_told_how(spark, store, 
 
 def test_a_killed_replay_is_marked_failed_by_the_next_attempt(store, nab_subset, tmp_path):
     uri = store.tracking_uri
-    killed = run_command([PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)],
-                         MLFLOW_TRACKING_URI=uri, REPLAY_FAULT="after_run_created")
+    killed = run_command(
+        [PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)],
+        MLFLOW_TRACKING_URI=uri,
+        REPLAY_FAULT="after_run_created",
+    )
     assert killed.returncode == -signal.SIGKILL
     orphan = killed.stdout.split("FAULT INJECTED: after_run_created (")[1].split(")")[0]
     assert store.client.get_run(orphan).info.status == "RUNNING"
-    again = run_command([PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)],
-                        MLFLOW_TRACKING_URI=uri)
+    again = run_command(
+        [PYTHON, "-m", "replay.replay", "--model", f"{MODEL}/1", "--data", str(nab_subset)], MLFLOW_TRACKING_URI=uri
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"marked replay run {orphan} FAILED" in again.stdout
     assert store.client.get_run(orphan).info.status == "FAILED"

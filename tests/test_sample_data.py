@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pandas as pd
-from conftest import PROJECT_ROOT
 
 from replay.nab_scoring import load_labels, probationary_rows, window_rows
 from training import sample_data
+
+from conftest import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 

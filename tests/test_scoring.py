@@ -85,7 +85,10 @@ def test_numeric_frames_get_the_same_reasons_as_text():
     rows = pd.DataFrame({"cpu": [np.nan, np.inf, -3.0, 20.0], "disk": [1.0] * 4, "network": [1.0] * 4})
     scored = score_frame(two_cluster_model(), rows)
     assert scored["invalid_reason"].tolist() == [
-        "missing value for cpu", "non-finite value for cpu", "cpu below 0", "",
+        "missing value for cpu",
+        "non-finite value for cpu",
+        "cpu below 0",
+        "",
     ]
 
 
@@ -170,18 +173,21 @@ def test_window_mean_and_std_are_numpys_nanmean_and_nanstd_bit_for_bit(span):
     assert np.array_equal(window_mean_std(windows, with_std=False)[0], mean)
 
 
-@pytest.mark.parametrize("scores, threshold, cooldown, expected", [
-    # one incident of five rows above the threshold pages once
-    ([0.1, 0.9, 0.95, 0.9, 0.8, 0.9, 0.1], 0.8, 10, [1]),
-    # no cooldown: every row at or above the threshold alerts
-    ([0.1, 0.9, 0.8, 0.1], 0.8, 0, [1, 2]),
-    # a second incident after the cooldown pages again; one inside it does not
-    ([0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.9], 0.5, 3, [0, 6]),
-    # exactly cooldown rows later is still suppressed; one more row is not
-    ([0.9, 0, 0, 0.9, 0.9], 0.5, 3, [0, 4]),
-    # missing scores (invalid rows) never alert
-    ([np.nan, 0.9], 0.5, 3, [1]),
-])
+@pytest.mark.parametrize(
+    "scores, threshold, cooldown, expected",
+    [
+        # one incident of five rows above the threshold pages once
+        ([0.1, 0.9, 0.95, 0.9, 0.8, 0.9, 0.1], 0.8, 10, [1]),
+        # no cooldown: every row at or above the threshold alerts
+        ([0.1, 0.9, 0.8, 0.1], 0.8, 0, [1, 2]),
+        # a second incident after the cooldown pages again; one inside it does not
+        ([0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.9], 0.5, 3, [0, 6]),
+        # exactly cooldown rows later is still suppressed; one more row is not
+        ([0.9, 0, 0, 0.9, 0.9], 0.5, 3, [0, 4]),
+        # missing scores (invalid rows) never alert
+        ([np.nan, 0.9], 0.5, 3, [1]),
+    ],
+)
 def test_alert_suppression_on_worked_cases(scores, threshold, cooldown, expected):
     alerts, _ = apply_alerts(threshold, cooldown, np.array(scores, dtype=float))
     assert np.flatnonzero(alerts).tolist() == expected
@@ -198,9 +204,20 @@ def test_the_cooldown_carries_across_batches():
 
 
 def test_score_series_continues_from_state_and_invalid_rows_leave_it_alone():
-    params = ModelParams(features=["cpu"], mean=[50.0, 5.0], scale=[0.1, 0.2], centroids=[[0.0, 0.0]],
-                         expected_label=0, rule="distance", threshold=1.0, history=["mean", "std"], span=4,
-                         alert_threshold=0.6, cooldown=5, bounds={"cpu": [0.0, 100.0]})
+    params = ModelParams(
+        features=["cpu"],
+        mean=[50.0, 5.0],
+        scale=[0.1, 0.2],
+        centroids=[[0.0, 0.0]],
+        expected_label=0,
+        rule="distance",
+        threshold=1.0,
+        history=["mean", "std"],
+        span=4,
+        alert_threshold=0.6,
+        cooldown=5,
+        bounds={"cpu": [0.0, 100.0]},
+    )
     rows = pd.DataFrame({"cpu": [50, 52, 48, 95, 97, 150, 96, 50, 51, 49]})
     whole, state = score_series(params, rows)
     first, middle = score_series(params, rows.iloc[:5])
@@ -213,8 +230,17 @@ def test_score_series_continues_from_state_and_invalid_rows_leave_it_alone():
 
 
 def test_serving_rows_carry_their_own_history_per_series():
-    params = ModelParams(features=["cpu"], mean=[50.0, 5.0], scale=[0.1, 0.2], centroids=[[0.0, 0.0]],
-                         expected_label=0, rule="distance", threshold=1.0, history=["mean", "std"], span=3)
+    params = ModelParams(
+        features=["cpu"],
+        mean=[50.0, 5.0],
+        scale=[0.1, 0.2],
+        centroids=[[0.0, 0.0]],
+        expected_label=0,
+        rule="distance",
+        threshold=1.0,
+        history=["mean", "std"],
+        span=3,
+    )
     request = pd.DataFrame({"cpu": [10.0, 90.0, 20.0, 80.0], "series": ["a", "b", "a", "b"]})
     scored = score_frame(params, request)
     # rows of series a are [10, 20]; the second row's window is both
@@ -222,12 +248,15 @@ def test_serving_rows_carry_their_own_history_per_series():
     assert scored["cpu_std"].tolist() == [0.0, 0.0, 5.0, 5.0]
 
 
-@pytest.mark.parametrize("texts, expected", [
-    # plain numbers: Arrow's reading
-    (["0.20199999999999999", "23.5", "-0", "1e5", ".5"], [0.20199999999999999, 23.5, -0.0, 1e5, 0.5]),
-    # beside texts that are not finite numbers: pandas' tolerant reading, then float()'s
-    (["0.20199999999999999", " 23.5", "abc", "", "nan", None], [0.20199999999999999, 23.5] + [math.nan] * 4),
-])
+@pytest.mark.parametrize(
+    "texts, expected",
+    [
+        # plain numbers: Arrow's reading
+        (["0.20199999999999999", "23.5", "-0", "1e5", ".5"], [0.20199999999999999, 23.5, -0.0, 1e5, 0.5]),
+        # beside texts that are not finite numbers: pandas' tolerant reading, then float()'s
+        (["0.20199999999999999", " 23.5", "abc", "", "nan", None], [0.20199999999999999, 23.5] + [math.nan] * 4),
+    ],
+)
 def test_numbers_are_read_as_python_reads_them_whatever_else_the_column_holds(texts, expected):
     # given texts of numbers, on their own or beside texts that are not numbers
     from core.scoring import read_numbers

@@ -16,6 +16,10 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+
+from core.model import AnomalyDetectorModel, log_anomaly_model
+from core.scoring import ModelParams, history_features, score_series
+
 from conftest import (
     PROJECT_ROOT,
     PYTHON,
@@ -25,9 +29,6 @@ from conftest import (
     run_command,
     wait_for,
 )
-
-from core.model import AnomalyDetectorModel, log_anomaly_model
-from core.scoring import ModelParams, history_features, score_series
 
 FEATURES = ["cpu", "disk", "network"]
 SAMPLE_TABLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
@@ -42,21 +43,30 @@ def tiny_fit(**policy) -> ModelParams:
     vectors, _ = history_features(HISTORY, SPAN, values, [])
     mean, std = vectors.mean(axis=0), vectors.std(axis=0)
     distances = np.sqrt((((vectors - mean) / std) ** 2).sum(axis=1))
-    return ModelParams(features=FEATURES, mean=mean.tolist(), scale=(1 / std).tolist(),
-                       centroids=[[0.0] * len(mean)], expected_label=0, rule="distance",
-                       threshold=float(np.quantile(distances, 0.99)), history=HISTORY, span=SPAN,
-                       bounds={"cpu": [0.0, 100.0], "disk": [0.0, math.inf], "network": [0.0, math.inf]},
-                       **policy)
+    return ModelParams(
+        features=FEATURES,
+        mean=mean.tolist(),
+        scale=(1 / std).tolist(),
+        centroids=[[0.0] * len(mean)],
+        expected_label=0,
+        rule="distance",
+        threshold=float(np.quantile(distances, 0.99)),
+        history=HISTORY,
+        span=SPAN,
+        bounds={"cpu": [0.0, 100.0], "disk": [0.0, math.inf], "network": [0.0, math.inf]},
+        **policy,
+    )
 
 
 def ordinary_rows(count: int, start: int = 0) -> list[dict]:
     """Consecutive rows of the sample table, one series: what a host sends."""
-    rows = pd.read_csv(SAMPLE_TABLE)[FEATURES].iloc[start:start + count]
+    rows = pd.read_csv(SAMPLE_TABLE)[FEATURES].iloc[start : start + count]
     return [{**row, "series": "web-1"} for row in rows.to_dict("records")]
 
 
 def strict_json(body):
     """json.loads that refuses NaN, Infinity and -Infinity, as strict parsers do."""
+
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
 
@@ -96,9 +106,23 @@ def served(logged, tmp_path_factory):
     """`mlflow models serve` of the logged model on 127.0.0.1; yields its /invocations URL."""
     port = free_port()
     server = ManagedProcess(
-        [PYTHON, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}/1",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        tmp_path_factory.mktemp("serve") / "serve.log", MLFLOW_TRACKING_URI=logged["uri"],
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}/1",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        tmp_path_factory.mktemp("serve") / "serve.log",
+        MLFLOW_TRACKING_URI=logged["uri"],
     )
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/ping"), 120, "the scoring server")
@@ -148,11 +172,14 @@ def test_a_huge_value_in_a_series_is_left_out_of_the_history_of_the_rows_after_i
     assert floats_are_finite_or_null(with_it)
 
 
-@pytest.mark.parametrize("value, reason", [
-    (float("nan"), "missing value for disk"),
-    (float("inf"), "non-finite value for disk"),
-    (float("-inf"), "non-finite value for disk"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (float("nan"), "missing value for disk"),
+        (float("inf"), "non-finite value for disk"),
+        (float("-inf"), "non-finite value for disk"),
+    ],
+)
 def test_nan_and_infinity_are_invalid_rows_with_null_numbers(logged, value, reason):
     # given a row holding NaN or an infinity (a NaN double reads as a missing value)
     # when the loaded model scores it
@@ -214,8 +241,9 @@ def test_warming_up_is_the_cores_warm_up_per_series_and_skips_invalid_rows():
     for _, part in rows.groupby("series"):
         core, _ = score_series(params, part)
         valid = core["is_valid"].to_numpy()
-        assert (scored.loc[part.index, "warming_up"].to_numpy()
-                == valid & (np.cumsum(valid) - valid < params.warmup_rows)).all()
+        assert (
+            scored.loc[part.index, "warming_up"].to_numpy() == valid & (np.cumsum(valid) - valid < params.warmup_rows)
+        ).all()
         assert scored.loc[part.index, "warming_up"].sum() == params.warmup_rows
 
 
@@ -229,7 +257,7 @@ with warnings.catch_warnings(record=True) as caught:
     from core.model import log_anomaly_model
     from core.scoring import ModelParams
     params = ModelParams.from_json({tiny_fit().to_json()!r})
-    mlflow.set_tracking_uri("sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri("sqlite:///{tmp_path / "mlflow.db"}")
     with mlflow.start_run():
         info = log_anomaly_model(params, pd.DataFrame({{"cpu": [20.5], "disk": [3e6], "network": [8e6]}}), None)
     model = mlflow.pyfunc.load_model(info.model_uri)
@@ -269,8 +297,12 @@ def test_the_scoring_server_answers_strict_json_for_huge_nan_and_infinite_values
     assert status == 200, body
     out = body["predictions"]
     assert [r["invalid_reason"] for r in out] == [
-        "disk too large to score", "missing value for disk", "non-finite value for disk",
-        "non-finite value for disk", ""]
+        "disk too large to score",
+        "missing value for disk",
+        "non-finite value for disk",
+        "non-finite value for disk",
+        "",
+    ]
     assert [r["distance"] is None for r in out] == [True] * 4 + [False]
     assert [r["anomaly_score"] is None for r in out] == [True] * 4 + [False]
     assert floats_are_finite_or_null(out)

@@ -18,9 +18,11 @@ def write_checkpoint(root, offsets: dict[int, int], sources: dict[str, list[tupl
 
 def test_a_query_batch_after_a_restart_covers_every_source_batch_folded_into_it(spark, tmp_path):
     # given source batch 2 was planned before a crash and folded into query batch 2 with source batch 3
-    write_checkpoint(tmp_path, {0: 0, 1: 1, 2: 3, 3: 4},
-                     {"0": [("a.csv", 0)], "1": [("b.csv", 1)], "2": [("c.csv", 2)], "3": [("d.csv", 3)],
-                      "4": [("e.csv", 4)]})
+    write_checkpoint(
+        tmp_path,
+        {0: 0, 1: 1, 2: 3, 3: 4},
+        {"0": [("a.csv", 0)], "1": [("b.csv", 1)], "2": [("c.csv", 2)], "3": [("d.csv", 3)], "4": [("e.csv", 4)]},
+    )
     fs = HadoopFs(spark)
     # then
     assert files_in_batch(fs, tmp_path.as_uri(), 2) == ["file:///in/c.csv", "file:///in/d.csv"]

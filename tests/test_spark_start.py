@@ -11,6 +11,7 @@ import subprocess
 import textwrap
 
 import pytest
+
 from conftest import PROJECT_ROOT, PYTHON, project_env
 from helpers import UNRESOLVABLE
 
@@ -18,8 +19,15 @@ from helpers import UNRESOLVABLE
 def run(command, cwd=PROJECT_ROOT, timeout=300, **extra) -> subprocess.CompletedProcess:
     """``command`` with this suite's environment, less anything that would choose for it."""
     env = project_env()
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
-                "SPARK_LOCAL_IP", "SPARK_LOCAL_HOSTNAME", "SPARK_MASTER"):
+    for key in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "SPARK_LOCAL_IP",
+        "SPARK_LOCAL_HOSTNAME",
+        "SPARK_MASTER",
+    ):
         env.pop(key, None)
     env.update({k: str(v) for k, v in extra.items()})
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

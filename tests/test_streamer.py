@@ -3,9 +3,9 @@
 import signal
 import subprocess
 
-from conftest import PROJECT_ROOT, PYTHON, project_env, wait_for
-
 from streaming.streamer import mtime_ms, stamp_after
+
+from conftest import PROJECT_ROOT, PYTHON, project_env, wait_for
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "metrics.csv"
 
@@ -16,9 +16,26 @@ def test_streamer_writes_whole_chunks_with_a_header_and_a_source_column(tmp_path
     lines = SAMPLE.read_text().splitlines()
     first.write_text("\n".join(lines[:251]) + "\n")
     second.write_text("\n".join([lines[0], *lines[251:401]]) + "\n")
-    result = subprocess.run([PYTHON, "-m", "streaming.streamer", "--input", str(tmp_path / "in"), str(first),
-                             str(second), "--rows", "100", "--interval", "0"], cwd=PROJECT_ROOT,
-                            env=project_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "streaming.streamer",
+            "--input",
+            str(tmp_path / "in"),
+            str(first),
+            str(second),
+            "--rows",
+            "100",
+            "--interval",
+            "0",
+        ],
+        cwd=PROJECT_ROOT,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     chunks = sorted((tmp_path / "in").glob("*.csv"))
     assert len(chunks) == 3 + 2 and len({c.name for c in chunks}) == 5
@@ -40,9 +57,26 @@ def test_chunks_of_one_source_reach_the_directory_in_order_even_when_written_wit
     lines = SAMPLE.read_text().splitlines()
     source.write_text("\n".join(lines[:401]) + "\n")
     # when it is cut into 40 chunks with no interval
-    result = subprocess.run([PYTHON, "-m", "streaming.streamer", "--input", str(tmp_path / "in"), str(source),
-                             "--rows", "10", "--interval", "0", "--quiet"], cwd=PROJECT_ROOT,
-                            env=project_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "streaming.streamer",
+            "--input",
+            str(tmp_path / "in"),
+            str(source),
+            "--rows",
+            "10",
+            "--interval",
+            "0",
+            "--quiet",
+        ],
+        cwd=PROJECT_ROOT,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # then the chunks' modification times rise strictly in the order they were cut
     assert result.returncode == 0, result.stderr
     chunks = sorted((tmp_path / "in").glob("*.csv"))  # names carry the chunk number
@@ -61,9 +95,26 @@ def test_stamp_after_waits_for_the_clock_rather_than_writing_a_future_time(tmp_p
 
 
 def test_ctrl_c_stops_a_looping_streamer_cleanly(tmp_path):
-    process = subprocess.Popen([PYTHON, "-m", "streaming.streamer", "--input", str(tmp_path / "in"), str(SAMPLE),
-                                "--rows", "50", "--interval", "0.05", "--loop"], cwd=PROJECT_ROOT,
-                               env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "streaming.streamer",
+            "--input",
+            str(tmp_path / "in"),
+            str(SAMPLE),
+            "--rows",
+            "50",
+            "--interval",
+            "0.05",
+            "--loop",
+        ],
+        cwd=PROJECT_ROOT,
+        env=project_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: len(list((tmp_path / "in").glob("*.csv"))) > 45, 60, "the streamer to loop")
         process.send_signal(signal.SIGINT)

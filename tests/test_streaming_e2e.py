@@ -10,14 +10,15 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import PYTHON, ManagedProcess, isolated_store, run_command, wait_for
-from helpers import train_args
 
 from core.csv_input import score_files
 from core.model import load_params
 from streaming.sinks import read_output, read_summaries
 from training import promote
 from training import train as train_job
+
+from conftest import PYTHON, ManagedProcess, isolated_store, run_command, wait_for
+from helpers import train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def store(tmp_path_factory, spark, nab_table):
     sources = folder / "sources"
     sources.mkdir()
     for i, start in enumerate(range(0, 3000, 1000)):
-        table.iloc[start:start + 1000].to_csv(sources / f"host{i}.csv", index=False)
+        table.iloc[start : start + 1000].to_csv(sources / f"host{i}.csv", index=False)
     return {"uri": uri, "params": params, "sources": sorted(sources.glob("*.csv"))}
 
 
@@ -48,14 +49,36 @@ def expected_records(params, input_dir):
 
 
 def start_monitor(tmp_path, store, log_name, *extra, **env):
-    args = [PYTHON, "-m", "streaming.monitor", "--input", str(tmp_path / "in"),
-            "--output", str(tmp_path / "out"), "--model-name", MODEL, "--window", "1", *extra]
+    args = [
+        PYTHON,
+        "-m",
+        "streaming.monitor",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model-name",
+        MODEL,
+        "--window",
+        "1",
+        *extra,
+    ]
     return ManagedProcess(args, tmp_path / log_name, MLFLOW_TRACKING_URI=store["uri"], **env)
 
 
 def stream(tmp_path, store, *extra):
-    result = run_command([PYTHON, "-m", "streaming.streamer", "--input", str(tmp_path / "in"),
-                          *map(str, store["sources"]), "--quiet", *extra])
+    result = run_command(
+        [
+            PYTHON,
+            "-m",
+            "streaming.streamer",
+            "--input",
+            str(tmp_path / "in"),
+            *map(str, store["sources"]),
+            "--quiet",
+            *extra,
+        ]
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -100,7 +123,9 @@ def test_streamer_and_monitor_together_find_what_batch_scoring_finds(tmp_path, s
     expected = expected_records(store["params"], tmp_path / "in")
     events = read_output(str(tmp_path / "out"), "events")
     got = set(zip(events["source_file"], events["line_number"]))
-    want = set(zip(expected.loc[expected["is_anomaly"], "source_file"], expected.loc[expected["is_anomaly"], "line_number"]))
+    want = set(
+        zip(expected.loc[expected["is_anomaly"], "source_file"], expected.loc[expected["is_anomaly"], "line_number"])
+    )
     assert got == want
     # no staging leftovers in the monitored directory, and no chunk name reused
     assert len(list((tmp_path / "in").glob("*.csv"))) == 12
@@ -109,15 +134,13 @@ def test_streamer_and_monitor_together_find_what_batch_scoring_finds(tmp_path, s
 @pytest.mark.parametrize("point", ["before_write", "after_write", "after_commit"])
 def test_kill_9_at_a_chosen_point_then_restart_is_exactly_once(tmp_path, store, point):
     stream(tmp_path, store, "--rows", "500", "--interval", "0")
-    crashed = start_monitor(tmp_path, store, "crashed.log", "--max-files-per-trigger", "1",
-                            MONITOR_FAULT=f"{point}:1")
+    crashed = start_monitor(tmp_path, store, "crashed.log", "--max-files-per-trigger", "1", MONITOR_FAULT=f"{point}:1")
     try:
         code = wait_exit(crashed)
     finally:
         crashed.stop()
     assert code == -signal.SIGKILL and f"FAULT INJECTED: {point} at batch 1" in crashed.log()
-    restarted = start_monitor(tmp_path, store, "restarted.log", "--max-files-per-trigger", "1",
-                              "--idle-windows", "3")
+    restarted = start_monitor(tmp_path, store, "restarted.log", "--max-files-per-trigger", "1", "--idle-windows", "3")
     try:
         assert wait_exit(restarted) == 0, restarted.log()[-3000:]
     finally:
@@ -136,7 +159,7 @@ def test_kill_9_at_random_points_then_restart_is_exactly_once(tmp_path, store):
     for attempt in range(2):
         monitor = start_monitor(tmp_path, store, f"attempt{attempt}.log", "--max-files-per-trigger", "1")
         try:
-            wait_for(lambda: "batch " in monitor.log(), 180, "a first batch")
+            wait_for(lambda monitor=monitor: "batch " in monitor.log(), 180, "a first batch")
             delay = chooser.uniform(0, 4)
             try:
                 monitor.process.wait(timeout=delay)

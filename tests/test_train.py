@@ -8,7 +8,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import train_args
 
 from core.errors import UserError
 from core.model import load_params
@@ -21,6 +20,8 @@ from core.spark_scoring import (
 from training import config, evaluate, kmeans, kmeans_large
 from training import train as train_job
 from training.features import load_feature_table
+
+from helpers import train_args
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -68,8 +69,11 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     # the expected label travels inside the model
     loaded = load_params("models:/test-detector/1")
     assert loaded.expected_label == metrics["expected_label"]
-    assert (loaded.history, loaded.span, loaded.cooldown) == (["mean", "std"], config.DEFAULT_SPAN,
-                                                               config.DEFAULT_COOLDOWN)
+    assert (loaded.history, loaded.span, loaded.cooldown) == (
+        ["mean", "std"],
+        config.DEFAULT_SPAN,
+        config.DEFAULT_COOLDOWN,
+    )
 
 
 def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):
@@ -102,7 +106,9 @@ def test_the_row_solver_gives_the_centroids_that_sparks_own_choice_gives(spark, 
     spark_choice = kmeans.fit_kmeans(table, features, 10, 42, 20, solver="auto")
     # then the pass Spark spends choosing buys nothing: the same centroids, bit for bit
     assert ours.kmeans.getOrDefault("solver") == "row"
-    np.testing.assert_array_equal(np.array(ours.kmeans.clusterCenters()), np.array(spark_choice.kmeans.clusterCenters()))
+    np.testing.assert_array_equal(
+        np.array(ours.kmeans.clusterCenters()), np.array(spark_choice.kmeans.clusterCenters())
+    )
     assert ours.kmeans.summary.clusterSizes == spark_choice.kmeans.summary.clusterSizes
 
 
@@ -130,7 +136,8 @@ def assert_the_core_finds_the_counts(fitted, rows: pd.DataFrame) -> pd.DataFrame
 
 
 def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_agrees_with_the_core(
-        lloyd_nab_table, nab_table):
+    lloyd_nab_table, nab_table
+):
     # given the NAB table and a sample size well below it
     table = lloyd_nab_table
     # when the model is fitted
@@ -154,7 +161,10 @@ def test_a_table_over_the_sample_size_is_clustered_by_lloyd_from_a_sample_and_ag
     # and Spark's approximate quantile is near the exact threshold
     ranked = np.sort(core["distance"].to_numpy())
     approximate = evaluate.distance_threshold(table, params, 0.99)
-    assert abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean()) <= 2 * evaluate.QUANTILE_RELATIVE_ERROR
+    assert (
+        abs((ranked <= approximate).mean() - (ranked <= params.threshold).mean())
+        <= 2 * evaluate.QUANTILE_RELATIVE_ERROR
+    )
     # and Spark SQL's labels are the core's
     labels = pipeline.transform(table).select("cluster").toPandas()["cluster"].to_numpy()
     assert (labels == core["cluster"].to_numpy()).all()
@@ -323,9 +333,19 @@ def test_the_silhouette_is_spark_mls_own(spark, nab_table, history):
 def test_the_silhouette_of_fewer_than_two_clusters_is_nan(spark):
     # given a table whose rows all sit at one of two centroids, so the other stays empty
     params = ModelParams(
-        history=["value"], span=1, alert_threshold=0.5, cooldown=0, features=["cpu"], mean=[0.0],
-        scale=[1.0], centroids=[[0.0], [10.0]], expected_label=0, rule="distance", threshold=1.0,
-        bounds={"cpu": [0.0, 100.0]})
+        history=["value"],
+        span=1,
+        alert_threshold=0.5,
+        cooldown=0,
+        features=["cpu"],
+        mean=[0.0],
+        scale=[1.0],
+        centroids=[[0.0], [10.0]],
+        expected_label=0,
+        rule="distance",
+        threshold=1.0,
+        bounds={"cpu": [0.0, 100.0]},
+    )
     rows = spark.createDataFrame([(0.5,), (1.0,), (1.5,)], "cpu double")
     # then the silhouette says so, instead of failing as Spark ML's evaluator does
     assert np.isnan(evaluate.silhouette(rows, params))
@@ -368,9 +388,11 @@ def test_invalid_training_rows_are_counted_and_left_out(spark, mlflow_service, t
         ("timestamp,cpu,disk,network\n", "has no data rows"),
         ("timestamp,cpu,disk,network\n2024-01-01,-5,1,1\n", "has no valid rows"),
         # an idle server: every row the same, so Spark's KMeans finds one centroid for k=2
-        ("timestamp,cpu,disk,network\n" + "".join(f"2024-01-01 00:{m:02d}:00,5,6,7\n" for m in range(30)),
-         "hold only 1 distinct point(s) in cpu_mean, cpu_std, disk_mean, disk_std, network_mean, "
-         "network_std, fewer than --k 2"),
+        (
+            "timestamp,cpu,disk,network\n" + "".join(f"2024-01-01 00:{m:02d}:00,5,6,7\n" for m in range(30)),
+            "hold only 1 distinct point(s) in cpu_mean, cpu_std, disk_mean, disk_std, network_mean, "
+            "network_std, fewer than --k 2",
+        ),
     ],
 )
 def test_bad_training_tables_are_clear_errors(spark, mlflow_service, tmp_path, content, message):
@@ -387,11 +409,12 @@ def test_a_missing_training_table_is_a_clear_error(spark, mlflow_service, tmp_pa
 
 @pytest.mark.parametrize(
     "time_format, path_taken",
-    [("%Y-%m-%d %H:%M:%S", "spark_sql"),  # ISO: Spark's window functions
-     ("%m/%d/%Y %H:%M", "core_in_python")],  # only pandas reads it: the core orders and computes
+    [
+        ("%Y-%m-%d %H:%M:%S", "spark_sql"),  # ISO: Spark's window functions
+        ("%m/%d/%Y %H:%M", "core_in_python"),
+    ],  # only pandas reads it: the core orders and computes
 )
-def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path, time_format,
-                                                                             path_taken):
+def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path, time_format, path_taken):
     # given a table of two hosts with its rows shuffled
     from core.scoring import history_features
     from core.spark_scoring import training_features
@@ -400,15 +423,17 @@ def test_training_history_features_are_the_cores_on_each_series_in_time_order(sp
     stamps = pd.date_range("2026-01-05", periods=60, freq="5min")
     frames = []
     for host in ("web-1", "web-2"):
-        frames.append(pd.DataFrame({"timestamp": stamps.strftime(time_format), "host": host,
-                                    "cpu": rng.uniform(0, 100, 60)}))
+        frames.append(
+            pd.DataFrame({"timestamp": stamps.strftime(time_format), "host": host, "cpu": rng.uniform(0, 100, 60)})
+        )
     table = pd.concat(frames).sample(frac=1.0, random_state=1)
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
     loaded = load_feature_table(spark, str(path), ["cpu"])
     # when training computes the features
-    features = training_features(loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series,
-                                 loaded.unreadable_times == 0)
+    features = training_features(
+        loaded.valid, ["cpu"], ["delta", "mean", "std"], 6, loaded.series, loaded.unreadable_times == 0
+    )
     got = features.toPandas()
     # then they are the core's, per host in time order (the deltas are exact; means and spreads
     # summed in another order by Spark agree to rounding)

@@ -10,9 +10,10 @@ import urllib.request
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
+
 from conftest import PROJECT_ROOT, PYTHON, ManagedProcess, free_port, wait_for
 from helpers import copy_project, env_without_tracking, http_ok
-from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 README = (PROJECT_ROOT / "README.md").read_text()
@@ -34,8 +35,9 @@ def workflow(tmp_path_factory):
     env = {**env_without_tracking(), "PATH": f"{PROJECT_ROOT / '.venv' / 'bin'}:{env_without_tracking()['PATH']}"}
     steps = []
     for command in typed_sequence():
-        done = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True, timeout=600
+        )
         steps.append((command, done))
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     uri = f"sqlite:///{project / 'mlflow.db'}"
@@ -97,8 +99,9 @@ def test_compare_lists_both_models_and_best_by_promotes_the_better_nab_score(wor
     assert {r.data.params["model_version"] for r in unlabelled} == {"1", "2"}
     # best_by moved production to the better model; the rollback then moved it back
     best_by = next(i for i, (command, _) in enumerate(steps) if "best_by=" in command)
-    promote_runs = client.search_runs([DEFAULT_EXPERIMENT], "tags.step = 'promote'",
-                                      order_by=["attributes.start_time ASC"])
+    promote_runs = client.search_runs(
+        [DEFAULT_EXPERIMENT], "tags.step = 'promote'", order_by=["attributes.start_time ASC"]
+    )
     versions = [r.data.params["production_version"] for r in promote_runs]
     promotions_before = sum(1 for command, _ in steps[:best_by] if entry(command) == "promote")
     assert versions[promotions_before] == better
@@ -117,8 +120,22 @@ def test_the_ui_rest_api_shows_lineage_descriptions_and_the_experiment_kind(work
     client = MlflowClient(uri, uri)
     port = free_port()
     server = ManagedProcess(
-        [PYTHON, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"], tmp_path / "server.log")
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        tmp_path / "server.log",
+    )
     api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "the MLflow server")

@@ -21,12 +21,23 @@ from core.errors import UserError, exit_process, main_guard
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/numenta/NAB/master"
 SERIES = (
-    "ec2_cpu_utilization_24ae8d", "ec2_cpu_utilization_53ea38", "ec2_cpu_utilization_5f5533",
-    "ec2_cpu_utilization_77c1ca", "ec2_cpu_utilization_825cc2", "ec2_cpu_utilization_ac20cd",
-    "ec2_cpu_utilization_c6585a", "ec2_cpu_utilization_fe7f93", "ec2_disk_write_bytes_1ef3de",
-    "ec2_disk_write_bytes_c0d644", "ec2_network_in_257a54", "ec2_network_in_5abac7",
-    "elb_request_count_8c0756", "grok_asg_anomaly", "iio_us-east-1_i-a2eb1cd9_NetworkIn",
-    "rds_cpu_utilization_cc0c53", "rds_cpu_utilization_e47b3b",
+    "ec2_cpu_utilization_24ae8d",
+    "ec2_cpu_utilization_53ea38",
+    "ec2_cpu_utilization_5f5533",
+    "ec2_cpu_utilization_77c1ca",
+    "ec2_cpu_utilization_825cc2",
+    "ec2_cpu_utilization_ac20cd",
+    "ec2_cpu_utilization_c6585a",
+    "ec2_cpu_utilization_fe7f93",
+    "ec2_disk_write_bytes_1ef3de",
+    "ec2_disk_write_bytes_c0d644",
+    "ec2_network_in_257a54",
+    "ec2_network_in_5abac7",
+    "elb_request_count_8c0756",
+    "grok_asg_anomaly",
+    "iio_us-east-1_i-a2eb1cd9_NetworkIn",
+    "rds_cpu_utilization_cc0c53",
+    "rds_cpu_utilization_e47b3b",
 )
 LABELS = "labels/combined_windows.json"
 TIMEOUT_SECONDS = 60

@@ -28,8 +28,16 @@ def quantile_bracket(sample: np.ndarray, quantile: float) -> tuple[float, float]
     return float(low), float(high)
 
 
-def exact_quantile_from_bracket(distances, quantile: float, rows: int, low: float, high: float,
-                                below: int, at_most_high: int, inside: list[float] | None = None) -> float:
+def exact_quantile_from_bracket(
+    distances,
+    quantile: float,
+    rows: int,
+    low: float,
+    high: float,
+    below: int,
+    at_most_high: int,
+    inside: list[float] | None = None,
+) -> float:
     """The exact ``quantile`` of the ``_distance`` column: its ceil(quantile * rows)-th smallest
     value, given how many distances lie below ``low`` and at most ``high``, and (``inside``)
     those in [low, high] when the caller has them already.
@@ -95,19 +103,32 @@ def silhouette(table, params: ModelParams) -> float:
     cluster, _ = nearest_centroid([F.col(n) for n in d])
     norm = sum((F.col(n) * F.col(n) for n in z[1:]), F.col(z[0]) * F.col(z[0]))
     rows = rows.select(*z, cluster.alias("_cluster"), norm.alias("_norm"))
-    sums = {r["_cluster"]: r for r in rows.groupBy("_cluster").agg(
-        F.count(F.lit(1)).alias("size"), F.sum("_norm").alias("norms"),
-        *[F.sum(n).alias(n) for n in z]).collect()}
+    sums = {
+        r["_cluster"]: r
+        for r in rows.groupBy("_cluster")
+        .agg(F.count(F.lit(1)).alias("size"), F.sum("_norm").alias("norms"), *[F.sum(n).alias(n) for n in z])
+        .collect()
+    }
     if len(sums) < 2:
         return float("nan")
     mean_distances = []
     for i, cluster in sums.items():
         dot = sum((F.col(n) * F.lit(cluster[n]) for n in z[1:]), F.col(z[0]) * F.lit(cluster[z[0]]))
-        mean_distances.append((F.col("_norm") + F.lit(cluster["norms"] / cluster["size"])
-                               - F.lit(2.0 / cluster["size"]) * dot).alias(f"_m{i}"))
+        mean_distances.append(
+            (F.col("_norm") + F.lit(cluster["norms"] / cluster["size"]) - F.lit(2.0 / cluster["size"]) * dot).alias(
+                f"_m{i}"
+            )
+        )
     rows = rows.select("_cluster", *mean_distances)
-    own = F.coalesce(*[F.when(F.col("_cluster") == i, F.col(f"_m{i}") * F.lit(c["size"] / (c["size"] - 1))
-                              if c["size"] > 1 else F.lit(None).cast("double")) for i, c in sums.items()])
+    own = F.coalesce(
+        *[
+            F.when(
+                F.col("_cluster") == i,
+                F.col(f"_m{i}") * F.lit(c["size"] / (c["size"] - 1)) if c["size"] > 1 else F.lit(None).cast("double"),
+            )
+            for i, c in sums.items()
+        ]
+    )
     other = F.least(*[F.when(F.col("_cluster") != i, F.col(f"_m{i}")) for i in sums])
     rows = rows.select(own.alias("a"), other.alias("b"))
     a, b = F.col("a"), F.col("b")

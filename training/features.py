@@ -40,8 +40,9 @@ def moment_expressions(columns: list[str]) -> list:
 def moments_from_row(columns: list[str], row) -> Moments:
     """``Moments`` from the values of ``moment_expressions`` (a Row, or any sequence, in order)."""
     n = len(columns)
-    return Moments(list(columns), [float(row[i]) for i in range(n)], [float(row[n + i] or 0.0) for i in range(n)],
-                   int(row[2 * n]))
+    return Moments(
+        list(columns), [float(row[i]) for i in range(n)], [float(row[n + i] or 0.0) for i in range(n)], int(row[2 * n])
+    )
 
 
 def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
@@ -61,8 +62,7 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     missing = [name for name in features if name not in raw.columns]
     if missing:
         raise UserError(
-            f"feature table {uri} lacks column(s) {', '.join(missing)} "
-            f"(it has {', '.join(raw.columns) or 'no header'})"
+            f"feature table {uri} lacks column(s) {', '.join(missing)} (it has {', '.join(raw.columns) or 'no header'})"
         )
     series = next((c for c in SOURCE_COLUMNS if c in raw.columns), None)
     typed = raw.select(
@@ -83,9 +83,15 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     # and takes the features' moments, which standardise them when they are clustered as they
     # are (no history features): a pass over the table fewer for the fit.
     unreadable = unreadable_time(TIMESTAMP) if TIMESTAMP in raw.columns else F.lit(False)
-    counts = flagged.groupBy("_valid").agg(F.count(F.lit(1)).alias("count"),
-                                           F.sum(unreadable.cast("long")).alias("unreadable"),
-                                           *moment_expressions(features)).collect()
+    counts = (
+        flagged.groupBy("_valid")
+        .agg(
+            F.count(F.lit(1)).alias("count"),
+            F.sum(unreadable.cast("long")).alias("unreadable"),
+            *moment_expressions(features),
+        )
+        .collect()
+    )
     by_flag = {row["_valid"]: row["count"] for row in counts}
     unreadable_times = next((row["unreadable"] or 0 for row in counts if row["_valid"]), 0)
     total = sum(by_flag.values())

@@ -20,8 +20,15 @@ from training.kmeans_large import (
 # these dense, centred vectors: the same centroids without the pass.
 KMEANS_SOLVER = "row"
 METHOD_SPARK_ML = "spark-ml-kmeans"
-__all__ = ["KMEANS_SOLVER", "KMEANS_TOLERANCE", "METHOD_SAMPLE_LLOYD", "METHOD_SPARK_ML", "SAMPLE_INIT_ROWS",
-           "FittedKMeans", "fit_kmeans"]
+__all__ = [
+    "KMEANS_SOLVER",
+    "KMEANS_TOLERANCE",
+    "METHOD_SAMPLE_LLOYD",
+    "METHOD_SPARK_ML",
+    "SAMPLE_INIT_ROWS",
+    "FittedKMeans",
+    "fit_kmeans",
+]
 
 
 @dataclass(frozen=True)
@@ -68,19 +75,39 @@ class FittedKMeans:
         )
 
         scaled = standardised_expressions(self.columns, self.mean, self.scale)
-        return self.vectors(table).withColumn("cluster", nearest_centroid(
-            squared_distance_expressions(_standardised_params(self), scaled))[0])
+        return self.vectors(table).withColumn(
+            "cluster", nearest_centroid(squared_distance_expressions(_standardised_params(self), scaled))[0]
+        )
 
 
 def _standardised_params(fitted: FittedKMeans) -> ModelParams:
     """Just enough of a model for core.spark_scoring's distance expressions."""
-    return ModelParams(history=["value"], span=1, alert_threshold=0.5, cooldown=0, features=list(fitted.columns),
-                       mean=list(fitted.mean), scale=fitted.scale, centroids=fitted.centroids,
-                       expected_label=0, rule=RULE_DISTANCE, threshold=0.0, bounds={})
+    return ModelParams(
+        history=["value"],
+        span=1,
+        alert_threshold=0.5,
+        cooldown=0,
+        features=list(fitted.columns),
+        mean=list(fitted.mean),
+        scale=fitted.scale,
+        centroids=fitted.centroids,
+        expected_label=0,
+        rule=RULE_DISTANCE,
+        threshold=0.0,
+        bounds={},
+    )
 
 
-def fit_kmeans(table, features: list[str], k: int, seed: int, max_iter: int, solver: str = KMEANS_SOLVER,
-               threshold_quantile: float | None = None, moments: Moments | None = None) -> FittedKMeans:
+def fit_kmeans(
+    table,
+    features: list[str],
+    k: int,
+    seed: int,
+    max_iter: int,
+    solver: str = KMEANS_SOLVER,
+    threshold_quantile: float | None = None,
+    moments: Moments | None = None,
+) -> FittedKMeans:
     """Standardise the columns, then fit KMeans on them: Spark ML's on tables of at most
     ``SAMPLE_INIT_ROWS`` rows, ``fit_by_sample_then_lloyd`` on larger ones. ``moments``, when
     the caller has the columns' already (``load_feature_table`` does), saves a pass.
@@ -99,9 +126,20 @@ def fit_kmeans(table, features: list[str], k: int, seed: int, max_iter: int, sol
             return fitted
         # The sample held fewer distinct points than k: Spark ML's KMeans looks at every row,
         # so the train job's "fewer distinct points" error is about the table, not the sample.
-    kmeans = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster",
-                    solver=solver, tol=KMEANS_TOLERANCE).fit(standardisation.vectors(table))
-    return replace(standardisation, kmeans=kmeans,
-                   centroids=[[float(v) for v in c] for c in kmeans.clusterCenters()],
-                   cluster_sizes=[int(s) for s in kmeans.summary.clusterSizes],
-                   training_cost=float(kmeans.summary.trainingCost), iterations=int(kmeans.summary.numIter))
+    kmeans = KMeans(
+        k=k,
+        seed=seed,
+        maxIter=max_iter,
+        featuresCol="features",
+        predictionCol="cluster",
+        solver=solver,
+        tol=KMEANS_TOLERANCE,
+    ).fit(standardisation.vectors(table))
+    return replace(
+        standardisation,
+        kmeans=kmeans,
+        centroids=[[float(v) for v in c] for c in kmeans.clusterCenters()],
+        cluster_sizes=[int(s) for s in kmeans.summary.clusterSizes],
+        training_cost=float(kmeans.summary.trainingCost),
+        iterations=int(kmeans.summary.numIter),
+    )

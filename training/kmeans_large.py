@@ -34,8 +34,12 @@ def kmeans_plus_plus(points: np.ndarray, k: int, seed: int, max_iter: int) -> np
         labels = squared_distances(points, centres).argmin(axis=1)
         # One counting pass per feature (bincount), not a boolean mask per centroid and feature.
         sizes = np.bincount(labels, minlength=len(centres))
-        sums = np.column_stack([np.bincount(labels, weights=points[:, feature], minlength=len(centres))
-                                for feature in range(points.shape[1])])
+        sums = np.column_stack(
+            [
+                np.bincount(labels, weights=points[:, feature], minlength=len(centres))
+                for feature in range(points.shape[1])
+            ]
+        )
         # an empty cluster keeps its centroid
         moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centres)
         if np.sqrt(((moved - centres) ** 2).sum(axis=1)).max() <= KMEANS_TOLERANCE:
@@ -77,22 +81,33 @@ class CentroidPasses:
         self._spark, self._vectors, self._z, self._k = spark, vectors, list(z), k
         names = [[f"_centroid{i}_{j}" for j in range(len(z))] for i in range(k)]
         constant_names = [*[n for row in names for n in row], "_low", "_high"]
-        self._constants_sql = (f"SELECT * FROM VALUES ({', '.join(f':{n}' for n in constant_names)}) "
-                               f"AS constants({', '.join(constant_names)})")
+        self._constants_sql = (
+            f"SELECT * FROM VALUES ({', '.join(f':{n}' for n in constant_names)}) "
+            f"AS constants({', '.join(constant_names)})"
+        )
         self._constant_names = constant_names
         squared = squared_distances_to([F.col(a) for a in z], [[F.col(c) for c in centroid] for centroid in names])
         distances = [f"_d{i}" for i in range(k)]
         self._distances = [d.alias(name) for d, name in zip(squared, distances)]
         self._nearest = nearest_centroid([F.col(d) for d in distances])[1].alias("_squared")
         cluster, _ = nearest_centroid([F.col(d) for d in distances], F.col("_squared"))
-        self._labelled = [cluster.alias("_cluster"), "_squared", F.sqrt("_squared").alias("_distance"), *self._z,
-                          "_low", "_high"]
+        self._labelled = [
+            cluster.alias("_cluster"),
+            "_squared",
+            F.sqrt("_squared").alias("_distance"),
+            *self._z,
+            "_low",
+            "_high",
+        ]
         self._sums = [F.count(F.lit(1)), *[F.sum(name) for name in self._z]]
         distance = F.col("_distance")
         # Where a row's distance lies against the band: below it, above it, or (inside it) the
         # distance itself, which is never negative.
-        place = (F.when(distance < F.col("_low"), F.lit(BELOW_BAND)).when(distance <= F.col("_high"), distance)
-                 .otherwise(F.lit(ABOVE_BAND)))
+        place = (
+            F.when(distance < F.col("_low"), F.lit(BELOW_BAND))
+            .when(distance <= F.col("_high"), distance)
+            .otherwise(F.lit(ABOVE_BAND))
+        )
         self._count_by = ["_cluster", place.alias("_place")]
         self._counts = [F.count(F.lit(1)), F.sum("_squared")]
 
@@ -124,8 +139,9 @@ class CentroidPasses:
         distance inside it (a small share of the rows for a narrow bracket) is a group of its own.
         """
         counts = FinalCounts(np.zeros(self._k, dtype=np.int64), 0.0, 0, [])
-        for cluster, place, rows, squared in (self.labelled(centres, band).groupBy(*self._count_by)
-                                              .agg(*self._counts).collect()):
+        for cluster, place, rows, squared in (
+            self.labelled(centres, band).groupBy(*self._count_by).agg(*self._counts).collect()
+        ):
             counts.sizes[cluster] += rows
             counts.cost += squared
             if place == BELOW_BAND:
@@ -135,8 +151,9 @@ class CentroidPasses:
         return counts
 
 
-def fit_by_sample_then_lloyd(standardisation, table, k: int, seed: int, max_iter: int,
-                             threshold_quantile: float | None = None):
+def fit_by_sample_then_lloyd(
+    standardisation, table, k: int, seed: int, max_iter: int, threshold_quantile: float | None = None
+):
     """KMeans for large tables: k-means++ and Lloyd's iterations on a uniform sample of about
     ``SAMPLE_INIT_ROWS`` rows in the driver, then Lloyd's iterations over every row in Spark
     SQL until no centroid moves farther than ``KMEANS_TOLERANCE`` or ``max_iter`` passes.
@@ -179,8 +196,21 @@ def fit_by_sample_then_lloyd(standardisation, table, k: int, seed: int, max_iter
         low, high = quantile_bracket(np.sqrt(squared_distances(sample, centres).min(axis=1)), threshold_quantile)
         final = passes.count(centres, (low, high))
         threshold = exact_quantile_from_bracket(
-            passes.labelled(centres).select("_distance"), threshold_quantile, int(final.sizes.sum()),
-            low, high, final.below, final.below + len(final.inside), final.inside)
-    return replace(standardisation, centroids=centres.tolist(), cluster_sizes=[int(s) for s in final.sizes],
-                   training_cost=float(final.cost), iterations=iterations, method=METHOD_SAMPLE_LLOYD,
-                   threshold=threshold)
+            passes.labelled(centres).select("_distance"),
+            threshold_quantile,
+            int(final.sizes.sum()),
+            low,
+            high,
+            final.below,
+            final.below + len(final.inside),
+            final.inside,
+        )
+    return replace(
+        standardisation,
+        centroids=centres.tolist(),
+        cluster_sizes=[int(s) for s in final.sizes],
+        training_cost=float(final.cost),
+        iterations=iterations,
+        method=METHOD_SAMPLE_LLOYD,
+        threshold=threshold,
+    )

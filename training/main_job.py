@@ -31,8 +31,11 @@ SAMPLE_LABELS = "data/sample/labels.json"  # the sample's incident, NAB-style: t
 
 
 def announce(entry_point: str, parameters: dict) -> None:
-    print(f"\n=== {entry_point}: mlflow run . -e {entry_point} --env-manager local "
-          + " ".join(f"-P {k}={v}" for k, v in parameters.items()), flush=True)
+    print(
+        f"\n=== {entry_point}: mlflow run . -e {entry_point} --env-manager local "
+        + " ".join(f"-P {k}={v}" for k, v in parameters.items()),
+        flush=True,
+    )
 
 
 def run_step(entry_point: str, parameters: dict, experiment_id: str, synchronous: bool = True):
@@ -81,7 +84,8 @@ def monitor_the_sample(model_name: str, experiment_id: str) -> str:
     monitor = run_step(
         "monitor",
         {"input": stream_dir, "output": output, "model_name": model_name, "window": 3, "idle_windows": 3},
-        experiment_id, synchronous=False,
+        experiment_id,
+        synchronous=False,
     )
     _wait_until_monitoring(monitor)
     run_step("stream", {"input": stream_dir, "files": SAMPLE_TABLE, "rows": 200, "interval": 0.5}, experiment_id)
@@ -89,8 +93,10 @@ def monitor_the_sample(model_name: str, experiment_id: str) -> str:
         raise UserError(f"the monitor failed; see MLflow run {monitor.run_id}")
     summaries = read_summaries(str(output))
     totals = {key: sum(s[key] for s in summaries) for key in ("rows", "anomalies", "invalid_rows", "alerts")}
-    return (f"{totals['rows']} rows in {len(summaries)} batches, {totals['anomalies']} anomalies, "
-            f"{totals['invalid_rows']} invalid, {totals['alerts']} alerts; events and alerts under {output}/batches")
+    return (
+        f"{totals['rows']} rows in {len(summaries)} batches, {totals['anomalies']} anomalies, "
+        f"{totals['invalid_rows']} invalid, {totals['alerts']} alerts; events and alerts under {output}/batches"
+    )
 
 
 @main_guard
@@ -102,9 +108,7 @@ def main(argv=None) -> int:
     with MlflowService() as service:
         experiment_id = service.experiment_id(TRAINING_EXPERIMENT)
         run_step("prepare", {"input": args.input, "out": PREPARED_TABLE}, experiment_id)
-        train_run = run_step(
-            "train", {"data": PREPARED_TABLE, "model_name": args.model_name}, experiment_id
-        )
+        train_run = run_step("train", {"data": PREPARED_TABLE, "model_name": args.model_name}, experiment_id)
         versions = service.client.search_model_versions(f"run_id = '{train_run}'")
         if not versions:
             raise UserError(f"training run {train_run} registered no model version")
@@ -112,8 +116,11 @@ def main(argv=None) -> int:
         run_step("promote", {"model_name": args.model_name, "version": version}, experiment_id)
         monitored = monitor_the_sample(args.model_name, service.experiment_id(MONITOR_EXPERIMENT))
         # Replay the sample through production; replay prints the compare table at its end.
-        run_step("replay", {"data": SAMPLE_TABLE, "model": f"{args.model_name}@{PRODUCTION_ALIAS}",
-                            "labels": SAMPLE_LABELS}, service.experiment_id(REPLAY_EXPERIMENT))
+        run_step(
+            "replay",
+            {"data": SAMPLE_TABLE, "model": f"{args.model_name}@{PRODUCTION_ALIAS}", "labels": SAMPLE_LABELS},
+            service.experiment_id(REPLAY_EXPERIMENT),
+        )
         tracking_uri = service.tracking_uri
     if tracking_uri.startswith("sqlite:"):
         ui = f".venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"

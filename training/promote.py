@@ -92,14 +92,12 @@ def record_promotion(client, result: Promotion, reason: str) -> None:
     if not result.changed:
         return
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    tags = {"set_at": when, "set_by": current_user(), "replaced_version": result.previous or "none",
-            "reason": reason}
+    tags = {"set_at": when, "set_by": current_user(), "replaced_version": result.previous or "none", "reason": reason}
     for key, value in tags.items():
         client.set_model_version_tag(result.name, result.production, f"{PRODUCTION_ALIAS}.{key}", value)
     if result.previous:
         client.set_model_version_tag(result.name, result.previous, f"{PRODUCTION_ALIAS}.removed_at", when)
-        client.set_model_version_tag(result.name, result.previous, f"{PRODUCTION_ALIAS}.replaced_by",
-                                     result.production)
+        client.set_model_version_tag(result.name, result.previous, f"{PRODUCTION_ALIAS}.replaced_by", result.production)
 
 
 def current_user() -> str:
@@ -111,8 +109,11 @@ def current_user() -> str:
 
 def log_promotion(service, result: Promotion, reason: str) -> None:
     """Under ``mlflow run``, the promotion is what its run records."""
-    run_id = service.describe_joined_run(f"{'rollback' if reason == 'rollback' else 'promote'} {result.name}",
-                                         tags={STEP_TAG: "promote"}, description=f"{result.describe()}: {reason}")
+    run_id = service.describe_joined_run(
+        f"{'rollback' if reason == 'rollback' else 'promote'} {result.name}",
+        tags={STEP_TAG: "promote"},
+        description=f"{result.describe()}: {reason}",
+    )
     if run_id is None:
         return
     service.client.log_param(run_id, "production_version", result.production)
@@ -125,18 +126,35 @@ def log_promotion(service, result: Promotion, reason: str) -> None:
 def parse_args(argv):
     parser = job_parser("Move the 'production' alias of a registered model.")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    parser.add_argument("--version", default="none", type=optional_text,
-                        help="version number to promote ('none': see --run-id, --best-by, else the newest)")
-    parser.add_argument("--run-id", default="none", type=optional_text,
-                        help="promote the version this training run made")
+    parser.add_argument(
+        "--version",
+        default="none",
+        type=optional_text,
+        help="version number to promote ('none': see --run-id, --best-by, else the newest)",
+    )
+    parser.add_argument(
+        "--run-id", default="none", type=optional_text, help="promote the version this training run made"
+    )
     parser.add_argument("--rollback", action="store_true", help="swap 'production' and 'previous'")
-    parser.add_argument("--best-by", default="none", type=optional_text,
-                        help="promote the version leading the replay comparison by this metric "
-                             "(nab_score_standard: the NAB score, then F1 of the alerts)")
-    parser.add_argument("--order", default="none", type=optional_text,
-                        help="with --best-by: asc or desc, needed for metrics that are not label scores")
-    parser.add_argument("--data-sha256", default="none", type=optional_text,
-                        help="with --best-by: the replayed data set (default: the newest replay's)")
+    parser.add_argument(
+        "--best-by",
+        default="none",
+        type=optional_text,
+        help="promote the version leading the replay comparison by this metric "
+        "(nab_score_standard: the NAB score, then F1 of the alerts)",
+    )
+    parser.add_argument(
+        "--order",
+        default="none",
+        type=optional_text,
+        help="with --best-by: asc or desc, needed for metrics that are not label scores",
+    )
+    parser.add_argument(
+        "--data-sha256",
+        default="none",
+        type=optional_text,
+        help="with --best-by: the replayed data set (default: the newest replay's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -161,8 +179,13 @@ def main(argv=None) -> int:
             if args.order:
                 raise UserError("--order goes with --best-by")
             result = promote(service.client, args.model_name, args.version, args.run_id)
-            reason = (f"version {args.version} chosen" if args.version else
-                      f"version of training run {args.run_id}" if args.run_id else "newest version")
+            reason = (
+                f"version {args.version} chosen"
+                if args.version
+                else f"version of training run {args.run_id}"
+                if args.run_id
+                else "newest version"
+            )
         record_promotion(service.client, result, reason)
         log_promotion(service, result, reason)
     print(result.describe())

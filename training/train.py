@@ -70,8 +70,9 @@ from training.kmeans import FittedKMeans, fit_kmeans
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
-def params_from_fit(fitted: FittedKMeans, features, rule, threshold=0.0, spec: HistorySpec | None = None
-                    ) -> ModelParams:
+def params_from_fit(
+    fitted: FittedKMeans, features, rule, threshold=0.0, spec: HistorySpec | None = None
+) -> ModelParams:
     """The model's scoring parameters from a fit; the expected label is the most populous cluster."""
     spec = spec or HistorySpec(("value",), 1, 0.5, 0)
     sizes = fitted.cluster_sizes
@@ -99,9 +100,19 @@ class FittedModel:
     vectors: object  # the training rows as feature vectors (Spark DataFrame, cached)
 
 
-def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
-              spec: HistorySpec | None = None, series: str | None = None,
-              times_readable: bool | None = None, moments: Moments | None = None) -> FittedModel:
+def fit_model(
+    table,
+    features,
+    k,
+    seed,
+    max_iter,
+    rule,
+    threshold_quantile,
+    spec: HistorySpec | None = None,
+    series: str | None = None,
+    times_readable: bool | None = None,
+    moments: Moments | None = None,
+) -> FittedModel:
     """Compute the history features, fit KMeans, and turn it into scoring parameters
     with a learned distance threshold. Without ``spec`` the model is the original one: each
     row's own values, no history, an alert for every anomalous row. ``moments`` are the
@@ -113,12 +124,22 @@ def fit_model(table, features, k, seed, max_iter, rule, threshold_quantile,
     vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
     if spec.history != ("value",):
         vectors = vectors.cache()
-    fitted_kmeans = fit_kmeans(vectors, columns, k, seed, max_iter, threshold_quantile=threshold_quantile,
-                                  moments=moments if spec.history == ("value",) else None)
+    fitted_kmeans = fit_kmeans(
+        vectors,
+        columns,
+        k,
+        seed,
+        max_iter,
+        threshold_quantile=threshold_quantile,
+        moments=moments if spec.history == ("value",) else None,
+    )
     sizes = list(fitted_kmeans.cluster_sizes)
     params = params_from_fit(fitted_kmeans, features, rule, spec=spec)
-    threshold = (fitted_kmeans.threshold if fitted_kmeans.threshold is not None
-                 else distance_threshold(vectors, params, threshold_quantile))
+    threshold = (
+        fitted_kmeans.threshold
+        if fitted_kmeans.threshold is not None
+        else distance_threshold(vectors, params, threshold_quantile)
+    )
     return FittedModel(fitted_kmeans, replace(params, threshold=threshold), sizes, vectors)
 
 
@@ -143,8 +164,10 @@ def data_sha256(spark, uri: str) -> str:
         return digest.hexdigest()
 
     files = (
-        spark.read.format("binaryFile").load(uri).select("path", F.sha2("content", 256).alias("sha"))
-    ).orderBy("path").collect()
+        (spark.read.format("binaryFile").load(uri).select("path", F.sha2("content", 256).alias("sha")))
+        .orderBy("path")
+        .collect()
+    )
     if len(files) == 1:
         return files[0]["sha"]
     combined = hashlib.sha256()
@@ -187,15 +210,25 @@ def train(spark, service, args) -> TrainResult:
     if valid_rows < args.k:
         raise UserError(f"{valid_rows} valid rows cannot make {args.k} clusters")
     sha256 = data_sha256(spark, uri)
-    description = (f"KMeans (k={args.k}, seed {args.seed}) on {args.data} (sha256 {sha256[:12]}), "
-                   f"features {','.join(features)}, history {','.join(spec.history)} over {spec.span} rows, "
-                   f"rule {args.rule}")
-    with service.start_run(TRAINING_EXPERIMENT, run_name=f"train-k{args.k}-{args.rule}",
-                           description=description) as run:
+    description = (
+        f"KMeans (k={args.k}, seed {args.seed}) on {args.data} (sha256 {sha256[:12]}), "
+        f"features {','.join(features)}, history {','.join(spec.history)} over {spec.span} rows, "
+        f"rule {args.rule}"
+    )
+    with service.start_run(
+        TRAINING_EXPERIMENT, run_name=f"train-k{args.k}-{args.rule}", description=description
+    ) as run:
         mlflow.set_tag(STEP_TAG, "train")
         mlflow.set_tag("spark_master", spark.sparkContext.master)
-        log_dataset(service.client, run.info.run_id, uri, args.data.rstrip("/").rsplit("/", 1)[-1], sha256,
-                    {TIMESTAMP: "string", **dict.fromkeys(features, "double")}, context="training")
+        log_dataset(
+            service.client,
+            run.info.run_id,
+            uri,
+            args.data.rstrip("/").rsplit("/", 1)[-1],
+            sha256,
+            {TIMESTAMP: "string", **dict.fromkeys(features, "double")},
+            context="training",
+        )
         # The driver's JVM options move the timings logged below (see core.spark).
         mlflow.set_tag(DRIVER_JAVA_OPTIONS, spark.sparkContext.getConf().get(DRIVER_JAVA_OPTIONS, ""))
         mlflow.log_params(
@@ -220,8 +253,19 @@ def train(spark, service, args) -> TrainResult:
             }
         )
         fit_started = time.perf_counter()
-        fitted = fit_model(table.valid, features, args.k, args.seed, args.max_iter, args.rule,
-                           args.threshold_quantile, spec, table.series, table.unreadable_times == 0, table.moments)
+        fitted = fit_model(
+            table.valid,
+            features,
+            args.k,
+            args.seed,
+            args.max_iter,
+            args.rule,
+            args.threshold_quantile,
+            spec,
+            table.series,
+            table.unreadable_times == 0,
+            table.moments,
+        )
         fit_seconds = time.perf_counter() - fit_started
         fitted_kmeans, params, sizes = fitted.kmeans, fitted.params, fitted.cluster_sizes
         mlflow.log_param("kmeans_method", fitted_kmeans.method)
@@ -231,7 +275,8 @@ def train(spark, service, args) -> TrainResult:
             raise UserError(
                 f"the {valid_rows} valid rows of {uri} hold only {len(params.centroids)} distinct point(s) "
                 f"in {', '.join(params.vector_columns)}, fewer than --k {args.k}: lower --k, or train on "
-                "more varied data")
+                "more varied data"
+            )
         threshold = params.threshold
         # Spark computes the input example and the silhouette while this thread writes the
         # summary, its plot and the model (Python work). The example goes first: the model
@@ -257,16 +302,26 @@ def train(spark, service, args) -> TrainResult:
             fit_seconds=fit_seconds,
         )
         mlflow.log_metrics(metrics)
-        mlflow.log_metrics(
-            {"log_model_seconds": log_model_seconds, "train_seconds": time.perf_counter() - started}
-        )
+        mlflow.log_metrics({"log_model_seconds": log_model_seconds, "train_seconds": time.perf_counter() - started})
         version = getattr(info, "registered_model_version", None)
         if version:
-            describe_version(service.client, args.model_name, str(version), run.info.run_id, description,
-                             {"data": args.data, "data_sha256": sha256, "k": args.k, "rule": args.rule,
-                              "history": ",".join(spec.history), "expected_label": params.expected_label,
-                              "distance_threshold": f"{threshold:.6g}",
-                              "kmeans_method": fitted_kmeans.method})
+            describe_version(
+                service.client,
+                args.model_name,
+                str(version),
+                run.info.run_id,
+                description,
+                {
+                    "data": args.data,
+                    "data_sha256": sha256,
+                    "k": args.k,
+                    "rule": args.rule,
+                    "history": ",".join(spec.history),
+                    "expected_label": params.expected_label,
+                    "distance_threshold": f"{threshold:.6g}",
+                    "kmeans_method": fitted_kmeans.method,
+                },
+            )
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(
             f"expected label {params.expected_label} ({metrics['expected_label_share']:.1%} of rows); "
@@ -320,16 +375,30 @@ def parse_args(argv):
     parser.add_argument("--rule", default=RULE_DISTANCE, choices=RULES)
     parser.add_argument("--threshold-quantile", type=float, default=DEFAULT_THRESHOLD_QUANTILE)
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
-    parser.add_argument("--history", default=",".join(DEFAULT_HISTORY),
-                        help=f"transforms of each feature, from {', '.join(HISTORY_TRANSFORMS)} "
-                             "('value' alone is the original model)")
+    parser.add_argument(
+        "--history",
+        default=",".join(DEFAULT_HISTORY),
+        help=f"transforms of each feature, from {', '.join(HISTORY_TRANSFORMS)} ('value' alone is the original model)",
+    )
     parser.add_argument("--span", type=int, default=DEFAULT_SPAN, help="rows in the rolling mean/std window")
-    parser.add_argument("--alert-threshold", type=float, default=DEFAULT_ALERT_THRESHOLD,
-                        help="anomaly score at which a row raises an alert")
-    parser.add_argument("--cooldown", type=int, default=DEFAULT_COOLDOWN,
-                        help="rows of a series after an alert during which it raises no other")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, type=optional_text,
-                        help="registered name ('none' to skip registering)")
+    parser.add_argument(
+        "--alert-threshold",
+        type=float,
+        default=DEFAULT_ALERT_THRESHOLD,
+        help="anomaly score at which a row raises an alert",
+    )
+    parser.add_argument(
+        "--cooldown",
+        type=int,
+        default=DEFAULT_COOLDOWN,
+        help="rows of a series after an alert during which it raises no other",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=DEFAULT_MODEL_NAME,
+        type=optional_text,
+        help="registered name ('none' to skip registering)",
+    )
     add_spark_args(parser)
     return parser.parse_args(argv)
 
