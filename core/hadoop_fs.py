@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
+
 # One spelling per file: Spark writes file:/x in data and file:///x in its logs.
 FILE_URI_PREFIX, CANONICAL_FILE_PREFIX = "^file:/+", "file:///"
 

@@ -37,6 +37,9 @@ from core.spark_config import (
     sql_defaults,
 )
 
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
+
 
 @contextlib.contextmanager
 def environment(extra: dict[str, str]):

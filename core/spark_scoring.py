@@ -13,8 +13,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.csv_input import parse_files, record_ddl, record_times, score_records, unscored_columns
 from core.hadoop_fs import canonical_path_column
-from core.scoring import INVALID_CLUSTER, OUTPUT_COLUMNS, ModelParams, score_frame
+from core.schema import TIMESTAMP
+from core.scoring import (
+    INVALID_CLUSTER,
+    OUTPUT_COLUMNS,
+    ModelParams,
+    SeriesState,
+    derived_name,
+    history_features,
+    score_frame,
+)
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 OUTPUT_DDL = (
     "cluster int, distance double, anomaly_score double, is_anomaly boolean, is_alert boolean, "
@@ -103,8 +116,6 @@ SERIES_STATE_DDL = "state string"
 def parse_binary_files(files, params: ModelParams):
     """A binaryFile DataFrame (static or streaming) as parsed, checked, unscored records."""
 
-    from core.csv_input import parse_files, record_ddl
-
     def parse(batches):
         for batch in batches:
             yield parse_files(params, zip(batch["path"], batch["content"]))
@@ -118,7 +129,6 @@ def unseen_file_frame(params: ModelParams, seen: set[str], planned_paths: list[s
 
     Spark's scan drops zero-length files before reading them, so they would vanish unseen.
     """
-    from core.csv_input import parse_files
 
     skipped = [path for path in planned_paths or [] if path not in seen]
     if not skipped:
@@ -128,7 +138,6 @@ def unseen_file_frame(params: ModelParams, seen: set[str], planned_paths: list[s
 
 def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_paths: list[str] | None):
     """``unseen_file_frame`` as a Spark DataFrame of records, or None."""
-    from core.csv_input import record_ddl
 
     frame = unseen_file_frame(params, seen, planned_paths)
     return None if frame is None else spark.createDataFrame(frame, record_ddl(params))
@@ -136,7 +145,6 @@ def unseen_file_records(spark, params: ModelParams, seen: set[str], planned_path
 
 def score_series_static(records, params: ModelParams):
     """Score parsed records per series, every series from an empty state (replay, benchmark)."""
-    from core.csv_input import record_ddl, score_records, unscored_columns
 
     def score(group: pd.DataFrame) -> pd.DataFrame:
         return score_records(params, group)[0]
@@ -196,9 +204,6 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, f
     (``fold_normal_rows``), otherwise it is null and every row comes back.
     """
     from pyspark.sql.streaming.state import GroupStateTimeout
-
-    from core.csv_input import record_ddl, score_records, unscored_columns
-    from core.scoring import SeriesState
 
     def score(key, frames, state):
         if state.hasTimedOut:
@@ -278,9 +283,6 @@ def training_features(
     """
     from pyspark.sql import functions as F
 
-    from core.schema import TIMESTAMP
-    from core.scoring import derived_name
-
     if history == ["value"]:
         return table
     ordered = table.withColumn(ORDER_COLUMN, F.monotonically_increasing_id())
@@ -316,10 +318,6 @@ def _training_features_in_python(ordered, features, history, span, series):
     """The core's ``history_features`` per series in Python workers, ordered by ``record_times``."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, StructField, StructType
-
-    from core.csv_input import record_times
-    from core.schema import TIMESTAMP
-    from core.scoring import derived_name, history_features
 
     names = [derived_name(f, t) for f in features for t in history]
     schema = StructType([StructField(n, DoubleType()) for n in names])

@@ -17,6 +17,9 @@ from pathlib import Path
 from core.errors import UserError
 from core.paths import PROJECT_ROOT
 
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
+
 HEALTH_TIMEOUT_SECONDS = 5.0
 # MLflow 3's UI opens an experiment in the view this tag names.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -16,11 +16,11 @@ from core.cli import job_parser, optional_text
 from core.comparison import compare, log_table, print_table
 from core.errors import exit_process, main_guard
 from core.schema import STEP_TAG
+from core.tracking import MlflowService
 
 
 @main_guard
 def main(argv=None) -> int:
-    from core.tracking import MlflowService
 
     parser = job_parser("Compare the replays of one data set, one row per model.")
     parser.add_argument(

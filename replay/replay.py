@@ -37,14 +37,23 @@ import numpy as np
 import pandas as pd
 
 from core.cli import add_spark_args, job_parser, optional_text
+from core.comparison import compare, log_table, print_table
 from core.errors import UserError, exit_process, main_guard
+from core.hadoop_fs import HadoopFs, canonical_path, canonical_path_column
+from core.paths import to_uri
 from core.schema import (
     DEFAULT_MODEL_NAME,
     PRODUCTION_ALIAS,
     REPLAY_EXPERIMENT,
     STEP_TAG,
 )
-from core.tracking import joined_run_id
+from core.spark import spark_session
+from core.spark_scoring import score_binary_files
+from core.tracking import MlflowService, joined_run_id, log_dataset
+from replay.nab_scoring import PROFILES, f1, load_labels, normalised, score_file, window_metrics, window_rows
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 FAULT_ENV = "REPLAY_FAULT"  # test hook: "after_run_created" kills the replay with SIGKILL
 DEFAULT_WINDOW_MINUTES = 60
@@ -100,9 +109,6 @@ def find_data(spark, specs: list[str]) -> DataSet:
     """Expand files, directories and globs; hash every file where it lives."""
     from pyspark.sql import functions as F
 
-    from core.hadoop_fs import HadoopFs, canonical_path, canonical_path_column
-    from core.paths import to_uri
-
     fs = HadoopFs(spark)
     paths = []
     for spec in specs:
@@ -123,7 +129,6 @@ def find_data(spark, specs: list[str]) -> DataSet:
 
 
 def score_history(spark, params, data: DataSet) -> pd.DataFrame:
-    from core.spark_scoring import score_binary_files
 
     files = spark.read.format("binaryFile").load(data.paths)
     records = score_binary_files(spark, files, params, data.paths).toPandas()
@@ -154,14 +159,6 @@ def summarize(records: pd.DataFrame, windows: dict | None):
     NAB scores and alert precision/recall judge the alerts (what pages an operator); window
     and row precision/recall judge the anomalous rows.
     """
-    from replay.nab_scoring import (
-        PROFILES,
-        f1,
-        normalised,
-        score_file,
-        window_metrics,
-        window_rows,
-    )
 
     rows = []
     scores = {profile: [] for profile in PROFILES}
@@ -292,8 +289,6 @@ def model_label(loaded) -> str:
 def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: bool = False) -> ReplayResult:
     from mlflow.entities import Metric, Param
 
-    from core.tracking import log_dataset
-
     client = service.client
     label = model_label(loaded)
     run_id = open_replay_run(service, loaded, data, own_run)
@@ -423,7 +418,6 @@ def model_specs(args) -> list[str]:
 
 def run_replay(spark, service, args) -> list[ReplayResult]:
     from core.registry import resolve_model
-    from replay.nab_scoring import load_labels
 
     orphans = mark_orphans(service.client)
     for run_id in orphans:
@@ -456,9 +450,6 @@ def run_replay(spark, service, args) -> list[ReplayResult]:
 
 @main_guard
 def main(argv=None) -> int:
-    from core.comparison import compare, log_table, print_table
-    from core.spark import spark_session
-    from core.tracking import MlflowService
 
     args = parse_args(argv)
     with MlflowService() as service:

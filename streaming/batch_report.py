@@ -7,6 +7,9 @@ import time
 
 import pandas as pd
 
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
+
 ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number")
 
 

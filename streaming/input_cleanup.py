@@ -7,6 +7,7 @@ import fnmatch
 import posixpath
 
 from core.errors import UserError
+from core.paths import to_uri
 
 CLEAN_SOURCE_MODES = ("off", "archive", "delete")  # Spark's FileStreamSource cleanSource values
 
@@ -33,7 +34,6 @@ def _component_matches(pattern: str, name: str) -> bool:
 def archive_target(input_uri: str, mode: str, archive_dir: str) -> str:
     """The URI for Spark's ``sourceArchiveDir`` ("" unless archiving), or a UserError saying why
     the settings cannot work, before Spark fails on them at the query's start."""
-    from core.paths import to_uri
 
     if mode not in CLEAN_SOURCE_MODES:
         raise UserError(f"--clean-source must be one of {', '.join(CLEAN_SOURCE_MODES)}, got {mode!r}")

@@ -38,11 +38,26 @@ import threading
 import time
 
 from core.cli import add_spark_args, flag, job_parser, optional_text
+from core.csv_input import record_ddl
 from core.errors import UserError, exit_process, main_guard
+from core.paths import to_uri
 from core.schema import DEFAULT_MODEL_NAME, MONITOR_EXPERIMENT
+from core.spark import spark_session
+from core.spark_scoring import (
+    BINARY_FILE_SCHEMA,
+    FOLDED_ROWS,
+    parse_binary_files,
+    score_series_streaming,
+    unseen_file_frame,
+)
+from core.tracking import MlflowService
 from streaming.batch_report import ALERT_LINE_COLUMNS, alert_lines, batch_metrics, print_batch
 from streaming.input_cleanup import CLEAN_SOURCE_MODES, archive_target
 from streaming.model_tracker import ModelTracker
+from streaming.sinks import BatchSink, files_in_batch
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 FAULT_ENV = "MONITOR_FAULT"  # test hook: "<point>:<batch id>", point in FAULT_POINTS
 FAULT_POINTS = ("before_write", "after_write", "after_commit")
@@ -66,8 +81,6 @@ def fault_at(point: str) -> int | None:
 
 class Monitor:
     def __init__(self, spark, service, args, tracker: ModelTracker):
-        from core.paths import to_uri
-        from streaming.sinks import BatchSink
 
         self.spark = spark
         self.service = service
@@ -91,7 +104,6 @@ class Monitor:
 
     # -- the stream -------------------------------------------------------------------------
     def source(self):
-        from core.spark_scoring import BINARY_FILE_SCHEMA
 
         # Streaming file sources need the schema up front; binaryFile's is fixed.
         self.sink.fs.mkdirs(self.input_uri)
@@ -113,7 +125,6 @@ class Monitor:
         return self.start_query()
 
     def start_query(self):
-        from core.spark_scoring import parse_binary_files, score_series_streaming
 
         self.active = self.tracker.current
         # Idle series are forgotten when the next batch with data runs; without this setting a
@@ -191,10 +202,6 @@ class Monitor:
     def process_batch(self, scored, batch_id: int) -> None:
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
-
-        from core.csv_input import record_ddl
-        from core.spark_scoring import FOLDED_ROWS, unseen_file_frame
-        from streaming.sinks import files_in_batch
 
         started = time.perf_counter()
         model = self.active  # the model that scored this batch inside the query
@@ -465,9 +472,6 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from core.paths import to_uri
-    from core.spark import spark_session
-    from core.tracking import MlflowService
 
     args = parse_args(argv)
     # Checked before MLflow and Spark start, so a bad archive directory fails at once.

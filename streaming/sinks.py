@@ -27,6 +27,10 @@ import json
 import uuid
 
 from core.hadoop_fs import HadoopFs, canonical_path
+from core.paths import local_path
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 BATCHES = "batches"
 STAGING = "_staging"
@@ -150,8 +154,6 @@ def read_output(output_root: str, part: str):
 
     import pandas as pd
 
-    from core.paths import local_path
-
     root = local_path(output_root)
     files = sorted((root / BATCHES).glob(f"batch_id=*/{part}/*.parquet")) if root else []
     frames = [pd.read_parquet(f) for f in files]
@@ -160,7 +162,6 @@ def read_output(output_root: str, part: str):
 
 
 def read_summaries(output_root: str) -> list[dict]:
-    from core.paths import local_path
 
     root = local_path(output_root)
     return [json.loads(p.read_text()) for p in sorted((root / BATCHES).glob("batch_id=*/summary.json"))]

@@ -139,7 +139,7 @@ def test_the_ui_rest_api_shows_lineage_descriptions_and_the_experiment_kind(work
     api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "the MLflow server")
-        train_run = client.search_runs([DEFAULT_EXPERIMENT], "tags.step = 'train'")[0]
+        train_run = client.get_run(client.get_model_version(MODEL, "1").run_id)
         # a train run's dataset input: the table it learned from, with its digest and context
         run = get_json(f"{api}/runs/get?run_id={train_run.info.run_id}")["run"]
         (dataset,) = run["inputs"]["dataset_inputs"]

@@ -9,6 +9,15 @@ import numpy as np
 import pandas as pd
 
 from core.scoring import ModelParams
+from core.spark_scoring import (
+    nearest_centroid,
+    nearest_distance_expression,
+    squared_distance_expressions,
+    standardised_expressions,
+)
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 QUANTILE_RELATIVE_ERROR = 1e-4
 
@@ -65,7 +74,6 @@ def distance_threshold(table, params: ModelParams, quantile: float) -> float:
     Computed with Spark SQL expressions generated from ``params`` (the scoring core's own
     formula), with no Python workers; the parity test checks these distances against the core's.
     """
-    from core.spark_scoring import nearest_distance_expression
 
     distances = table.select(nearest_distance_expression(params).alias("distance"))
     (value,) = distances.approxQuantile("distance", [quantile], QUANTILE_RELATIVE_ERROR)
@@ -86,12 +94,6 @@ def silhouette(table, params: ModelParams) -> float:
     clusters, where a silhouette means nothing (the evaluator raises an error there).
     """
     from pyspark.sql import functions as F
-
-    from core.spark_scoring import (
-        nearest_centroid,
-        squared_distance_expressions,
-        standardised_expressions,
-    )
 
     scaled = standardised_expressions(params.vector_columns, params.mean, params.scale)
     squared = squared_distance_expressions(params, scaled)

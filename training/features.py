@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from core.errors import UserError
 from core.schema import SOURCE_COLUMNS, TIMESTAMP
 from core.scoring import bounds_for
+from core.spark_scoring import unreadable_time
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 
 @dataclass
@@ -52,8 +56,6 @@ def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:
     values like 'NaN' or '-1' from slipping through unnoticed.
     """
     from pyspark.sql import functions as F
-
-    from core.spark_scoring import unreadable_time
 
     try:
         raw = spark.read.option("header", True).option("inferSchema", False).csv(uri)

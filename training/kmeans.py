@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.scoring import RULE_DISTANCE, ModelParams
+from core.spark_scoring import nearest_centroid, squared_distance_expressions, standardised_expressions
 from training import kmeans_large
 from training.features import Moments, moment_expressions, moments_from_row
 from training.kmeans_large import (
@@ -15,6 +16,9 @@ from training.kmeans_large import (
     SAMPLE_INIT_ROWS,
     fit_by_sample_then_lloyd,
 )
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 # Spark's "auto" solver measures the data's density in a pass of its own, then picks "row" for
 # these dense, centred vectors: the same centroids without the pass.
@@ -58,8 +62,6 @@ class FittedKMeans:
         from pyspark.ml.functions import array_to_vector
         from pyspark.sql import functions as F
 
-        from core.spark_scoring import standardised_expressions
-
         scaled = standardised_expressions(self.columns, self.mean, self.scale)
         return table.withColumn("features", array_to_vector(F.array(*scaled)))
 
@@ -68,11 +70,6 @@ class FittedKMeans:
         the centroids, else by the nearest centroid, ties to the lowest index."""
         if self.kmeans is not None:
             return self.kmeans.transform(self.vectors(table))
-        from core.spark_scoring import (
-            nearest_centroid,
-            squared_distance_expressions,
-            standardised_expressions,
-        )
 
         scaled = standardised_expressions(self.columns, self.mean, self.scale)
         return self.vectors(table).withColumn(

@@ -9,7 +9,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.scoring import squared_distances
+from core.spark_scoring import nearest_centroid, squared_distances_to, standardised_expressions
 from training.evaluate import exact_quantile_from_bracket, quantile_bracket
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 # Tables of more rows than this are fitted here, from a sample of about this many rows.
 SAMPLE_INIT_ROWS = 200_000
@@ -75,8 +79,6 @@ class CentroidPasses:
 
     def __init__(self, spark, vectors, z: list[str], k: int):
         from pyspark.sql import functions as F
-
-        from core.spark_scoring import nearest_centroid, squared_distances_to
 
         self._spark, self._vectors, self._z, self._k = spark, vectors, list(z), k
         names = [[f"_centroid{i}_{j}" for j in range(len(z))] for i in range(k)]
@@ -167,7 +169,6 @@ def fit_by_sample_then_lloyd(
     cost and, given ``threshold_quantile``, the distances inside a bracket of that quantile,
     from which ``exact_quantile_from_bracket`` takes it exactly.
     """
-    from core.spark_scoring import standardised_expressions
 
     z = [f"_z{j}" for j in range(len(standardisation.columns))]
     scaled = standardised_expressions(standardisation.columns, standardisation.mean, standardisation.scale)

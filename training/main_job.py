@@ -24,6 +24,10 @@ from core.schema import (
     TRAINING_EXPERIMENT,
 )
 from core.tracking import PROJECT_ROOT, MlflowService
+from streaming.sinks import read_summaries
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 PREPARED_TABLE = "data/prepared/metrics.csv"
 SAMPLE_TABLE = "data/sample/metrics.csv"
@@ -77,7 +81,6 @@ def monitor_the_sample(model_name: str, experiment_id: str) -> str:
 
     Fresh folders per run: a monitor's checkpoint remembers the files it has already seen.
     """
-    from streaming.sinks import read_summaries
 
     demo = PROJECT_ROOT / "data" / "demo" / time.strftime("%Y%m%d-%H%M%S")
     stream_dir, output = demo / "streamdata", demo / "monitor"

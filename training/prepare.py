@@ -29,7 +29,11 @@ import pandas as pd
 
 from core.cli import job_parser
 from core.errors import UserError, exit_process, main_guard
-from core.schema import DEFAULT_FEATURES, TIMESTAMP
+from core.schema import DEFAULT_FEATURES, TIMESTAMP, TRAINING_EXPERIMENT
+from core.tracking import MlflowService
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 ALIGNMENTS = ("positional", "timestamp")
 KIND_MARKERS = {"cpu": ("cpu",), "disk": ("disk",), "network": ("network",)}
@@ -221,9 +225,6 @@ def main(argv=None) -> int:
 
 def _log(report: dict) -> None:
     import mlflow
-
-    from core.schema import TRAINING_EXPERIMENT
-    from core.tracking import MlflowService
 
     with MlflowService() as service, service.start_run(TRAINING_EXPERIMENT, run_name="prepare"):
         mlflow.set_tag("step", "prepare")

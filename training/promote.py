@@ -15,9 +15,11 @@ import getpass
 from dataclasses import dataclass
 
 from core.cli import job_parser, optional_text
+from core.comparison import compare, print_table
 from core.errors import UserError, exit_process, main_guard
 from core.registry import alias_versions, version_or_error
 from core.schema import DEFAULT_MODEL_NAME, PREVIOUS_ALIAS, PRODUCTION_ALIAS, STEP_TAG
+from core.tracking import MlflowService
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,6 @@ def rollback(client, name: str) -> Promotion:
 
 def best_version(client, name: str, metric: str | None, order: str | None, data_sha256: str | None) -> str:
     """The version of ``name`` that leads the replay comparison (see ``core.comparison``)."""
-    from core.comparison import compare, print_table
 
     table = compare(client, data_sha256, metric, order)
     ranking = table.attrs["ranking"]
@@ -160,7 +161,6 @@ def parse_args(argv):
 
 @main_guard
 def main(argv=None) -> int:
-    from core.tracking import MlflowService
 
     args = parse_args(argv)
     with MlflowService() as service:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.cli import job_parser
 from core.errors import exit_process, main_guard
+from training.prepare import collate, write_table
 
 DEFAULT_ROWS = 2016  # one week at 5-minute intervals
 START = "2026-01-05 00:00:00"
@@ -100,7 +101,6 @@ def label_windows(rows: int = DEFAULT_ROWS) -> dict[str, list[list[str]]]:
 
 
 def write_sample(out: Path, rows: int = DEFAULT_ROWS, seed: int = 7) -> None:
-    from training.prepare import collate, write_table
 
     table = generate(rows, seed)
     series_dir = out / "series"

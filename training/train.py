@@ -30,6 +30,7 @@ import pandas as pd
 
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
+from core.paths import local_input_bytes, local_path, to_uri
 from core.schema import (
     DEFAULT_FEATURES,
     DEFAULT_MODEL_NAME,
@@ -46,6 +47,9 @@ from core.scoring import (
     check_alert_policy,
     check_rule,
 )
+from core.spark import spark_session_in_background
+from core.spark_scoring import training_features
+from core.tracking import MlflowService, log_dataset
 from training.config import (
     DEFAULT_ALERT_THRESHOLD,
     DEFAULT_COOLDOWN,
@@ -66,6 +70,9 @@ from training.evaluate import (
 )
 from training.features import Moments, load_feature_table
 from training.kmeans import FittedKMeans, fit_kmeans
+
+# Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
+# argument errors and the scoring core answer without starting to load them.
 
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
@@ -117,7 +124,6 @@ def fit_model(
     with a learned distance threshold. Without ``spec`` the model is the original one: each
     row's own values, no history, an alert for every anomalous row. ``moments`` are the
     features' (``FeatureTable.moments``): they standardise the rows' own values."""
-    from core.spark_scoring import training_features
 
     spec = spec or HistorySpec(("value",), 1, 0.5, 0)
     columns = spec.vector_columns(features)
@@ -153,8 +159,6 @@ def data_sha256(spark, uri: str) -> str:
 
     from pyspark.sql import functions as F
 
-    from core.paths import local_path
-
     local = local_path(uri)
     if local is not None and local.is_file():
         digest = hashlib.sha256()
@@ -189,8 +193,6 @@ def train(spark, service, args) -> TrainResult:
     import mlflow
 
     from core.model import log_anomaly_model
-    from core.paths import to_uri
-    from core.tracking import log_dataset
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     if args.k < 2:
@@ -415,9 +417,6 @@ def _import_while_the_jvm_starts() -> None:
 
 @main_guard
 def main(argv=None) -> int:
-    from core.paths import local_input_bytes, to_uri
-    from core.spark import spark_session_in_background
-    from core.tracking import MlflowService
 
     args = parse_args(argv)
     started = time.perf_counter()
