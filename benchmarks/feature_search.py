@@ -7,7 +7,7 @@ benchmark-only dependency: fast enough to try many configurations) on the probat
 scores d / (d + threshold) as the core does, raises alerts with the core's ``apply_alerts``
 (warm-up included) and sweeps one corpus threshold per configuration with NAB's rules.
 Output: one line per configuration and seed with the standard-profile score. The chosen
-configuration's reported score comes from ``replay.benchmark`` (Spark), not from here.
+configuration's reported score comes from ``replay.nab_benchmark`` (Spark), not from here.
 
     python -m benchmarks.feature_search --history mean,std --spans 12,18,24,36 --ks 5,7 --cooldowns 144,216
 """
@@ -51,7 +51,7 @@ def file_scores(values, history, span, k, seed, quantile) -> np.ndarray:
 
 
 def corpus_score(files, scores, cooldown: int, warmup: int) -> tuple[float, float]:
-    from replay.benchmark import alert_detector
+    from replay.nab_benchmark import alert_detector
     from replay.nab_scoring import best_threshold
 
     every = np.concatenate(scores)

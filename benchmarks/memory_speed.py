@@ -9,9 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import PROJECT_ROOT, PYTHON, row
+from benchmarks.common import PYTHON, row
 from benchmarks.monitor_speed import write_chunks
 from core.errors import UserError
+from core.paths import PROJECT_ROOT
 
 
 def bench_memory(store: str, model_uri: str, work: Path, minutes: float, rate: float) -> list[dict]:

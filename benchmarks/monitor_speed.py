@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import PROJECT_ROOT, row
+from benchmarks.common import row
 from core.errors import UserError
+from core.paths import PROJECT_ROOT
 
 # The paced sweep's two streams, as its lines and its JSON rungs name them.
 MONITOR_STREAM, PLAIN_STREAM = "monitor", "no-scoring stream"

@@ -67,7 +67,7 @@ def median_minutes(path: Path) -> float:
 
 def policy_alerts(policy: Policy, scores: np.ndarray, minutes: float, cache: dict) -> np.ndarray:
     from core.scoring import tail_rows
-    from replay.benchmark import alert_detector
+    from replay.nab_benchmark import alert_detector
 
     warmup = tail_rows(["mean", "std"], policy.span)
     if policy.kind == "likelihood":
@@ -101,8 +101,11 @@ def print_report(name: str, report: dict, policies: list[Policy], counts: dict) 
             oof = f"{c['out_of_fold']:.1f}" if np.isfinite(c["out_of_fold"]) else f"({c['raw_out_of_fold']:+.2f})"
             ins = f"{c['in_sample']:.1f}" if np.isfinite(c["in_sample"]) else f"({c['raw_in_sample']:+.2f})"
             cells.append(f"{category} {oof}/{ins}")
-        print(f"{name} {profile}: pooled out-of-fold {result['out_of_fold']:.1f}, in-sample {result['in_sample']:.1f} "
-              f"({policies[result['in_sample_setting']].label()}); " + "; ".join(cells), flush=True)
+        print(
+            f"{name} {profile}: pooled out-of-fold {result['out_of_fold']:.1f}, in-sample {result['in_sample']:.1f} "
+            f"({policies[result['in_sample_setting']].label()}); " + "; ".join(cells),
+            flush=True,
+        )
 
 
 @main_guard
@@ -134,12 +137,21 @@ def main(argv=None) -> int:
     categories = [f.category for f in files]
     counts = {c: categories.count(c) for c in sorted(set(categories))}
     grids = {
-        "rows": lambda k, s: [Policy("rows", k, s, t, c) for t, c in itertools.product(
-            numbers(args.thresholds), numbers(args.cooldowns))],
-        "hours": lambda k, s: [Policy("hours", k, s, t, h) for t, h in itertools.product(
-            numbers(args.thresholds), numbers(args.hours))],
-        "likelihood": lambda k, s: [Policy("likelihood", k, s, e, c, lo, sh) for e, c, lo, sh in itertools.product(
-            numbers(args.eps), numbers(args.likelihood_cooldowns), numbers(args.longs, int), numbers(args.shorts, int))],
+        "rows": lambda k, s: [
+            Policy("rows", k, s, t, c) for t, c in itertools.product(numbers(args.thresholds), numbers(args.cooldowns))
+        ],
+        "hours": lambda k, s: [
+            Policy("hours", k, s, t, h) for t, h in itertools.product(numbers(args.thresholds), numbers(args.hours))
+        ],
+        "likelihood": lambda k, s: [
+            Policy("likelihood", k, s, e, c, lo, sh)
+            for e, c, lo, sh in itertools.product(
+                numbers(args.eps),
+                numbers(args.likelihood_cooldowns),
+                numbers(args.longs, int),
+                numbers(args.shorts, int),
+            )
+        ],
     }
     for name in args.policies.split(","):
         policies = [p for k, span in models for p in grids[name](k, span)]

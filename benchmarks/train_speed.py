@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import PROJECT_ROOT, PYTHON, row
+from benchmarks.common import PYTHON, row
 from core.errors import UserError
+from core.paths import PROJECT_ROOT
 
 
 def run_train(store: str, *arguments: str, root: Path = PROJECT_ROOT) -> str:

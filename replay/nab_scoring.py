@@ -2,7 +2,10 @@
 
 Plain numpy/pandas. The rules, as summarised in ``shared/nab/README.md``:
 - a row is a detection when its anomaly score is at or above the threshold;
-- the first min(floor(0.15 * rows), 750) rows are probationary: nothing there is scored;
+- the first min(floor(0.15 * rows), 750) rows are probationary: nothing there is scored, so a
+  detection there counts for nothing and a window that ends there is neither caught nor missed
+  (it still counts as the window preceding a later false positive); a window that starts there
+  and ends after keeps its full width and is caught only by a detection past the period;
 - label windows are given already sized; both ends are inside;
 - a window scores by its best (earliest) detection: at row i of a window of W rows ending at
   row r, p = -(r - i + 1) / W and the reward is A_TP * sigma(p) / sigma(-1); a window with no
@@ -48,6 +51,32 @@ def load_windows(labels_path: str | Path) -> dict[str, list[tuple[pd.Timestamp, 
     }
 
 
+def load_keyed_windows(labels_path: str | Path) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
+    """The label windows keyed as the file keys them: "<category>/<file>.csv" or "<file>.csv"."""
+    return parse_keyed_windows(Path(labels_path).read_text())
+
+
+def parse_keyed_windows(text: str) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
+    return {
+        key: [(pd.Timestamp(start), pd.Timestamp(end)) for start, end in windows]
+        for key, windows in json.loads(text).items()
+    }
+
+
+def windows_for(windows: dict, category: str | None, name: str):
+    """A file's windows, or None when unlabelled: by "<category>/<file>", else by file name, else
+    (flat input) by the one key that ends in "/<file>"."""
+    if category is not None and f"{category}/{name}" in windows:
+        return windows[f"{category}/{name}"]
+    if name in windows:
+        return windows[name]
+    if category is None:
+        matches = [key for key in windows if key.rsplit("/", 1)[-1] == name]
+        if len(matches) == 1:
+            return windows[matches[0]]
+    return None
+
+
 def load_labels(labels_path: str | None):
     """The label windows, or None when no labels were given; an unreadable file is a UserError."""
     from core.errors import UserError
@@ -88,11 +117,14 @@ def score_file(detections: np.ndarray, spans: list[tuple[int, int]], profile: st
     probation = probationary_rows(len(detections))
     spans = sorted(spans)
     inside = np.zeros(len(detections), dtype=bool)
-    total, tp, fn = 0.0, 0, 0
+    total, tp, fn, scored = 0.0, 0, 0, 0
     for left, right in spans:
-        inside[left:right + 1] = True
+        inside[left : right + 1] = True
+        if right < probation:
+            continue  # wholly probationary: neither caught nor missed
+        scored += 1
         width = right - left + 1
-        hits = np.flatnonzero(detections[left:right + 1]) + left
+        hits = np.flatnonzero(detections[left : right + 1]) + left
         hits = hits[hits >= probation]
         if len(hits):
             first = int(hits[0])
@@ -119,8 +151,12 @@ def score_file(detections: np.ndarray, spans: list[tuple[int, int]], profile: st
             weight[has] = np.where(q > 3, -1.0, 2.0 / (1.0 + np.exp(5.0 * np.minimum(q, 3.0))) - 1.0)
         total += weights["fp"] * float(weight.sum())
     return FileScore(
-        raw=total, null=-weights["fn"] * len(spans), perfect=weights["tp"] * len(spans),
-        true_positives=tp, false_negatives=fn, false_positives=fp,
+        raw=total,
+        null=-weights["fn"] * scored,
+        perfect=weights["tp"] * scored,
+        true_positives=tp,
+        false_negatives=fn,
+        false_positives=fp,
     )
 
 
@@ -137,8 +173,12 @@ def threshold_detections(scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.nan_to_num(scores, nan=-1.0) >= threshold
 
 
-def best_threshold(files: list[tuple[np.ndarray, list[tuple[int, int]]]], profile: str = "standard",
-                   candidates: np.ndarray | None = None, detect=threshold_detections) -> tuple[float, float]:
+def best_threshold(
+    files: list[tuple[np.ndarray, list[tuple[int, int]]]],
+    profile: str = "standard",
+    candidates: np.ndarray | None = None,
+    detect=threshold_detections,
+) -> tuple[float, float]:
     """The one corpus-wide threshold that maximises the normalised score, as NAB chooses it.
 
     ``files``: (anomaly scores, window spans) per file; ``detect(scores, threshold)`` turns
@@ -147,15 +187,47 @@ def best_threshold(files: list[tuple[np.ndarray, list[tuple[int, int]]]], profil
     """
     if candidates is None:
         every = np.concatenate([np.asarray(s, dtype=float) for s, _ in files])
-        every = every[np.isfinite(every)]
-        candidates = np.unique(np.quantile(every, np.linspace(0.5, 1.0, 201))) if len(every) else np.array([1.0])
-        candidates = np.append(candidates, np.inf)  # never firing is always a candidate
+        every = np.unique(every[np.isfinite(every)])
+        # Every distinct score is a threshold where the detections change: exact when they are few
+        # (a detector's final output is mostly 0); quantiles of the upper half otherwise.
+        if len(every) > 5000:
+            every = np.unique(np.quantile(every, np.linspace(0.5, 1.0, 401)))
+        candidates = np.append(every, np.inf)  # never firing is always a candidate
     best = (float("inf"), -float("inf"))
     for threshold in candidates:
         value = normalised([score_file(detect(s, threshold), spans, profile) for s, spans in files])
         if value > best[1]:
             best = (float(threshold), value)
     return best
+
+
+def written_files(out_dir: str | Path, labels_path: str | Path) -> list[tuple[str, pd.DataFrame, list]]:
+    """Every labelled per-row file under ``out_dir`` ("<category>/<file>.csv" or "<file>.csv"),
+    as (key, rows, window spans): what a detector wrote, nothing else."""
+    windows = load_keyed_windows(labels_path)
+    found = []
+    for path in sorted(Path(out_dir).rglob("*.csv")):
+        relative = path.relative_to(out_dir)
+        category = relative.parts[0] if len(relative.parts) == 2 else None
+        if len(relative.parts) > 2:
+            continue
+        label = windows_for(windows, category, path.name)
+        if label is None:
+            continue
+        rows = pd.read_csv(path)
+        found.append((relative.as_posix(), rows, window_rows(pd.to_datetime(rows["timestamp"]), label)))
+    return found
+
+
+def score_written(
+    out_dir: str | Path, labels_path: str | Path, column: str = "anomaly_score"
+) -> dict[str, tuple[float, float]]:
+    """NAB's procedure on written output: per profile, the one corpus threshold over ``column``
+    that maximises the score, as (threshold, score)."""
+    files = [(rows[column].to_numpy(float), spans) for _, rows, spans in written_files(out_dir, labels_path)]
+    if not files:
+        raise ValueError(f"no labelled per-row files under {out_dir}")
+    return {profile: best_threshold(files, profile) for profile in PROFILES}
 
 
 def window_metrics(detections: np.ndarray, spans: list[tuple[int, int]]) -> dict[str, float]:
@@ -169,19 +241,24 @@ def window_metrics(detections: np.ndarray, spans: list[tuple[int, int]]) -> dict
     inside = np.zeros(len(detections), dtype=bool)
     caught = 0
     for left, right in spans:
-        inside[left:right + 1] = True
-        caught += bool(detections[left:right + 1].any())
+        inside[left : right + 1] = True
+        caught += bool(detections[left : right + 1].any())
     starts = np.flatnonzero(detections & ~np.concatenate([[False], detections[:-1]]))
     runs_right = 0
     for start in starts:
         end = start
         while end + 1 < len(detections) and detections[end + 1]:
             end += 1
-        runs_right += bool(inside[start:end + 1].any())
+        runs_right += bool(inside[start : end + 1].any())
     true_rows = int((detections & inside).sum())
     return {
-        "window_caught": caught, "window_total": len(spans), "runs": len(starts), "runs_in_window": runs_right,
-        "rows_flagged": int(detections.sum()), "rows_labelled": int(inside.sum()), "rows_true": true_rows,
+        "window_caught": caught,
+        "window_total": len(spans),
+        "runs": len(starts),
+        "runs_in_window": runs_right,
+        "rows_flagged": int(detections.sum()),
+        "rows_labelled": int(inside.sum()),
+        "rows_true": true_rows,
     }
 
 

@@ -99,5 +99,85 @@ def test_the_best_threshold_is_chosen_for_the_whole_corpus():
 
 def test_window_and_row_counts():
     counts = window_metrics(detections(41, 42, 60), WINDOW)
-    assert counts == {"window_caught": 1, "window_total": 1, "runs": 2, "runs_in_window": 1,
-                      "rows_flagged": 3, "rows_labelled": 10, "rows_true": 2}
+    assert counts == {
+        "window_caught": 1,
+        "window_total": 1,
+        "runs": 2,
+        "runs_in_window": 1,
+        "rows_flagged": 3,
+        "rows_labelled": 10,
+        "rows_true": 2,
+    }
+
+
+def test_a_window_that_ends_in_the_probationary_period_is_neither_caught_nor_missed():
+    # given a window over rows 5..10, inside the 15 probationary rows, and one over 40..49
+    spans = [(5, 10), (40, 49)]
+    # when only the second window is caught (and a detection sits in the first)
+    score = score_file(detections(7, 40), spans)
+    # then only the second counts: raw 1, null -1, perfect 1, so normalised 100
+    assert (score.raw, score.null, score.perfect) == (pytest.approx(1.0), -1.0, 1.0)
+    assert (score.true_positives, score.false_negatives, score.false_positives) == (1, 0, 0)
+    assert normalised([score]) == pytest.approx(100.0)
+
+
+def test_a_window_that_starts_in_the_probationary_period_keeps_its_width_and_needs_a_later_detection():
+    # given a window over rows 10..29 (W = 20), starting inside the 15 probationary rows
+    spans = [(10, 29)]
+    # when detected at row 12 (probationary) only, then it is missed
+    assert score_file(detections(12), spans).raw == -1.0
+    # when detected at 12 and 20: p = -(29 - 20 + 1) / 20 = -0.5; sigma(-0.5) = 0.848284;
+    # 0.848284 / 0.986614 = 0.859793, so the probationary detection does not make it earlier
+    assert score_file(detections(12, 20), spans).raw == pytest.approx(0.859793, abs=1e-6)
+
+
+def test_a_false_positive_is_weighed_by_the_window_that_precedes_it_not_the_nearest():
+    # given windows over rows 20..29 and 60..69 (W = 10 each), both caught at their left edge
+    spans = [(20, 29), (60, 69)]
+    # when a false positive sits at row 50: 21 rows after the first window, 10 before the second;
+    # q = |50 - 29| / 9 = 2.333; sigma(2.333) = -0.999983; 0.11 * -0.999983 = -0.109998
+    assert score_file(detections(20, 60, 50), spans).raw == pytest.approx(2 - 0.109998, abs=1e-6)
+    # and one at row 75 is measured from the second: q = 6 / 9; 0.11 * sigma(0.667) = -0.102422
+    assert score_file(detections(20, 60, 75), spans).raw == pytest.approx(2 - 0.102422, abs=1e-6)
+    # and one more than 3 widths after costs the full A_FP: q = (99 - 69) / 9 = 3.33
+    assert score_file(detections(20, 60, 99), spans).raw == pytest.approx(2 - 0.11)
+
+
+def test_a_false_positive_before_every_window_costs_the_full_weight_in_every_profile():
+    for profile, cost in (("standard", 0.11), ("reward_low_FP_rate", 0.22), ("reward_low_FN_rate", 0.11)):
+        assert score_file(detections(20, 40), WINDOW, profile).raw == pytest.approx(1.0 - cost)
+
+
+def test_the_corpus_is_normalised_over_every_file_together_not_averaged_per_file():
+    # given a file caught at the left edge (raw 1) and a file with two windows both missed (raw -2)
+    caught = score_file(detections(40), WINDOW)
+    missed = score_file(detections(), [(20, 29), (60, 69)])
+    # then S = -1, S_null = -3, S_perfect = 3: 100 * (-1 + 3) / (3 + 3) = 33.33 (the mean of
+    # the two files' own scores, 100 and 0, would be 50)
+    assert normalised([caught, missed]) == pytest.approx(100 * 2 / 6)
+
+
+def test_written_files_are_scored_by_sweeping_one_threshold_over_the_final_column(tmp_path):
+    import json
+
+    from replay.nab_scoring import score_written
+
+    # given two categories' per-row files, keyed "<category>/<file>.csv" in the labels
+    stamps = pd.date_range("2024-01-01", periods=100, freq="5min")
+    window = [str(stamps[40]), str(stamps[49])]
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"a/one.csv": [window], "b/two.csv": [window], "b/none.csv": []}))
+    first = np.zeros(100)
+    first[40] = 0.9  # caught at the left edge
+    second = np.zeros(100)
+    second[44], second[20] = 0.95, 0.8  # caught at p = -0.6, and a false positive before it
+    for name, scores in (("a/one.csv", first), ("b/two.csv", second), ("b/none.csv", np.zeros(100))):
+        (tmp_path / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"timestamp": stamps, "anomaly_score": scores}).to_csv(tmp_path / "out" / name, index=False)
+    # when scored from the files alone
+    result = score_written(tmp_path / "out", labels)
+    # then the sweep drops the false positive (threshold above 0.8) and keeps both hits:
+    # sigma(-0.6) / sigma(-1) = 0.905148 / 0.986614 = 0.917428; S = 1.917428, null -2, perfect 2
+    threshold, value = result["standard"]
+    assert 0.8 < threshold <= 0.9
+    assert value == pytest.approx(100 * (1.917428 + 2) / 4, abs=1e-4)
