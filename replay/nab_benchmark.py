@@ -33,7 +33,7 @@ import pandas as pd
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
 from core.schema import NAB_BENCHMARK_EXPERIMENT as BENCHMARK_EXPERIMENT
-from core.scoring import RULE_DISTANCE, RULES
+from core.scoring import RULES
 
 FEATURES = ["value"]
 ROW_COLUMNS = ["timestamp", "value", "anomaly_score", "raw_score", "distance", "cluster", "is_anomaly", "is_alert"]
@@ -345,30 +345,9 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     return metrics
 
 
-def add_config_args(parser) -> None:
-    from training.config import (
-        DEFAULT_ALERT_THRESHOLD,
-        DEFAULT_COOLDOWN,
-        DEFAULT_HISTORY,
-        DEFAULT_K,
-        DEFAULT_MAX_ITER,
-        DEFAULT_SEED,
-        DEFAULT_SPAN,
-        DEFAULT_THRESHOLD_QUANTILE,
-    )
-
-    parser.add_argument("--k", type=int, default=DEFAULT_K)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER)
-    parser.add_argument("--rule", default=RULE_DISTANCE, choices=RULES)
-    parser.add_argument("--threshold-quantile", type=float, default=DEFAULT_THRESHOLD_QUANTILE)
-    parser.add_argument("--history", default=",".join(DEFAULT_HISTORY))
-    parser.add_argument("--span", type=int, default=DEFAULT_SPAN)
-    parser.add_argument("--alert-threshold", type=float, default=DEFAULT_ALERT_THRESHOLD)
-    parser.add_argument("--cooldown", type=int, default=DEFAULT_COOLDOWN)
-
-
 def parse_args(argv):
+    from training.config import add_model_settings
+
     parser = job_parser("Evaluate a configuration on NAB-format files.")
     parser.add_argument(
         "--data",
@@ -382,7 +361,7 @@ def parse_args(argv):
         help="NAB combined_windows.json ('none': the NAB root's own, if any)",
     )
     parser.add_argument("--out", default="data/benchmark", help="where the per-row CSVs go")
-    add_config_args(parser)
+    add_model_settings(parser)
     parser.add_argument(
         "--report",
         "--readme",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.scoring import check_history, derived_name
+from core.scoring import HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, check_history, derived_name
 
 DEFAULT_K = 7
 DEFAULT_SEED = 42
@@ -42,3 +42,35 @@ def parse_history(text: str) -> tuple[str, ...]:
     except ValueError as error:
         raise UserError(str(error)) from None
     return history
+
+
+def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
+    """The model's settings as command-line options with train's defaults, for every job that
+    fits models (train, the NAB benchmark, cross-validation); ``leave_out`` names ones it sets
+    otherwise (cross-validation tries grids of k, span, alert threshold and cooldown)."""
+    options = {
+        "k": dict(type=int, default=DEFAULT_K, help="clusters"),
+        "seed": dict(type=int, default=DEFAULT_SEED),
+        "max-iter": dict(type=int, default=DEFAULT_MAX_ITER),
+        "rule": dict(default=RULE_DISTANCE, choices=RULES),
+        "threshold-quantile": dict(
+            type=float,
+            default=DEFAULT_THRESHOLD_QUANTILE,
+            help="quantile of the training distances that makes the distance threshold",
+        ),
+        "history": dict(
+            default=",".join(DEFAULT_HISTORY),
+            help=f"transforms of each feature, from {', '.join(HISTORY_TRANSFORMS)} "
+            "('value' alone is the original model)",
+        ),
+        "span": dict(type=int, default=DEFAULT_SPAN, help="rows in the rolling mean/std window"),
+        "alert-threshold": dict(
+            type=float, default=DEFAULT_ALERT_THRESHOLD, help="anomaly score at which a row raises an alert"
+        ),
+        "cooldown": dict(
+            type=int, default=DEFAULT_COOLDOWN, help="rows of a series after an alert during which it raises no other"
+        ),
+    }
+    for name, spec in options.items():
+        if name not in leave_out:
+            parser.add_argument(f"--{name}", **spec)

@@ -39,9 +39,6 @@ from core.schema import (
     TRAINING_EXPERIMENT,
 )
 from core.scoring import (
-    HISTORY_TRANSFORMS,
-    RULE_DISTANCE,
-    RULES,
     ModelParams,
     bounds_for,
     check_alert_policy,
@@ -51,15 +48,8 @@ from core.spark import spark_session_in_background
 from core.spark_scoring import training_features
 from core.tracking import MlflowService, log_dataset
 from training.config import (
-    DEFAULT_ALERT_THRESHOLD,
-    DEFAULT_COOLDOWN,
-    DEFAULT_HISTORY,
-    DEFAULT_K,
-    DEFAULT_MAX_ITER,
-    DEFAULT_SEED,
-    DEFAULT_SPAN,
-    DEFAULT_THRESHOLD_QUANTILE,
     HistorySpec,
+    add_model_settings,
     parse_history,
 )
 from training.evaluate import (
@@ -371,30 +361,8 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
 def parse_args(argv):
     parser = job_parser("Train and register the anomaly model.")
     parser.add_argument("--data", default="data/sample/metrics.csv", help="feature table (path or URI)")
-    parser.add_argument("--k", type=int, default=DEFAULT_K)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER)
-    parser.add_argument("--rule", default=RULE_DISTANCE, choices=RULES)
-    parser.add_argument("--threshold-quantile", type=float, default=DEFAULT_THRESHOLD_QUANTILE)
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
-    parser.add_argument(
-        "--history",
-        default=",".join(DEFAULT_HISTORY),
-        help=f"transforms of each feature, from {', '.join(HISTORY_TRANSFORMS)} ('value' alone is the original model)",
-    )
-    parser.add_argument("--span", type=int, default=DEFAULT_SPAN, help="rows in the rolling mean/std window")
-    parser.add_argument(
-        "--alert-threshold",
-        type=float,
-        default=DEFAULT_ALERT_THRESHOLD,
-        help="anomaly score at which a row raises an alert",
-    )
-    parser.add_argument(
-        "--cooldown",
-        type=int,
-        default=DEFAULT_COOLDOWN,
-        help="rows of a series after an alert during which it raises no other",
-    )
+    add_model_settings(parser)
     parser.add_argument(
         "--model-name",
         default=DEFAULT_MODEL_NAME,
