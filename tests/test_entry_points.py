@@ -42,3 +42,23 @@ def test_a_user_error_from_an_entry_point_is_one_line_and_exit_code_2(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "error: no registered model named 'no-such-model'" in result.stderr
+
+
+def test_every_mlproject_entry_point_s_default_command_parses():
+    # given the commands `mlflow run` builds from MLproject with every parameter at its default
+    import importlib
+    import shlex
+
+    from mlflow.projects import _project_spec
+
+    project = _project_spec.load_project(str(PROJECT_ROOT))
+    parsed = []
+    for name, entry in project._entry_points.items():
+        argv = shlex.split(entry.compute_command({}, None))
+        assert argv[:2] == ["python", "-m"], (name, argv)
+        module = importlib.import_module(argv[2])
+        if hasattr(module, "parse_args"):
+            # then the job's own parser reads them (no unknown option, no 'none' taken literally)
+            module.parse_args(argv[3:])
+            parsed.append(name)
+    assert {"train", "promote", "rollback", "monitor", "stream", "replay", "benchmark", "cross_validate"} <= set(parsed)
