@@ -37,7 +37,7 @@ def labelled_series(nab_dir: Path):
 def file_scores(values, history, span, k, seed, quantile) -> np.ndarray:
     from sklearn.cluster import KMeans
 
-    from core.scoring import history_features
+    from core.history import history_features
     from replay.nab_scoring import probationary_rows
 
     vectors, _ = history_features(history, span, values[:, None], [])

@@ -21,6 +21,7 @@ import pandas as pd
 
 from core.schema import SOURCE_COLUMNS, TIMESTAMP
 from core.scoring import (
+    EXPLANATION_COLUMNS,
     INVALID_CLUSTER,
     MissingFeaturesError,
     ModelParams,
@@ -33,6 +34,9 @@ from core.scoring import (
 MAX_LINE_BYTES = 64 * 1024
 RAW_KEEP_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
+# The record columns that scoring writes, besides the history features.
+SCORED_COLUMNS = ("cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", *EXPLANATION_COLUMNS)
+_NUMERIC_SCORES = ("distance", "anomaly_score", *EXPLANATION_COLUMNS[1:])
 
 
 def record_columns(params: ModelParams) -> list[str]:
@@ -43,11 +47,7 @@ def record_columns(params: ModelParams) -> list[str]:
         TIMESTAMP,
         *params.features,
         *history_columns(params),
-        "cluster",
-        "distance",
-        "anomaly_score",
-        "is_anomaly",
-        "is_alert",
+        *SCORED_COLUMNS,
         "is_valid",
         "reason",
         "raw",
@@ -57,8 +57,11 @@ def record_columns(params: ModelParams) -> list[str]:
 def unscored_columns(params: ModelParams) -> list[str]:
     """The record columns that scoring reads: the rest it only writes, so a Spark job need not
     ship them to its Python workers (11 of the 21 columns of a NAB-style record)."""
-    written = {*history_columns(params), "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert"}
+    written = {*history_columns(params), *SCORED_COLUMNS}
     return [c for c in record_columns(params) if c not in written]
+
+
+EXPLANATION_DDL = "explained_by string, explained_share double, explained_value double, explained_centroid_value double"
 
 
 def record_ddl(params: ModelParams) -> str:
@@ -66,7 +69,7 @@ def record_ddl(params: ModelParams) -> str:
     return (
         "source_file string, line_number long, series string, timestamp string, "
         f"{feature_ddl}, cluster int, distance double, anomaly_score double, "
-        "is_anomaly boolean, is_alert boolean, is_valid boolean, reason string, raw string"
+        f"is_anomaly boolean, is_alert boolean, {EXPLANATION_DDL}, is_valid boolean, reason string, raw string"
     )
 
 
@@ -377,16 +380,16 @@ def _quarantine_records(path: str, quarantine: list[dict], params: ModelParams) 
 
 
 # The scoring columns of records not scored (yet), NaN for the others: scoring fills them per series.
-_UNSCORED = {"cluster": np.int32(INVALID_CLUSTER), "is_anomaly": False, "is_alert": False}
+_UNSCORED = {"cluster": np.int32(INVALID_CLUSTER), "is_anomaly": False, "is_alert": False, "explained_by": ""}
 
 
 def _leave_unscored(out: pd.DataFrame, params: ModelParams) -> None:
-    for column in (*history_columns(params), "cluster", "distance", "anomaly_score", "is_anomaly", "is_alert"):
+    for column in (*history_columns(params), *SCORED_COLUMNS):
         out[column] = _UNSCORED.get(column, np.nan)
 
 
 def _dtype(column: str, params: ModelParams):
-    if column in params.features or column in history_columns(params) or column in ("distance", "anomaly_score"):
+    if column in params.features or column in history_columns(params) or column in _NUMERIC_SCORES:
         return "float64"
     return {
         "line_number": "int64",

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from core.scoring import (
+    EXPLANATION_COLUMNS,
     INVALID_CLUSTER,
     MissingFeaturesError,
     ModelParams,
@@ -39,7 +40,8 @@ CORE_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):
-    """Scores a pandas DataFrame: cluster, distance, anomaly_score, is_anomaly, validity, and
+    """Scores a pandas DataFrame: cluster, distance, anomaly_score, is_anomaly, the explanation
+    (``EXPLANATION_COLUMNS``), validity, and
     ``warming_up``: true for a scored row whose series had fewer than ``warmup_rows`` valid rows
     before it in the request, so its history window is partial (the core's warm-up, in which a
     row cannot alert); false for an invalid row, which is not scored."""
@@ -58,7 +60,7 @@ class AnomalyDetectorModel(mlflow.pyfunc.PythonModel):
         # NaN is not JSON: an invalid row's distance and score go out as null.
         invalid = ~columns["is_valid"]
         if invalid.any():
-            for column in ("distance", "anomaly_score", *history_columns(self.params)):
+            for column in ("distance", "anomaly_score", *EXPLANATION_COLUMNS[1:], *history_columns(self.params)):
                 values = columns[column].astype(object)
                 values[invalid] = None
                 columns[column] = values

@@ -26,6 +26,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from core.explanation import EXPLANATION_COLUMNS, explain
+from core.history import history_features, tail_rows
+
 RULE_CLUSTER = "cluster"  # the original: anomalous when outside the most populous cluster
 RULE_DISTANCE = "distance"  # anomalous when the distance to the nearest centroid passes a threshold
 RULES = (RULE_CLUSTER, RULE_DISTANCE)
@@ -39,7 +42,16 @@ KNOWN_FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
 }
 UNBOUNDED = (-math.inf, math.inf)
 
-OUTPUT_COLUMNS = ["cluster", "distance", "anomaly_score", "is_anomaly", "is_alert", "is_valid", "invalid_reason"]
+OUTPUT_COLUMNS = [
+    "cluster",
+    "distance",
+    "anomaly_score",
+    "is_anomaly",
+    "is_alert",
+    *EXPLANATION_COLUMNS,
+    "is_valid",
+    "invalid_reason",
+]
 INVALID_CLUSTER = -1
 
 # History transforms of each input column. "value" is the row itself (the original model);
@@ -60,13 +72,6 @@ class MissingFeaturesError(ValueError):
 
 def bounds_for(feature: str) -> tuple[float, float]:
     return KNOWN_FEATURE_BOUNDS.get(feature, UNBOUNDED)
-
-
-def tail_rows(history: list[str], span: int) -> int:
-    """How many earlier rows of a series the features of the next row need."""
-    needs_previous = 1 if "delta" in history else 0
-    windowed = span - 1 if {"mean", "std"} & set(history) else 0
-    return max(needs_previous, windowed)
 
 
 def check_rule(rule: str) -> None:
@@ -144,6 +149,14 @@ class ModelParams:
     @cached_property
     def centroid_array(self) -> np.ndarray:
         return np.asarray(self.centroids, dtype=float)
+
+    @cached_property
+    def centroid_original_array(self) -> np.ndarray:
+        return self.centroids_in_original_units()
+
+    @cached_property
+    def vector_column_array(self) -> np.ndarray:
+        return np.asarray(self.vector_columns, dtype=object)
 
     @property
     def uses_history(self) -> bool:
@@ -292,75 +305,6 @@ class SeriesState:
         return cls(**json.loads(text)) if text else cls()
 
 
-WINDOW_BLOCK_ROWS = 65536
-
-
-def history_features(
-    history: list[str], span: int, values: np.ndarray, tail: list[list[float]]
-) -> tuple[np.ndarray, list]:
-    """The feature vectors of a series' next rows, and the tail to carry to the rows after.
-
-    ``values``: valid input rows in series order (n x inputs); ``tail``: earlier rows.
-    A row with fewer than ``span`` rows behind it uses the rows there are; the first row of a
-    series has a delta of 0. Columns: every transform of every input (``vector_columns``).
-    """
-    n, width = values.shape
-    keep = tail_rows(history, span)
-    earlier = np.asarray(tail, dtype=float).reshape(-1, width)[-keep:] if keep else np.empty((0, width))
-    context = np.vstack([earlier, values])
-    # Each transform over all inputs at once (rows x inputs): per input, the numpy calls'
-    # fixed costs were most of a short batch's features (a 1-row request, a 100-row file).
-    by_transform = {}
-    for transform in history:
-        if transform == "value":
-            by_transform[transform] = values
-        elif transform == "delta":
-            previous = np.concatenate([context[:1], context[:-1]])
-            by_transform[transform] = (context - previous)[len(earlier) :]
-    windowed = [t for t in history if t in ("mean", "std")]
-    if windowed:
-        # One fixed window per row: the same rows give the same bits wherever a batch starts.
-        # Inputs as rows (inputs x time), so each window is one contiguous run once copied
-        # and is summed in one fixed order whatever the block's shape.
-        padded = np.concatenate([np.full((width, span - 1), np.nan), context.T], axis=1)[:, -(n + span - 1) :]
-        windows = np.lib.stride_tricks.sliding_window_view(padded, span, axis=1)  # inputs x rows x span
-        stats = {t: np.empty((n, width)) for t in windowed}
-        # In blocks of rows: the windows are copied, and inputs x rows x span can be large.
-        block = max(1, WINDOW_BLOCK_ROWS // max(width, 1))
-        for start in range(0, n, block):
-            with np.errstate(invalid="ignore", over="ignore"):  # as numpy's nan-functions, silent
-                mean, std = window_mean_std(windows[:, start : start + block], "std" in stats)
-            for transform, stat in (("mean", mean), ("std", std)):
-                if transform in stats:
-                    stats[transform][start : start + block] = stat.T
-        by_transform.update(stats)
-    columns = [by_transform[transform][:, j] for j in range(width) for transform in history]
-    vectors = np.column_stack(columns) if columns else np.empty((n, 0))
-    new_tail = context[len(context) - min(keep, len(context)) :].tolist() if keep else []
-    return vectors, new_tail
-
-
-def window_mean_std(windows: np.ndarray, with_std: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """``np.nanmean`` and ``np.nanstd`` over the last axis, bit for bit (numpy's own steps),
-    from one masked copy of the windows instead of one each: the two numpy calls' copies and
-    fixed costs were a quarter of scoring a 1-row request. NaN marks the rows a window
-    reaches before its series began; every window holds at least its own row."""
-    filled = np.array(windows)  # C-ordered, as numpy's own copy: the same summation order
-    missing = np.isnan(filled)
-    np.copyto(filled, 0.0, where=missing)
-    count = np.sum(~missing, axis=-1, dtype=np.intp, keepdims=True)
-    mean = np.sum(filled, axis=-1, keepdims=True)
-    np.divide(mean, count, out=mean, casting="unsafe")
-    if not with_std:
-        return mean[..., 0], None
-    np.subtract(filled, mean, out=filled)
-    np.copyto(filled, 0.0, where=missing)
-    np.multiply(filled, filled, out=filled)
-    variance = np.sum(filled, axis=-1)
-    np.divide(variance, count[..., 0], out=variance, casting="unsafe")
-    return mean[..., 0], np.sqrt(variance, out=variance)
-
-
 def apply_alerts(
     threshold: float, cooldown: int, scores: np.ndarray, rows_since_alert: int | None = None
 ) -> tuple[np.ndarray, int | None]:
@@ -425,6 +369,8 @@ def score_series_arrays(
     score = np.full(n, np.nan)
     is_anomaly = np.zeros(n, dtype=bool)
     is_alert = np.zeros(n, dtype=bool)
+    explained_by = np.full(n, "", dtype=object)
+    explained = {name: np.full(n, np.nan) for name in EXPLANATION_COLUMNS[1:]}
     new_state = SeriesState(list(state.tail), state.rows_since_alert, state.rows, state.last_time)
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
@@ -447,6 +393,11 @@ def score_series_arrays(
             params.alert_threshold, params.cooldown, np.where(warming, np.nan, row_score), state.rows_since_alert
         )
         new_state.rows = state.rows + int(valid.sum())
+        why, share, value, normal = explain(params, vectors, z, nearest, squared[np.arange(len(nearest)), nearest])
+        explained_by[valid] = why
+        explained["explained_share"][valid] = share
+        explained["explained_value"][valid] = value
+        explained["explained_centroid_value"][valid] = normal
         cluster[valid] = nearest
         distance[valid] = d
         score[valid] = row_score
@@ -458,6 +409,8 @@ def score_series_arrays(
         "anomaly_score": score,
         "is_anomaly": is_anomaly,
         "is_alert": is_alert,
+        "explained_by": explained_by,
+        **explained,
         "is_valid": valid,
         "invalid_reason": reasons.astype(str),
     }

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.csv_input import parse_files, record_ddl, record_times, score_records, unscored_columns
+from core.csv_input import EXPLANATION_DDL, parse_files, record_ddl, record_times, score_records, unscored_columns
 from core.hadoop_fs import canonical_path_column
+from core.history import history_features
 from core.schema import TIMESTAMP
 from core.scoring import (
     INVALID_CLUSTER,
@@ -22,7 +23,6 @@ from core.scoring import (
     ModelParams,
     SeriesState,
     derived_name,
-    history_features,
     score_frame,
 )
 
@@ -31,7 +31,7 @@ from core.scoring import (
 
 OUTPUT_DDL = (
     "cluster int, distance double, anomaly_score double, is_anomaly boolean, is_alert boolean, "
-    "is_valid boolean, invalid_reason string"
+    f"{EXPLANATION_DDL}, is_valid boolean, invalid_reason string"
 )
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 from core.cli import add_spark_args, job_parser, optional_text
 from core.comparison import compare, log_table, print_table
 from core.errors import UserError, exit_process, main_guard
+from core.explanation import EXPLANATION_COLUMNS
 from core.hadoop_fs import HadoopFs, canonical_path, canonical_path_column
 from core.paths import to_uri
 from core.schema import (
@@ -212,6 +213,12 @@ def summarize(records: pd.DataFrame, windows: dict | None):
     return per_file, metrics
 
 
+def explained_input(explained_by: pd.Series, feature: str) -> np.ndarray:
+    """Rows whose explanation names ``feature`` or one of its history features (``disk_mean``)."""
+    names = explained_by.fillna("").astype(str)
+    return ((names == feature) | names.str.startswith(f"{feature}_")).to_numpy()
+
+
 def plot_file(group: pd.DataFrame, features: list[str], label, path: Path) -> None:
     import matplotlib
 
@@ -226,8 +233,20 @@ def plot_file(group: pd.DataFrame, features: list[str], label, path: Path) -> No
         ax.scatter(stamps[flagged], group.loc[flagged, feature], color="tab:red", s=10, zorder=3, label="flagged")
         for start, end in label or []:
             ax.axvspan(start, end, color="tab:orange", alpha=0.25)
+        # Each alert on the panel of the input that explains it, with that input's share.
+        alerts = group["is_alert"].to_numpy(dtype=bool) & explained_input(group["explained_by"], feature)
+        for stamp, value, by, share in zip(
+            stamps[alerts],
+            group.loc[alerts, feature],
+            group.loc[alerts, "explained_by"],
+            group.loc[alerts, "explained_share"],
+        ):
+            ax.scatter([stamp], [value], marker="v", color="black", s=40, zorder=4)
+            ax.annotate(f"{by} {share:.0%}", (stamp, value), textcoords="offset points", xytext=(4, 6), fontsize=7)
         ax.set_ylabel(feature)
-    axes[0, 0].set_title(f"{path.stem}: flagged rows (red), label windows (orange)")
+    axes[0, 0].set_title(
+        f"{path.stem}: flagged rows (red), alerts and what explains them (black), label windows (orange)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -368,7 +387,18 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: 
 
 
 def _log_artifacts(client, run_id, records, per_file, features, windows) -> None:
-    columns = ["timestamp", *features, "cluster", "distance", "anomaly_score", "is_anomaly", "is_valid", "reason"]
+    columns = [
+        "timestamp",
+        *features,
+        "cluster",
+        "distance",
+        "anomaly_score",
+        "is_anomaly",
+        "is_alert",
+        *EXPLANATION_COLUMNS,
+        "is_valid",
+        "reason",
+    ]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / "rows").mkdir()

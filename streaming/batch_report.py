@@ -7,10 +7,12 @@ import time
 
 import pandas as pd
 
+from core.explanation import EXPLANATION_COLUMNS, explanation_text
+
 # Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
 # argument errors and the scoring core answer without starting to load them.
 
-ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number")
+ALERT_LINE_COLUMNS = ("series", "timestamp", "anomaly_score", "source_file", "line_number", *EXPLANATION_COLUMNS)
 
 
 def alert_lines(rows) -> pd.DataFrame | None:
@@ -31,11 +33,14 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
         flush=True,
     )
     for alert in raised.itertuples(index=False) if raised is not None else []:
+        why = explanation_text(
+            alert.explained_by, alert.explained_share, alert.explained_value, alert.explained_centroid_value
+        )
         print(
             f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.3f} "
             f"(threshold {model.params.alert_threshold:g}; next alert for this series no sooner than "
-            f"{model.params.cooldown} rows later) [{alert.source_file.rsplit('/', 1)[-1]}:"
-            f"{alert.line_number}]",
+            f"{model.params.cooldown} rows later){'; ' + why if why else ''} "
+            f"[{alert.source_file.rsplit('/', 1)[-1]}:{alert.line_number}]",
             flush=True,
         )
     if shown is not None and len(shown):

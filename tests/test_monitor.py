@@ -8,6 +8,7 @@ import pytest
 
 from core.csv_input import score_files
 from core.errors import UserError
+from core.explanation import EXPLANATION_COLUMNS
 from core.spark_scoring import FOLDED_ROWS, fold_normal_rows
 from streaming import monitor as monitor_job
 from streaming.sinks import read_output, read_summaries
@@ -281,6 +282,7 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     assert len(got) == len(expected) == 4 * (150 + 75)
     key = ["series", "timestamp"]
     columns = key + ["cpu_mean", "cpu_std", "disk_mean", "network_std", "distance", "is_anomaly", "is_alert"]
+    columns += EXPLANATION_COLUMNS  # the same explanation, number for number
     got = got[columns].sort_values(key).reset_index(drop=True)
     want = expected[columns].sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
@@ -296,6 +298,10 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     assert len(want_places) >= 2
     assert places == sorted(places, key=lambda place: (place[0], int(place[1])))
     assert sorted(places) == want_places
+    # and each ALERT line says which input drove it, as the core explains that row
+    for line in said:
+        assert " at the nearest centroid (" in line and "% of the distance)" in line
+    assert got.loc[got["is_alert"], "explained_by"].isin(params.vector_columns).all()
 
 
 def test_a_series_idle_past_its_timeout_is_forgotten_and_starts_afresh(running, tmp_path):

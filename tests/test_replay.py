@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from core import comparison as compare
+from core.csv_input import score_files
 from core.errors import UserError
+from core.explanation import EXPLANATION_COLUMNS
+from core.model import load_params
 from replay import replay
 from training import promote
 from training import train as train_job
@@ -94,14 +97,21 @@ def test_replay_logs_counts_labels_and_artifacts(spark, store, nab_subset, nab_d
     assert {f"nab_raw_standard_{n[:-4]}" for n in LABELLED} <= metrics.keys()
     assert f"nab_raw_standard_{UNLABELLED[0][:-4]}" not in metrics
     # artifacts: every row in input order, a plot per file, a summary
+    model_params = load_params(f"models:/{MODEL}/1")
     local = mlflow.artifacts.download_artifacts(run_id=result.run_id, tracking_uri=store.tracking_uri)
     for name in LABELLED + UNLABELLED:
         stem = name[:-4]
-        rows_csv = pd.read_csv(f"{local}/rows/{stem}.csv")
+        rows_csv = pd.read_csv(f"{local}/rows/{stem}.csv", float_precision="round_trip")
         source = pd.read_csv(nab_subset / name)
         assert rows_csv["timestamp"].tolist() == source["timestamp"].tolist()
         assert {"cluster", "distance", "anomaly_score", "is_anomaly"} <= set(rows_csv.columns)
         assert rows_csv["anomaly_score"].between(0, 1).all()
+        # and each row's explanation is the scoring core's, number for number
+        core_rows = score_files(model_params, [(name, (nab_subset / name).read_bytes())])
+        for column in EXPLANATION_COLUMNS:
+            got = rows_csv[column].fillna("") if column == "explained_by" else rows_csv[column]
+            pd.testing.assert_series_equal(got, core_rows[column], check_names=False, check_exact=True)
+        assert rows_csv.loc[rows_csv["is_alert"], "explained_by"].ne("").all()
         assert pd.io.common.file_exists(f"{local}/plots/{stem}.png")
     summary = pd.read_csv(f"{local}/summary.csv")
     assert sorted(summary["file"]) == sorted(n[:-4] for n in LABELLED + UNLABELLED)

@@ -114,7 +114,8 @@ def test_centroids_convert_back_to_original_units():
 
 
 # -- history features and alerts -------------------------------------------------------------
-from core.scoring import SeriesState, apply_alerts, history_features, score_series  # noqa: E402
+from core.history import history_features  # noqa: E402
+from core.scoring import SeriesState, apply_alerts, score_series  # noqa: E402
 
 
 def test_history_features_on_a_worked_series():
@@ -159,7 +160,7 @@ def test_history_features_of_several_inputs_equal_each_input_alone_bit_for_bit(r
 def test_window_mean_and_std_are_numpys_nanmean_and_nanstd_bit_for_bit(span):
     # given windows as history_features makes them: NaN before a series' first row, values of
     # many scales, some windows reaching back before the start
-    from core.scoring import window_mean_std
+    from core.history import window_mean_std
 
     rng = np.random.default_rng(span)
     values = rng.lognormal(sigma=3, size=(3, 400)) * np.array([[1.0], [1e9], [1e-6]])

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.explanation import EXPLANATION_COLUMNS
+from core.history import history_features
 from core.model import AnomalyDetectorModel, log_anomaly_model
-from core.scoring import ModelParams, history_features, score_series
+from core.scoring import ModelParams, score_series
 
 from conftest import (
     PROJECT_ROOT,
@@ -324,3 +326,45 @@ def test_the_scoring_server_says_which_rows_are_warming_up(served, logged):
     assert out[-1]["is_valid"] is True and out[-1]["is_anomaly"] is False
     # and the server's numbers are the pyfunc's
     assert out == predict_records(logged["model"], ordinary_rows(count))
+
+
+def test_the_scoring_server_explains_each_row_as_the_scoring_core_does(served, logged):
+    # given a full window of ordinary rows whose last row's disk jumps far above normal
+    rows = ordinary_rows(logged["params"].warmup_rows + 1)
+    rows[-1] = {**rows[-1], "disk": rows[-1]["disk"] * 50}
+    # when the server scores them
+    status, body = post(served, records(rows))
+    assert status == 200, body
+    out = body["predictions"]
+    # then every row carries the core's explanation, number for number
+    want, _ = score_series(logged["params"], pd.DataFrame(rows))
+    for column in EXPLANATION_COLUMNS:
+        assert [r[column] for r in out] == want[column].tolist(), column
+    # and the jump is explained by a disk feature, beside the nearest centroid's value
+    last = out[-1]
+    assert last["is_anomaly"] is True and last["explained_by"].startswith("disk_")
+    assert 0.5 < last["explained_share"] <= 1.0
+    assert last["explained_value"] > last["explained_centroid_value"]
+
+
+def test_a_row_on_its_centroid_explains_nothing_and_an_invalid_row_has_null_explanation():
+    # given a model whose one centroid is exactly at an ordinary row's features (no history)
+    params = ModelParams(
+        features=FEATURES,
+        mean=[10.0, 20.0, 30.0],
+        scale=[1.0, 0.5, 0.25],
+        centroids=[[0.0, 0.0, 0.0]],
+        expected_label=0,
+        rule="distance",
+        threshold=1.0,
+    )
+    frame = pd.DataFrame({"cpu": [10.0, 10.0, math.nan], "disk": [20.0, 20.0, 1.0], "network": [30.0, 38.0, 1.0]})
+    # when the pyfunc scores a row on the centroid, a row off it in network only, and an invalid row
+    model = AnomalyDetectorModel()
+    model.params = params
+    out = model.predict(None, frame)
+    # then the first explains nothing, the second is all network (in original units), the third is null
+    assert out["explained_by"].tolist() == ["", "network", ""]
+    assert out["explained_share"].tolist()[:2] == [0.0, 1.0]
+    assert out["explained_value"][1] == 38.0 and out["explained_centroid_value"][1] == 30.0
+    assert out["explained_share"][2] is None and out["explained_value"][2] is None

@@ -416,7 +416,7 @@ def test_a_missing_training_table_is_a_clear_error(spark, mlflow_service, tmp_pa
 )
 def test_training_history_features_are_the_cores_on_each_series_in_time_order(spark, tmp_path, time_format, path_taken):
     # given a table of two hosts with its rows shuffled
-    from core.scoring import history_features
+    from core.history import history_features
     from core.spark_scoring import training_features
 
     rng = np.random.default_rng(3)
