@@ -28,10 +28,16 @@ import pandas as pd
 
 from core.explanation import EXPLANATION_COLUMNS, explain
 from core.history import history_features, tail_rows
+from core.likelihood import likelihood_scores, likelihood_warmup
 
 RULE_CLUSTER = "cluster"  # the original: anomalous when outside the most populous cluster
 RULE_DISTANCE = "distance"  # anomalous when the distance to the nearest centroid passes a threshold
 RULES = (RULE_CLUSTER, RULE_DISTANCE)
+# What a row's anomaly score is: its distance against the model's threshold, d / (d + threshold),
+# or the anomaly likelihood of its distance against its own series' recent ones (core/likelihood.py).
+SCORE_DISTANCE = "distance"
+SCORE_LIKELIHOOD = "likelihood"
+SCORE_KINDS = (SCORE_DISTANCE, SCORE_LIKELIHOOD)
 
 # Physical limits of the metrics: a value outside them is a broken sensor, not an anomaly.
 # CPU is a utilisation percentage; bytes and request counts cannot be negative.
@@ -89,6 +95,13 @@ def check_history(history) -> None:
         )
 
 
+def check_score(kind: str, window: int, recent: int) -> None:
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"unknown anomaly score {kind!r}; choose one of {', '.join(SCORE_KINDS)}")
+    if kind == SCORE_LIKELIHOOD and not 1 <= recent <= window:
+        raise ValueError("a likelihood needs a window of at least 1 row and a recent mean within it")
+
+
 def check_alert_policy(span: int, cooldown: int) -> None:
     if span < 1 or cooldown < 0:
         raise ValueError("span must be at least 1 and cooldown at least 0")
@@ -118,11 +131,18 @@ class ModelParams:
     # series have passed since the series' last alert.
     alert_threshold: float = 0.5
     cooldown: int = 0
+    # The anomaly score (``SCORE_KINDS``); a likelihood judges each distance against the mean and
+    # spread of the series' last ``likelihood_window`` distances, from the mean of its last
+    # ``likelihood_recent``.
+    score_kind: str = SCORE_DISTANCE
+    likelihood_window: int = 0
+    likelihood_recent: int = 1
 
     def __post_init__(self):
         check_rule(self.rule)
         check_history(self.history)
         check_alert_policy(self.span, self.cooldown)
+        check_score(self.score_kind, self.likelihood_window, self.likelihood_recent)
         width = len(self.vector_columns)
         if len(self.mean) != width or len(self.scale) != width:
             raise ValueError("mean and scale need one entry per feature")
@@ -163,12 +183,20 @@ class ModelParams:
         return self.history != ["value"]
 
     @property
+    def per_series(self) -> bool:
+        """Whether a row's score or alert depends on the rows of its series before it."""
+        return self.uses_history or self.cooldown > 0 or self.score_kind == SCORE_LIKELIHOOD
+
+    @property
     def tail_rows(self) -> int:
         return tail_rows(self.history, self.span)
 
     @property
     def warmup_rows(self) -> int:
-        """A series' first rows, whose features lack history: scored, but they raise no alert."""
+        """A series' first rows, whose features (or likelihood) lack history: scored, but they
+        raise no alert."""
+        if self.score_kind == SCORE_LIKELIHOOD:
+            return max(self.tail_rows, likelihood_warmup(self.likelihood_window))
         return self.tail_rows
 
     def feature_bounds(self, feature: str) -> tuple[float, float]:
@@ -288,13 +316,16 @@ class SeriesState:
     features, so a new model with the same inputs can pick up where the old one stopped);
     ``rows_since_alert``: valid rows since its last alert, None before the first;
     ``rows``: valid rows seen; ``last_time``: the latest timestamp scored (UTC, ISO 8601), so a
-    row that arrives after later rows of its series can be told apart (None in older states).
+    row that arrives after later rows of its series can be told apart (None in older states);
+    ``distances``: its last distances, for a likelihood score (empty for other models and in
+    older states).
     """
 
     tail: list[list[float]] = field(default_factory=list)
     rows_since_alert: int | None = None
     rows: int = 0
     last_time: str | None = None
+    distances: list[float] = field(default_factory=list)
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -371,7 +402,9 @@ def score_series_arrays(
     is_alert = np.zeros(n, dtype=bool)
     explained_by = np.full(n, "", dtype=object)
     explained = {name: np.full(n, np.nan) for name in EXPLANATION_COLUMNS[1:]}
-    new_state = SeriesState(list(state.tail), state.rows_since_alert, state.rows, state.last_time)
+    new_state = SeriesState(
+        list(state.tail), state.rows_since_alert, state.rows, state.last_time, list(state.distances)
+    )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
         z = (vectors - params.mean_array) * params.scale_array
@@ -386,6 +419,10 @@ def score_series_arrays(
             flagged = d > params.threshold
             # d / (d + threshold) maps [0, inf) onto [0, 1) and crosses 0.5 at the threshold.
             row_score = d / (d + params.threshold) if params.threshold > 0 else (d > 0).astype(float)
+        if params.score_kind == SCORE_LIKELIHOOD:
+            row_score, new_state.distances = likelihood_scores(
+                d, state.distances, params.likelihood_window, params.likelihood_recent
+            )
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows
@@ -441,7 +478,7 @@ def score_frame(params: ModelParams, frame: pd.DataFrame) -> pd.DataFrame:
     scored on what there is (a delta of 0, a window of itself), exactly as the first rows of
     a series are in training, replay and the monitor. Output rows come back in input order.
     """
-    key = series_column(frame) if params.uses_history or params.cooldown else None
+    key = series_column(frame) if params.per_series else None
     if key is None or len(frame) == 0:
         return score_series(params, frame)[0]
     positional = frame.reset_index(drop=True)

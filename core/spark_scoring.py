@@ -96,7 +96,7 @@ def scored_schema(input_schema):
 def score_dataframe(df, params: ModelParams):
     """df plus the core's output columns, one output row per input row, for a model whose
     rows stand alone (no history features, no alert cooldown): Spark's batches cut series."""
-    if params.uses_history or params.cooldown:
+    if params.per_series:
         raise ValueError("score_dataframe scores rows one by one; score series with score_series_static")
     kept = [c for c in df.columns if c not in OUTPUT_COLUMNS]
 

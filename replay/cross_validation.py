@@ -43,9 +43,18 @@ class Setting:
     span: int
     alert_threshold: float
     cooldown: int
+    score: str = "distance"
+    likelihood_window: int = 0
+    likelihood_recent: int = 1
 
     def label(self) -> str:
-        return f"k={self.k}, span={self.span}, alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+        policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+        if self.score == "likelihood":
+            policy = (
+                f"likelihood over {self.likelihood_window} rows (recent {self.likelihood_recent}), "
+                f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+            )
+        return f"k={self.k}, span={self.span}, {policy}"
 
 
 @dataclass
@@ -100,6 +109,9 @@ def model_scores(spark, files: list[LabelledFile], k: int, span: int, args, cach
         history=args.history,
         alert_threshold=1.0,
         cooldown=0,
+        score="distance",  # the cache holds the distance score: every alert policy starts from it
+        likelihood_window=0,
+        likelihood_recent=1,
     )
     scores = []
     for item in files:
@@ -122,6 +134,18 @@ def alerts(scores: np.ndarray, setting: Setting, warmup: int) -> np.ndarray:
     return alert_detector(setting.cooldown, warmup)(scores, setting.alert_threshold)
 
 
+def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
+    """The core's likelihood score of a file's rows from their cached distance scores s: the
+    distances relative to the model's threshold, d / t = s / (1 - s), which the likelihood
+    judges as it judges d (it is unchanged by scale). NaN stays NaN (an invalid row)."""
+    from core.likelihood import likelihood_scores
+
+    valid = np.isfinite(scores)
+    out = np.full(len(scores), np.nan)
+    out[valid] = likelihood_scores(scores[valid] / (1.0 - scores[valid]), [], window, recent)[0]
+    return out
+
+
 def score_table(
     files: list[LabelledFile],
     scores: dict[tuple[int, int], list[np.ndarray]],
@@ -129,14 +153,24 @@ def score_table(
     history: list[str],
 ) -> np.ndarray:
     """NAB's (raw, null, perfect) per setting, file and profile: settings x files x profiles x 3."""
+    from core.likelihood import likelihood_warmup
     from core.scoring import tail_rows
     from replay.nab_scoring import PROFILES, score_file
 
     table = np.zeros((len(settings), len(files), len(PROFILES), 3))
+    judged: dict = {}  # the likelihood of a file's scores, once per model and window
     for s, setting in enumerate(settings):
         warmup = tail_rows(history, setting.span)
+        if setting.score == "likelihood":
+            warmup = max(warmup, likelihood_warmup(setting.likelihood_window))
         for f, item in enumerate(files):
-            flags = alerts(scores[(setting.k, setting.span)][f], setting, warmup)
+            file_scores = scores[(setting.k, setting.span)][f]
+            if setting.score == "likelihood":
+                key = (setting.k, setting.span, setting.likelihood_window, setting.likelihood_recent, f)
+                if key not in judged:
+                    judged[key] = likelihoods(file_scores, setting.likelihood_window, setting.likelihood_recent)
+                file_scores = judged[key]
+            flags = alerts(file_scores, setting, warmup)
             for p, profile in enumerate(PROFILES):
                 result = score_file(flags, item.spans, profile)
                 table[s, f, p] = (result.raw, result.null, result.perfect)
@@ -256,6 +290,9 @@ def run_cross_validation(spark, service, args) -> dict:
         DEFAULT_ALERT_THRESHOLD,
         DEFAULT_COOLDOWN,
         DEFAULT_K,
+        DEFAULT_LIKELIHOOD_RECENT,
+        DEFAULT_LIKELIHOOD_WINDOW,
+        DEFAULT_SCORE_KIND,
         DEFAULT_SPAN,
         parse_history,
     )
@@ -269,7 +306,29 @@ def run_cross_validation(spark, service, args) -> dict:
     ks, spans = numbers(args.ks, int), numbers(args.spans, int)
     thresholds, cooldowns = numbers(args.alert_thresholds), numbers(args.cooldowns, int)
     settings = [Setting(*combo) for combo in itertools.product(ks, spans, thresholds, cooldowns)]
+    if args.likelihood_windows != "none":
+        settings += [
+            Setting(k, span, level, cooldown, "likelihood", window, recent)
+            for k, span, level, cooldown, window, recent in itertools.product(
+                ks,
+                spans,
+                numbers(args.likelihood_thresholds),
+                numbers(args.likelihood_cooldowns, int),
+                numbers(args.likelihood_windows, int),
+                numbers(args.likelihood_recents, int),
+            )
+        ]
     defaults = Setting(DEFAULT_K, DEFAULT_SPAN, DEFAULT_ALERT_THRESHOLD, DEFAULT_COOLDOWN)
+    if DEFAULT_SCORE_KIND == "likelihood":
+        defaults = Setting(
+            DEFAULT_K,
+            DEFAULT_SPAN,
+            DEFAULT_ALERT_THRESHOLD,
+            DEFAULT_COOLDOWN,
+            DEFAULT_SCORE_KIND,
+            DEFAULT_LIKELIHOOD_WINDOW,
+            DEFAULT_LIKELIHOOD_RECENT,
+        )
     default = settings.index(defaults) if defaults in settings else None
     out = Path(args.out)
     scores = {}
@@ -280,9 +339,16 @@ def run_cross_validation(spark, service, args) -> dict:
     report = cross_validate(table, categories, default)
     counts = {name: categories.count(name) for name in sorted(set(categories))}
     grid = (
-        f"k {args.ks}; span {args.spans} rows; alert threshold {args.alert_thresholds}; "
-        f"cooldown {args.cooldowns} rows ({len(settings)} settings)"
+        f"k {args.ks}; span {args.spans} rows; alert threshold {args.alert_thresholds} on the distance score; "
+        f"cooldown {args.cooldowns} rows"
     )
+    if args.likelihood_windows != "none":
+        grid += (
+            f"; and the likelihood score over {args.likelihood_windows} rows (recent mean of "
+            f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
+            f"{args.likelihood_cooldowns} rows"
+        )
+    grid += f" ({len(settings)} settings)"
     markdown = cv_markdown(report, settings, counts, grid)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +364,10 @@ def run_cross_validation(spark, service, args) -> dict:
                 "spans": args.spans,
                 "alert_thresholds": args.alert_thresholds,
                 "cooldowns": args.cooldowns,
+                "likelihood_windows": args.likelihood_windows,
+                "likelihood_recents": args.likelihood_recents,
+                "likelihood_thresholds": args.likelihood_thresholds,
+                "likelihood_cooldowns": args.likelihood_cooldowns,
                 "history": args.history,
                 "seed": args.seed,
                 "threshold_quantile": args.threshold_quantile,
@@ -334,7 +404,20 @@ def parse_args(argv):
     parser.add_argument("--spans", default="12,24,48", help="history spans to try, rows")
     parser.add_argument("--alert-thresholds", default="0.6,0.65,0.7,0.75,0.8,0.85,0.9", help="alert thresholds to try")
     parser.add_argument("--cooldowns", default="0,36,72,144,216,288", help="cooldowns to try, rows")
-    add_model_settings(parser, leave_out=("k", "span", "alert-threshold", "cooldown"))
+    parser.add_argument(
+        "--likelihood-windows",
+        default="288,1152,4032",
+        help="likelihood windows to try, rows ('none': the distance score alone)",
+    )
+    parser.add_argument("--likelihood-recents", default="1,10", help="likelihood recent means to try, rows")
+    parser.add_argument(
+        "--likelihood-thresholds", default="0.999,0.9999,0.99999", help="alert thresholds on the likelihood to try"
+    )
+    parser.add_argument("--likelihood-cooldowns", default="0,72,216", help="cooldowns with the likelihood, rows")
+    add_model_settings(
+        parser,
+        leave_out=("k", "span", "alert-threshold", "cooldown", "score", "likelihood-window", "likelihood-recent"),
+    )
     parser.add_argument(
         "--report",
         default="none",

@@ -138,9 +138,9 @@ def benchmark_file(spark, fs, category: str | None, path: str, args, windows) ->
 
 
 def history_spec(args):
-    from training.config import HistorySpec, parse_history
+    from training.config import spec_from_args
 
-    return HistorySpec(parse_history(args.history), args.span, args.alert_threshold, args.cooldown)
+    return spec_from_args(args)
 
 
 def alert_detector(cooldown: int, warmup: int):
@@ -280,6 +280,9 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "span": args.span,
         "alert_threshold": args.alert_threshold,
         "cooldown": args.cooldown,
+        "score": args.score,
+        "likelihood_window": args.likelihood_window,
+        "likelihood_recent": args.likelihood_recent,
     }
     with service.start_run(BENCHMARK_EXPERIMENT, run_name=f"nab k={args.k} {args.rule} {args.history}"):
         mlflow.set_tag("step", "benchmark")

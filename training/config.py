@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.scoring import HISTORY_TRANSFORMS, RULE_DISTANCE, RULES, check_history, derived_name
+from core.scoring import (
+    HISTORY_TRANSFORMS,
+    RULE_DISTANCE,
+    RULES,
+    SCORE_DISTANCE,
+    SCORE_KINDS,
+    check_history,
+    derived_name,
+)
 
 DEFAULT_K = 7
 DEFAULT_SEED = 42
@@ -19,6 +27,9 @@ DEFAULT_HISTORY = ("mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_ALERT_THRESHOLD = 0.75
 DEFAULT_COOLDOWN = 216
+DEFAULT_SCORE_KIND = SCORE_DISTANCE
+DEFAULT_LIKELIHOOD_WINDOW = 1152
+DEFAULT_LIKELIHOOD_RECENT = 1
 
 
 @dataclass(frozen=True)
@@ -29,9 +40,29 @@ class HistorySpec:
     span: int = DEFAULT_SPAN
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD
     cooldown: int = DEFAULT_COOLDOWN
+    score_kind: str = DEFAULT_SCORE_KIND
+    likelihood_window: int = DEFAULT_LIKELIHOOD_WINDOW
+    likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
+
+
+# The original model: each row's own values, its distance as the score, an alert per anomalous row.
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1)
+
+
+def spec_from_args(args) -> HistorySpec:
+    """The history features and alert policy that ``add_model_settings``' options name."""
+    return HistorySpec(
+        parse_history(args.history),
+        args.span,
+        args.alert_threshold,
+        args.cooldown,
+        args.score,
+        args.likelihood_window,
+        args.likelihood_recent,
+    )
 
 
 def parse_history(text: str) -> tuple[str, ...]:
@@ -69,6 +100,22 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
         ),
         "cooldown": dict(
             type=int, default=DEFAULT_COOLDOWN, help="rows of a series after an alert during which it raises no other"
+        ),
+        "score": dict(
+            default=DEFAULT_SCORE_KIND,
+            choices=SCORE_KINDS,
+            help="the anomaly score: the distance against the model's threshold, or the likelihood of the "
+            "distance against the series' own recent distances (then the alert threshold is near 1)",
+        ),
+        "likelihood-window": dict(
+            type=int,
+            default=DEFAULT_LIKELIHOOD_WINDOW,
+            help="with --score likelihood: rows of a series' distances that make its normal",
+        ),
+        "likelihood-recent": dict(
+            type=int,
+            default=DEFAULT_LIKELIHOOD_RECENT,
+            help="with --score likelihood: rows whose mean distance is judged against that normal",
         ),
     }
     for name, spec in options.items():

@@ -43,14 +43,16 @@ from core.scoring import (
     bounds_for,
     check_alert_policy,
     check_rule,
+    check_score,
 )
 from core.spark import spark_session_in_background
 from core.spark_scoring import training_features
 from core.tracking import MlflowService, log_dataset
 from training.config import (
+    ORIGINAL_SPEC,
     HistorySpec,
     add_model_settings,
-    parse_history,
+    spec_from_args,
 )
 from training.evaluate import (
     cluster_summary,
@@ -71,13 +73,16 @@ def params_from_fit(
     fitted: FittedKMeans, features, rule, threshold=0.0, spec: HistorySpec | None = None
 ) -> ModelParams:
     """The model's scoring parameters from a fit; the expected label is the most populous cluster."""
-    spec = spec or HistorySpec(("value",), 1, 0.5, 0)
+    spec = spec or ORIGINAL_SPEC
     sizes = fitted.cluster_sizes
     return ModelParams(
         history=list(spec.history),
         span=spec.span,
         alert_threshold=spec.alert_threshold,
         cooldown=spec.cooldown,
+        score_kind=spec.score_kind,
+        likelihood_window=spec.likelihood_window,
+        likelihood_recent=spec.likelihood_recent,
         features=list(features),
         mean=list(fitted.mean),
         scale=fitted.scale,
@@ -115,7 +120,7 @@ def fit_model(
     row's own values, no history, an alert for every anomalous row. ``moments`` are the
     features' (``FeatureTable.moments``): they standardise the rows' own values."""
 
-    spec = spec or HistorySpec(("value",), 1, 0.5, 0)
+    spec = spec or ORIGINAL_SPEC
     columns = spec.vector_columns(features)
     vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
     if spec.history != ("value",):
@@ -189,10 +194,11 @@ def train(spark, service, args) -> TrainResult:
         raise UserError("k must be at least 2")
     if not 0 < args.threshold_quantile < 1:
         raise UserError("threshold quantile must be between 0 and 1")
-    spec = HistorySpec(parse_history(args.history), args.span, args.alert_threshold, args.cooldown)
+    spec = spec_from_args(args)
     try:
         check_rule(args.rule)
         check_alert_policy(spec.span, spec.cooldown)
+        check_score(spec.score_kind, spec.likelihood_window, spec.likelihood_recent)
     except ValueError as error:
         raise UserError(str(error)) from None
     uri = to_uri(args.data)
@@ -235,6 +241,9 @@ def train(spark, service, args) -> TrainResult:
                 "span": spec.span,
                 "alert_threshold": spec.alert_threshold,
                 "cooldown": spec.cooldown,
+                "score": spec.score_kind,
+                "likelihood_window": spec.likelihood_window,
+                "likelihood_recent": spec.likelihood_recent,
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
@@ -348,6 +357,9 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
                     "span": params.span,
                     "alert_threshold": params.alert_threshold,
                     "cooldown": params.cooldown,
+                    "score": params.score_kind,
+                    "likelihood_window": params.likelihood_window,
+                    "likelihood_recent": params.likelihood_recent,
                     "vector_columns": params.vector_columns,
                     "clusters": summary.to_dict(orient="records"),
                 },
