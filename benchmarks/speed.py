@@ -26,6 +26,10 @@ Figures and their baselines:
   with a model that only returns a fixed frame of our output, i.e. MLflow's server alone.
 - memory: peak RSS of the monitor's process tree (driver Python, JVM, Python workers) during a
   paced run (10 minutes by default), and whether it still grows in the last third.
+- challenger (only with ``--only challenger``): the monitor's drain time of ``--monitor-files``
+  100-row files and its p50/p95 latency at ``--challenger-rate`` files/min with a challenger
+  scored beside production; baseline: production alone, in the same run
+  (``benchmarks/challenger_speed.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.challenger_speed import bench_challenger, train_challenger_model
 from benchmarks.common import json_destination, machine, print_table, synthetic_table
 from benchmarks.memory_speed import bench_memory
 from benchmarks.monitor_speed import bench_monitor
@@ -47,6 +52,7 @@ from core.errors import UserError, exit_process, main_guard
 from core.schema import SPEED_BENCHMARK_EXPERIMENT as BENCHMARK_EXPERIMENT
 
 PARTS = ("train", "replay", "monitor", "serving", "memory")
+OPTIONAL_PARTS = ("challenger",)  # run only when named in --only
 
 
 @main_guard
@@ -77,7 +83,13 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-minutes", type=float, default=10)
     parser.add_argument("--memory-rate", type=float, default=300, help="files/min in the memory run")
     parser.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated parts to run (default all): {', '.join(PARTS)}"
+        "--challenger-rate", type=float, default=4800, help="paced files/min in the challenger part's latency run"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default all but {', '.join(OPTIONAL_PARTS)}): "
+        f"{', '.join(PARTS + OPTIONAL_PARTS)}",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs, in seconds")
     args = parser.parse_args(argv)
@@ -85,15 +97,18 @@ def main(argv=None) -> int:
         args.repeat, args.sizes, args.requests = 1, "", 50
         args.monitor_files, args.large_files, args.large_rows = 30, 2, 5000
         args.rates, args.segment_seconds, args.memory_minutes, args.memory_rate = "120", 6, 0.3, 120
+        args.challenger_rate = 120
     out = json_destination(Path(args.out))
     nab = Path(args.nab_dir) if args.nab_dir else None
     series = nab / "data" / "realAWSCloudwatch" if nab else None
     if series is None or not series.is_dir():
         raise UserError("set --nab-dir (or NAB_DATA_DIR) to a NAB copy; see README 'Getting NAB'")
     parts = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = parts - set(PARTS)
+    unknown = parts - set(PARTS + OPTIONAL_PARTS)
     if unknown:
-        raise UserError(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+        raise UserError(
+            f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS + OPTIONAL_PARTS)}"
+        )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="speed-") as scratch:
         work = Path(scratch)
@@ -120,10 +135,10 @@ def main(argv=None) -> int:
             # The model under test is trained by the train entry point, in its own process, so
             # serving is measured before this process starts a JVM: a deployed scoring server
             # has no Spark driver beside it competing for the 2 cores.
-            model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory"} else ""
+            model_uri = train_benchmark_model(store) if parts & {"monitor", "serving", "memory", "challenger"} else ""
             if "serving" in parts:
                 rows += bench_serving(service, store, model_uri, args.requests, ["cpu", "disk", "network"], args.repeat)
-            if parts & {"replay", "monitor"}:
+            if parts & {"replay", "monitor", "challenger"}:
                 spark = create_spark("speed-benchmark")
                 try:
                     if "replay" in parts:
@@ -138,6 +153,18 @@ def main(argv=None) -> int:
                             args.large_files,
                             args.large_rows,
                             [float(r) for r in args.rates.split(",") if r],
+                            args.segment_seconds,
+                            repeat=args.repeat,
+                        )
+                    if "challenger" in parts:
+                        rows += bench_challenger(
+                            spark,
+                            service,
+                            model_uri,
+                            train_challenger_model(store),
+                            work / "challenger",
+                            args.monitor_files,
+                            args.challenger_rate,
                             args.segment_seconds,
                             repeat=args.repeat,
                         )

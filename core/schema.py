@@ -11,6 +11,8 @@ FEATURE_TABLE_COLUMNS = (TIMESTAMP, *DEFAULT_FEATURES)
 DEFAULT_MODEL_NAME = "server-anomaly-detector"
 PRODUCTION_ALIAS = "production"
 PREVIOUS_ALIAS = "previous"
+# A version the monitor scores beside production, with its own series state, never paging.
+CHALLENGER_ALIAS = "challenger"
 
 # Where a job's run goes when it is run as a module or by the main job; under `mlflow run` the
 # run goes to the experiment mlflow chose (--experiment-name, else Default).

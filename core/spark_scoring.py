@@ -16,12 +16,12 @@ import pandas as pd
 from core.csv_input import EXPLANATION_DDL, parse_files, record_ddl, record_times, score_records, unscored_columns
 from core.hadoop_fs import canonical_path_column
 from core.history import history_features
+from core.paired_scoring import CHALLENGER_FLAGS, challenger_ddl, score_pair
 from core.schema import TIMESTAMP
 from core.scoring import (
     INVALID_CLUSTER,
     OUTPUT_COLUMNS,
     ModelParams,
-    SeriesState,
     derived_name,
     score_frame,
 )
@@ -166,11 +166,10 @@ def fold_normal_rows(scored: pd.DataFrame) -> pd.DataFrame:
     valid and normal, so no part of the output selects it, and it names its file, which the
     monitor needs to tell a file that was read from one that never was.
     """
-    keep = (
-        scored["is_anomaly"].to_numpy(dtype=bool)
-        | scored["is_alert"].to_numpy(dtype=bool)
-        | ~scored["is_valid"].to_numpy(dtype=bool)
-    )
+    flags = [c for c in ("is_anomaly", "is_alert", *CHALLENGER_FLAGS) if c in scored.columns]
+    keep = ~scored["is_valid"].to_numpy(dtype=bool)
+    for flag in flags:  # with a challenger, a row is normal only when neither model flags it
+        keep |= scored[flag].to_numpy(dtype=bool)
     kept = scored[keep].assign(**{FOLDED_ROWS: np.nan})
     if keep.all():
         return kept
@@ -185,8 +184,7 @@ def fold_normal_rows(scored: pd.DataFrame) -> pd.DataFrame:
             "timestamp": np.repeat("", len(files)),
             "reason": np.repeat("", len(files)),
             "raw": np.repeat("", len(files)),
-            "is_anomaly": np.zeros(len(files), dtype=bool),
-            "is_alert": np.zeros(len(files), dtype=bool),
+            **{flag: np.zeros(len(files), dtype=bool) for flag in flags},
             "is_valid": np.ones(len(files), dtype=bool),
             FOLDED_ROWS: counts.astype(float),
         }
@@ -194,8 +192,19 @@ def fold_normal_rows(scored: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([kept, pd.DataFrame(tally)[kept.columns]], ignore_index=True)
 
 
-def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, fold_normal: bool = False):
+def score_series_streaming(
+    records,
+    params: ModelParams,
+    idle_timeout_ms: int,
+    fold_normal: bool = False,
+    model_key: str = "",
+    challenger: tuple[str, ModelParams] | None = None,
+):
     """Score streaming records per series, continuing each series from its stored state.
+
+    ``model_key`` names the model (its pinned URI) in the state; with a ``challenger`` (its key
+    and params) every row is also scored by it, with its own state, into ``CHALLENGER_COLUMNS``
+    (``core.paired_scoring``). Without one the state is a plain ``SeriesState``, as ever.
 
     A series that sends nothing for ``idle_timeout_ms`` (processing time) is forgotten, so the
     state store holds the series that are alive, not every series ever seen; if it comes back
@@ -211,9 +220,8 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, f
             return
         frames = list(frames)
         records = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        previous = SeriesState.from_json(state.get[0]) if state.exists else None
-        scored, updated = score_records(params, records, previous)
-        state.update((updated.to_json(),))
+        scored, updated = score_pair(params, records, state.get[0] if state.exists else None, model_key, challenger)
+        state.update((updated,))
         state.setTimeoutDuration(idle_timeout_ms)
         yield fold_normal_rows(scored) if fold_normal else scored.assign(**{FOLDED_ROWS: np.nan})
 
@@ -224,7 +232,7 @@ def score_series_streaming(records, params: ModelParams, idle_timeout_ms: int, f
         .groupBy("series")
         .applyInPandasWithState(
             score,
-            f"{record_ddl(params)}, {FOLDED_ROWS} long",
+            f"{record_ddl(params)}, {challenger_ddl() + ', ' if challenger else ''}{FOLDED_ROWS} long",
             SERIES_STATE_DDL,
             "append",
             GroupStateTimeout.ProcessingTimeTimeout,

@@ -18,6 +18,7 @@ class ModelTracker:
         self.name, self.alias, _ = parse_registry_spec(self.spec) or (None, None, None)
         self.current = resolve_model(client, self.spec)
         self._alias_missing_warned = False
+        self.aliases: dict[str, str] | None = None  # every alias of the model at the last refresh
 
     @property
     def label(self) -> str:
@@ -31,8 +32,10 @@ class ModelTracker:
             return None
         from core.registry import alias_versions
 
+        self.aliases = None
         try:
-            version = alias_versions(self._client, self.name).get(self.alias)
+            self.aliases = alias_versions(self._client, self.name)
+            version = self.aliases.get(self.alias)
         except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop monitoring
             return f"WARNING: cannot read alias {self.alias!r} ({error}); keeping {self.label}"
         if version is None:

@@ -25,6 +25,13 @@ Spark remove or move (under ``--archive-dir``, keeping their full path) the file
 committed batch; Spark does so when it plans the next batch, so the last batch's files stay
 until the next batch, in this run or the next one.
 
+``--alertmanager URL`` posts every alert to Prometheus Alertmanager, at least once across
+restarts (``streaming/alert_delivery.py``); ``--metrics-port N`` serves Prometheus metrics
+(``streaming/monitor_metrics.py``).
+
+A version under the alias ``challenger`` is scored beside production on every row, with its own
+series state, and never pages (``streaming/challenger.py``; ``--challenger none`` turns it off).
+
     python -m streaming.monitor --input streamdata --window 3
     python -m streaming.monitor --input streamdata --available-now --clean-source delete
     mlflow run . -e monitor --env-manager local -P input=streamdata -P window=3
@@ -50,9 +57,12 @@ from core.spark_scoring import (
     unseen_file_frame,
 )
 from core.tracking import MlflowService
+from streaming.alert_delivery import AlertDelivery
 from streaming.batch_report import ALERT_LINE_COLUMNS, alert_lines, batch_metrics, print_batch
+from streaming.challenger import Challenger
 from streaming.input_cleanup import archive_target
 from streaming.model_tracker import ModelTracker
+from streaming.monitor_metrics import MonitorMetrics
 from streaming.monitor_options import parse_args
 from streaming.sinks import BatchSink, files_in_batch
 
@@ -80,7 +90,7 @@ def fault_at(point: str) -> int | None:
 
 
 class Monitor:
-    def __init__(self, spark, service, args, tracker: ModelTracker):
+    def __init__(self, spark, service, args, tracker: ModelTracker, metrics: MonitorMetrics | None = None):
 
         self.spark = spark
         self.service = service
@@ -94,8 +104,13 @@ class Monitor:
         self.available_now = bool(option["available_now"])
         self.tracker = tracker
         self.active = tracker.current  # the model inside the running query
+        # A second model scored beside production, never paging (streaming/challenger.py).
+        self.challenger = Challenger(service.client, tracker, getattr(args, "challenger", "auto"))
         self.last_batch_id = -1
         self.sink = BatchSink(spark, self.output_uri)
+        self.metrics = metrics or MonitorMetrics()  # served by main() with --metrics-port
+        self.metrics.set_model(tracker.current)
+        self.alerts = AlertDelivery.for_monitor(getattr(args, "alertmanager", None), self.sink, self.metrics)
         self.run_id = None
         self.last_activity = time.monotonic()
         self.batches_seen = 0
@@ -122,6 +137,7 @@ class Monitor:
 
     def start(self):
         self.open_run()
+        self.alerts.flush_at_start(self.service.client, self.run_id)  # what a stopped or killed run left
         return self.start_query()
 
     def start_query(self):
@@ -149,6 +165,8 @@ class Monitor:
             self.active.params,
             int(self.args.series_idle_minutes * 60_000),
             fold_normal=not self.args.scored_rows,
+            model_key=self.active.uri,
+            challenger=self.challenger.activate(self.active, self.service.client, self.run_id),
         )
         writer = records.writeStream.foreachBatch(self.process_batch).option("checkpointLocation", self.checkpoint_uri)
         if self.available_now:
@@ -205,12 +223,14 @@ class Monitor:
 
         started = time.perf_counter()
         model = self.active  # the model that scored this batch inside the query
+        challenger = self.challenger.active  # and the one beside it, or None
         self.last_batch_id = batch_id
         if self.sink.committed(batch_id):
             # Re-run of a batch that was written before a crash: its output already stands, but
             # the series state must still advance past it, so the scoring runs, into nowhere.
             scored.write.format("noop").mode("overwrite").save()
             print(f"batch {batch_id}: already written before a restart; not written again", flush=True)
+            self.alerts.flush(batch_id, self.service.client, self.run_id)  # its alerts may not have gone out
             return
         planned = files_in_batch(self.sink.fs, self.checkpoint_uri, batch_id)
         # The batch is scored, counted and written in one Spark job: the counts, the files
@@ -226,24 +246,32 @@ class Monitor:
             F.coalesce(F.sum((~F.col("is_valid")).cast("long")), F.lit(0)).alias("invalid_rows"),
             F.collect_set("source_file").alias("seen_files"),
             F.collect_list(F.when(F.col("is_alert"), F.struct(*ALERT_LINE_COLUMNS))).alias("raised"),
+            *self.challenger.observed(challenger),
         )
         parts = {"events": F.col("is_anomaly"), "alerts": F.col("is_alert"), "quarantine": ~F.col("is_valid")}
+        parts.update(self.challenger.parts(challenger))
         if self.args.scored_rows:
             parts["scored"] = F.col("is_valid")
         staged = self.sink.begin(batch_id)
         if fault_at("before_write") == batch_id:
             crash_now("before_write", batch_id)
-        staged.write(self._with_model(observed.drop(FOLDED_ROWS), model, batch_id), parts)
+        staged.write(
+            self.challenger.columns(self._with_model(observed.drop(FOLDED_ROWS), model, batch_id), challenger), parts
+        )
         counted = dict(observation.get)
         seen = set(counted.pop("seen_files", None) or [])
         raised = alert_lines(counted.pop("raised", None) or [])
         counts = {key: int(counted.get(key) or 0) for key in self.totals}
         counts["files"] = len(seen)
+        versus = self.challenger.counts(challenger, counted, counts)
         unseen = unseen_file_frame(model.params, seen, planned)
         if unseen is not None:
             # Files Spark never read (zero length): quarantined, and counted here.
             empty = self.spark.createDataFrame(unseen, record_ddl(model.params))
-            staged.write(self._with_model(empty, model, batch_id), {"quarantine": F.lit(True)})
+            staged.write(
+                self.challenger.columns(self._with_model(empty, model, batch_id), challenger),
+                {"quarantine": F.lit(True)},
+            )
             counts["rows"] += len(unseen)
             counts["invalid_rows"] += int((~unseen["is_valid"]).sum())
             counts["files"] += unseen["source_file"].nunique()
@@ -251,11 +279,14 @@ class Monitor:
         if counts["anomalies"] and self.args.show and (events := staged.part_uri("events")):
             shown = self.spark.read.parquet(events).limit(self.args.show).toPandas()
         summary = {"batch_id": batch_id, "model_version": model.version, "model_uri": model.uri, **counts}
+        summary.update(self.challenger.summary(challenger, versus))
+        self.alerts.stage(batch_id, raised, model)  # before the commit: a crash after it still delivers
         staged.commit(summary)
         if fault_at("after_write") == batch_id:
             crash_now("after_write", batch_id)
         seconds = time.perf_counter() - started
         self._report(batch_id, counts, seconds, shown, model, raised)
+        self.challenger.report(challenger, self.service.client, self.run_id, batch_id, versus)
 
     @staticmethod
     def _with_model(records, model, batch_id: int):
@@ -272,6 +303,8 @@ class Monitor:
     def _report(self, batch_id, counts, seconds, shown, model, raised=None) -> None:
         print_batch(batch_id, counts, seconds, shown, model, raised)
         self.service.client.log_batch(self.run_id, metrics=batch_metrics(batch_id, counts, seconds, model))
+        self.metrics.observe_batch(counts, seconds, model)
+        self.alerts.flush(batch_id, self.service.client, self.run_id)
         with self._lock:
             self.batches_seen += 1
             self.last_activity = time.monotonic()
@@ -284,10 +317,12 @@ class Monitor:
         Returns the query to keep running (the same one, or its restart)."""
         if not query.isActive:
             return query  # ended (a catch-up that finished, or a failure): the run loop ends it, not a restart
-        message = self.tracker.refresh()
-        if self.tracker.current.uri == self.active.uri:
-            if message:  # e.g. the alias vanished: said, and the running model kept
-                print(message, flush=True)
+        said = [self.tracker.refresh()]  # production's alias, then the challenger's (aliases read once)
+        said = [m for m in (*said, self.challenger.refresh(self.tracker.aliases)) if m]
+        message = "; ".join(said) or None
+        if self.tracker.current.uri == self.active.uri and not self.challenger.changed(self.tracker.current):
+            for line in said:  # e.g. the alias vanished: said, and the running model kept
+                print(line, flush=True)
             return query
         deadline = time.monotonic() + 600
         while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
@@ -300,7 +335,8 @@ class Monitor:
         # Only now is the first batch of the new model known: one may have started with the old
         # model between the alias moving and this call.
         first_batch = self.last_batch_id + 1
-        print((message or "model changed") + f" (from batch {first_batch})", flush=True)
+        for line in said or ["model changed"]:
+            print(f"{line} (from batch {first_batch})", flush=True)
         self._log_switch(first_batch, message or "model changed")
         restarted = self.start_query()  # a restarted catch-up lists the input again: later files join it
         print(f"query restarted from its checkpoint with {self.tracker.label}; series state kept", flush=True)
@@ -310,6 +346,7 @@ class Monitor:
         client = self.service.client
         client.set_tag(self.run_id, f"model_switch_batch_{batch_id}", message)
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")
+        self.metrics.set_model(self.tracker.current)
 
     # -- running until told to stop ------------------------------------------------------------
     def run(self) -> int:
@@ -401,8 +438,14 @@ def main(argv=None) -> int:
     with MlflowService() as service:
         # Resolve the model before starting Spark: a missing alias fails in a second, not twenty.
         tracker = ModelTracker(service.client, args.model, args.model_name)
-        with spark_session("monitor", args.master, args.conf, long_running=True) as spark:
-            return Monitor(spark, service, args, tracker).run()
+        # Served before Spark starts, so a port in use fails at once.
+        metrics = MonitorMetrics().serve(args.metrics_host, args.metrics_port) if args.metrics_port else None
+        try:
+            with spark_session("monitor", args.master, args.conf, long_running=True) as spark:
+                return Monitor(spark, service, args, tracker, metrics).run()
+        finally:
+            if metrics is not None:
+                metrics.stop()
 
 
 if __name__ == "__main__":

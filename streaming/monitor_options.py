@@ -69,6 +69,27 @@ def parse_args(argv):
         help="with --clean-source archive: where processed files go, each under its full path; "
         "outside the input directory, on its filesystem",
     )
+    parser.add_argument(
+        "--alertmanager",
+        default="none",
+        type=optional_text,
+        help="Alertmanager base URL (e.g. http://alertmanager:9093): every alert is posted to its "
+        "/api/v2/alerts, at least once across restarts ('none': alerts are not sent)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)"
+    )
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address the metrics endpoint listens on (0.0.0.0: every one)"
+    )
+    parser.add_argument(
+        "--challenger",
+        default="auto",
+        type=lambda text: optional_text(text) or "none",
+        help="a model scored beside production on every row, never paging: 'auto' follows the "
+        "'challenger' alias of the model whose production alias is followed; 'none': production alone; "
+        "or a model URI, name@alias or name/version (streaming/challenger.py)",
+    )
     add_spark_args(parser)
     args = parser.parse_args(argv)
     if args.window <= 0:
@@ -77,6 +98,10 @@ def parse_args(argv):
         parser.error("--series-idle-minutes must be positive")
     if args.max_files_per_trigger <= 0:
         parser.error("--max-files-per-trigger must be positive")
+    if args.alertmanager and not args.alertmanager.startswith(("http://", "https://")):
+        parser.error(f"--alertmanager must be an http:// or https:// URL, got {args.alertmanager!r}")
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error("--metrics-port must be between 0 (off) and 65535")
     if args.available_now and args.idle_windows > 0:
         parser.error(
             "--idle-windows does not apply with --available-now, which stops once the files present at "

@@ -1,4 +1,4 @@
-"""Step 3, promote: move the registry alias ``production`` to a model version.
+"""Step 3, promote: move the registry alias ``production`` (or any other, ``--alias``) to a model version.
 
 Input: a registered model name and a choice of version: by number (``--version``), by
 training run (``--run-id``), by replay results (``--best-by METRIC``: the version leading
@@ -6,6 +6,11 @@ training run (``--run-id``), by replay results (``--best-by METRIC``: the versio
 ``production`` and ``previous`` back.
 Output: the aliases ``production`` (the chosen version) and ``previous`` (the version it
 replaced). Stages are deprecated in MLflow 3; aliases are what the monitor and serving read.
+``--alias challenger`` moves ``challenger`` instead (no ``previous``): the monitor scores that
+version beside production without paging (docs/monitoring.md); ``--remove`` takes an alias
+other than ``production`` away. Each move is recorded on the versions as ``<alias>.set_at``,
+``.set_by``, ``.replaced_version`` and ``.reason`` (and ``.removed_at``, ``.replaced_by`` on the
+version that lost it).
 """
 
 from __future__ import annotations
@@ -25,13 +30,19 @@ from core.tracking import MlflowService
 @dataclass(frozen=True)
 class Promotion:
     name: str
-    production: str
+    production: str | None  # the version the alias now names (None: the alias was removed)
     previous: str | None
     changed: bool
+    alias: str = PRODUCTION_ALIAS
 
     def describe(self) -> str:
+        if self.production is None:
+            return f"{self.name}: {self.alias} removed (was version {self.previous})"
         if not self.changed:
-            return f"{self.name}: version {self.production} is already {PRODUCTION_ALIAS}; nothing changed"
+            return f"{self.name}: version {self.production} is already {self.alias}; nothing changed"
+        if self.alias != PRODUCTION_ALIAS:
+            replaced = f" (replaced: {self.previous})" if self.previous else ""
+            return f"{self.name}: {self.alias} -> version {self.production}{replaced}"
         previous = f" (previous: {self.previous})" if self.previous else ""
         return f"{self.name}: {PRODUCTION_ALIAS} -> version {self.production}{previous}"
 
@@ -51,15 +62,41 @@ def choose_version(client, name: str, version: str | None = None, run_id: str | 
     return str(max(int(v.version) for v in versions))
 
 
-def promote(client, name: str, version: str | None = None, run_id: str | None = None) -> Promotion:
-    current = alias_versions(client, name).get(PRODUCTION_ALIAS)
+def check_alias(alias: str) -> str:
+    alias = (alias or "").strip()
+    if not alias or alias == PREVIOUS_ALIAS or not alias.replace("_", "").replace("-", "").isalnum():
+        raise UserError(
+            f"--alias must be a plain name such as {PRODUCTION_ALIAS} or challenger "
+            f"({PREVIOUS_ALIAS!r} is set by promote and rollback themselves); got {alias!r}"
+        )
+    return alias
+
+
+def promote(
+    client, name: str, version: str | None = None, run_id: str | None = None, alias: str = PRODUCTION_ALIAS
+) -> Promotion:
+    """Move ``alias`` to the chosen version; only ``production`` keeps the one it replaced as ``previous``."""
+    alias = check_alias(alias)
+    current = alias_versions(client, name).get(alias)
     target = choose_version(client, name, version, run_id)
     if current == target:
-        return Promotion(name, target, None, changed=False)
-    if current is not None:
+        return Promotion(name, target, None, changed=False, alias=alias)
+    if current is not None and alias == PRODUCTION_ALIAS:
         client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
-    client.set_registered_model_alias(name, PRODUCTION_ALIAS, target)
-    return Promotion(name, target, current, changed=True)
+    client.set_registered_model_alias(name, alias, target)
+    return Promotion(name, target, current, changed=True, alias=alias)
+
+
+def remove_alias(client, name: str, alias: str) -> Promotion:
+    """Take ``alias`` (not ``production``: promote or roll back instead) away from its version."""
+    alias = check_alias(alias)
+    if alias == PRODUCTION_ALIAS:
+        raise UserError(f"{PRODUCTION_ALIAS!r} is not removed, only moved: promote another version or roll back")
+    current = alias_versions(client, name).get(alias)
+    if current is None:
+        raise UserError(f"model {name!r} has no version under alias {alias!r}")
+    client.delete_registered_model_alias(name, alias)
+    return Promotion(name, None, current, changed=True, alias=alias)
 
 
 def rollback(client, name: str) -> Promotion:
@@ -89,16 +126,25 @@ def best_version(client, name: str, metric: str | None, order: str | None, data_
 
 
 def record_promotion(client, result: Promotion, reason: str) -> None:
-    """The registry keeps who moved the alias, when, from which version and why, on the versions."""
+    """The registry keeps who moved the alias, when, from which version and why, on the versions
+    (``<alias>.set_at``, ``.set_by``, ``.replaced_version``, ``.reason``; ``.removed_at`` and
+    ``.replaced_by`` on the version that lost it)."""
     if not result.changed:
         return
+    alias = result.alias
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    tags = {"set_at": when, "set_by": current_user(), "replaced_version": result.previous or "none", "reason": reason}
-    for key, value in tags.items():
-        client.set_model_version_tag(result.name, result.production, f"{PRODUCTION_ALIAS}.{key}", value)
+    if result.production is not None:
+        tags = {
+            "set_at": when,
+            "set_by": current_user(),
+            "replaced_version": result.previous or "none",
+            "reason": reason,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(result.name, result.production, f"{alias}.{key}", value)
     if result.previous:
-        client.set_model_version_tag(result.name, result.previous, f"{PRODUCTION_ALIAS}.removed_at", when)
-        client.set_model_version_tag(result.name, result.previous, f"{PRODUCTION_ALIAS}.replaced_by", result.production)
+        client.set_model_version_tag(result.name, result.previous, f"{alias}.removed_at", when)
+        client.set_model_version_tag(result.name, result.previous, f"{alias}.replaced_by", result.production or "none")
 
 
 def current_user() -> str:
@@ -117,16 +163,27 @@ def log_promotion(service, result: Promotion, reason: str) -> None:
     )
     if run_id is None:
         return
-    service.client.log_param(run_id, "production_version", result.production)
+    # production_version for production, as before (the workflow test reads it); <alias>_version otherwise
+    key = f"{result.alias}_version"
+    service.client.log_param(run_id, "alias", result.alias)
+    service.client.log_param(run_id, key, result.production or "none")
     service.client.log_param(run_id, "replaced_version", result.previous or "none")
     service.client.log_param(run_id, "reason", reason)
-    service.client.log_metric(run_id, "production_version", float(result.production))
+    if result.production is not None:
+        service.client.log_metric(run_id, key, float(result.production))
     service.client.log_metric(run_id, "alias_moved", 1.0 if result.changed else 0.0)
 
 
 def parse_args(argv):
-    parser = job_parser("Move the 'production' alias of a registered model.")
+    parser = job_parser("Move the 'production' alias (or another, --alias) of a registered model.")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument(
+        "--alias",
+        default=PRODUCTION_ALIAS,
+        help="the alias to move: production (the monitor pages with it), or e.g. challenger "
+        "(scored beside production, never pages)",
+    )
+    parser.add_argument("--remove", action="store_true", help="take --alias away from its version (not production)")
     parser.add_argument(
         "--version",
         default="none",
@@ -163,22 +220,32 @@ def parse_args(argv):
 def main(argv=None) -> int:
 
     args = parse_args(argv)
+    alias = check_alias(args.alias)
     with MlflowService() as service:
         if args.rollback:
             if args.version or args.run_id or args.best_by:
                 raise UserError("--rollback takes no version, run id or --best-by")
+            if alias != PRODUCTION_ALIAS or args.remove:
+                raise UserError(
+                    f"--rollback swaps {PRODUCTION_ALIAS} and {PREVIOUS_ALIAS}; it takes no --alias or --remove"
+                )
             result = rollback(service.client, args.model_name)
             reason = "rollback"
+        elif args.remove:
+            if args.version or args.run_id or args.best_by or args.order:
+                raise UserError("--remove takes no version, run id or --best-by")
+            result = remove_alias(service.client, args.model_name, alias)
+            reason = "removed"
         elif args.best_by:
             if args.version or args.run_id:
                 raise UserError("--best-by chooses the version itself; give no version or run id")
             version = best_version(service.client, args.model_name, args.best_by, args.order, args.data_sha256)
-            result = promote(service.client, args.model_name, version)
+            result = promote(service.client, args.model_name, version, alias=alias)
             reason = f"best by {args.best_by}" + (f" ({args.order})" if args.order else "")
         else:
             if args.order:
                 raise UserError("--order goes with --best-by")
-            result = promote(service.client, args.model_name, args.version, args.run_id)
+            result = promote(service.client, args.model_name, args.version, args.run_id, alias=alias)
             reason = (
                 f"version {args.version} chosen"
                 if args.version
@@ -188,7 +255,15 @@ def main(argv=None) -> int:
             )
         record_promotion(service.client, result, reason)
         log_promotion(service, result, reason)
+        shared = [
+            other
+            for other, version in alias_versions(service.client, args.model_name).items()
+            if result.production and version == result.production and other not in (result.alias, PREVIOUS_ALIAS)
+        ]
     print(result.describe())
+    if shared:
+        # e.g. a challenger promoted to production: the monitor scores it once, as production
+        print(f"version {result.production} also holds {', '.join(shared)}")
     return 0
 
 
