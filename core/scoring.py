@@ -18,6 +18,7 @@ Output: a DataFrame with ``OUTPUT_COLUMNS``, one row per input row, in input ord
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -93,6 +94,14 @@ def check_history(history) -> None:
             f"history must name distinct transforms from {', '.join(HISTORY_TRANSFORMS)}; "
             f"got {', '.join(history) or 'none'}"
         )
+
+
+def warmup_rows(history, span: int, score_kind: str, likelihood_window: int) -> int:
+    """A series' first rows, which lack history (features, or distances for a likelihood)."""
+    warmup = tail_rows(list(history), span)
+    if score_kind == SCORE_LIKELIHOOD:
+        warmup = max(warmup, likelihood_warmup(likelihood_window))
+    return warmup
 
 
 def check_score(kind: str, window: int, recent: int) -> None:
@@ -175,6 +184,13 @@ class ModelParams:
         return self.centroids_in_original_units()
 
     @cached_property
+    def distance_key(self) -> str:
+        """Names the distance function (inputs, history, scaler, centroids): distances carried in
+        a series' state are judged by a likelihood only under the function that measured them."""
+        parts = [self.features, self.history, self.span, self.mean, self.scale, self.centroids]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    @cached_property
     def vector_column_array(self) -> np.ndarray:
         return np.asarray(self.vector_columns, dtype=object)
 
@@ -195,9 +211,7 @@ class ModelParams:
     def warmup_rows(self) -> int:
         """A series' first rows, whose features (or likelihood) lack history: scored, but they
         raise no alert."""
-        if self.score_kind == SCORE_LIKELIHOOD:
-            return max(self.tail_rows, likelihood_warmup(self.likelihood_window))
-        return self.tail_rows
+        return warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window)
 
     def feature_bounds(self, feature: str) -> tuple[float, float]:
         lo, hi = self.bounds.get(feature, bounds_for(feature))
@@ -318,7 +332,8 @@ class SeriesState:
     ``rows``: valid rows seen; ``last_time``: the latest timestamp scored (UTC, ISO 8601), so a
     row that arrives after later rows of its series can be told apart (None in older states);
     ``distances``: its last distances, for a likelihood score (empty for other models and in
-    older states).
+    older states), measured by the model whose ``distance_key`` is ``distances_key``: another
+    model (a switch, a challenger) starts its own.
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -326,6 +341,7 @@ class SeriesState:
     rows: int = 0
     last_time: str | None = None
     distances: list[float] = field(default_factory=list)
+    distances_key: str | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -403,7 +419,12 @@ def score_series_arrays(
     explained_by = np.full(n, "", dtype=object)
     explained = {name: np.full(n, np.nan) for name in EXPLANATION_COLUMNS[1:]}
     new_state = SeriesState(
-        list(state.tail), state.rows_since_alert, state.rows, state.last_time, list(state.distances)
+        list(state.tail),
+        state.rows_since_alert,
+        state.rows,
+        state.last_time,
+        list(state.distances),
+        state.distances_key,
     )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
@@ -420,9 +441,11 @@ def score_series_arrays(
             # d / (d + threshold) maps [0, inf) onto [0, 1) and crosses 0.5 at the threshold.
             row_score = d / (d + params.threshold) if params.threshold > 0 else (d > 0).astype(float)
         if params.score_kind == SCORE_LIKELIHOOD:
+            earlier = state.distances if state.distances_key == params.distance_key else []
             row_score, new_state.distances = likelihood_scores(
-                d, state.distances, params.likelihood_window, params.likelihood_recent
+                d, earlier, params.likelihood_window, params.likelihood_recent
             )
+            new_state.distances_key = params.distance_key
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows

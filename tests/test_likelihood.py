@@ -117,3 +117,24 @@ def test_the_likelihood_judges_each_series_against_itself_in_a_request():
 def test_a_likelihood_setting_that_cannot_work_is_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         likelihood_model(**overrides)
+
+
+def test_another_model_continuing_a_series_judges_its_own_distances_from_afresh():
+    # given a series scored by one model up to a switch, then by another with other centroids
+    first = likelihood_model()
+    second = likelihood_model(centroids=[[0.5, 0.0], [3.0, 1.0]])
+    frame = cpu_series(400)
+    _, state = score_series(first, frame.iloc[:300])
+    # when the second model continues from that state (a model switch, a promoted challenger)
+    scored, after = score_series(second, frame.iloc[300:], SeriesState.from_json(state.to_json()))
+    # then its history features carry on, but its likelihood starts from its own distances
+    own, _ = likelihood_scores(scored["distance"].to_numpy(), [], second.likelihood_window, second.likelihood_recent)
+    np.testing.assert_array_equal(scored["anomaly_score"].to_numpy(), own)
+    fresh, _ = score_series(second, frame.iloc[300:].reset_index(drop=True))
+    assert not np.array_equal(scored["distance"].to_numpy(), fresh["distance"].to_numpy())  # features carried
+    assert (scored["anomaly_score"].iloc[: LIKELIHOOD_MIN_ROWS - 1] == 0).all()
+    assert after.distances_key == second.distance_key != first.distance_key
+    # and the first model's own continuation keeps its distances
+    kept, _ = score_series(first, frame.iloc[300:], SeriesState.from_json(state.to_json()))
+    whole, _ = score_series(first, frame)
+    np.testing.assert_array_equal(kept["anomaly_score"].to_numpy(), whole["anomaly_score"].to_numpy()[300:])

@@ -252,14 +252,16 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     running, tmp_path, capsys
 ):
     # given two series (a source column) interleaved in 4 files, in time order, with a spike
-    # (far from every cluster) early in each file, so that both series raise alerts
+    # (far from every cluster) in files 1 and 3, past the warm-up, so that both series raise alerts
     lines = SAMPLE.read_text().splitlines()[1:601]
     header = "timestamp,cpu,disk,network,source\n"
     files = []
     for part in range(4):
         chunk = lines[part * 150 : (part + 1) * 150]
-        chunk[5] = chunk[5].split(",", 1)[0] + ",99,50000000,1"
-        body = [f"{line},web-1" for line in chunk] + [f"{line},web-2" for line in chunk[::-1][:75]]
+        if part in (1, 3):  # an incident of 10 rows, before and after the restart
+            for row in range(100, 110):
+                chunk[row] = chunk[row].split(",", 1)[0] + ",99,50000000,1"
+        body = [f"{line},web-1" for line in chunk] + [f"{line},web-2" for line in chunk[::-1]]
         files.append(header + "\n".join(body) + "\n")
     # when the monitor takes them one batch each, and is stopped and restarted half way
     first = running(scored_rows=True)
@@ -279,7 +281,7 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     assert params.uses_history and params.cooldown > 0
     expected = score_files(params, [(str(tmp_path / "in" / f"part-{i}.csv"), files[i].encode()) for i in range(4)])
     got = read_output(second.output, "scored")
-    assert len(got) == len(expected) == 4 * (150 + 75)
+    assert len(got) == len(expected) == 4 * (150 + 150)
     key = ["series", "timestamp"]
     columns = key + ["cpu_mean", "cpu_std", "disk_mean", "network_std", "distance", "is_anomaly", "is_alert"]
     columns += EXPLANATION_COLUMNS  # the same explanation, number for number

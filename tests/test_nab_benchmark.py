@@ -161,5 +161,6 @@ def test_the_nab_benchmark_reproduces_the_scores_on_the_quality_page(spark, mlfl
     run = mlflow_service.client.search_runs(
         [mlflow_service.client.get_experiment_by_name("server-anomaly-nab-benchmark").experiment_id]
     )[0]
-    assert run.data.params["history"] == "mean,std" and run.data.params["cooldown"] == "216"
+    assert run.data.params["history"] == "mean,std" and run.data.params["cooldown"] == "72"
+    assert run.data.params["score"] == "likelihood" and run.data.params["likelihood_window"] == "4032"
     assert run.data.metrics["nab_standard"] == metrics["nab_standard"]

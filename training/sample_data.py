@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.cli import job_parser
 from core.errors import exit_process, main_guard
+from training.config import HistorySpec
 from training.prepare import collate, write_table
 
 DEFAULT_ROWS = 2016  # one week at 5-minute intervals
@@ -41,8 +42,8 @@ INCIDENT_ROWS = 15  # 75 minutes: shorter than the default model's 24-row histor
 TABLE_FILE = "metrics.csv"
 LABELS_FILE = "labels.json"
 REQUEST_FILE = "request.json"
-# train's default span: the request's last row then has a full history window.
-REQUEST_ROWS = 24
+# One more than the warm-up of train's default model: the request's last row is then judged.
+REQUEST_ROWS = 1 + HistorySpec().warmup_rows
 REQUEST_SERIES = "web-1"
 # NAB's labeller: one window of 10% of the file's rows per anomaly, centred on the anomaly.
 NAB_WINDOW_SHARE = 0.10
