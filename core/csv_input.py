@@ -23,13 +23,12 @@ from core.schema import SOURCE_COLUMNS, TIMESTAMP
 from core.scoring import (
     EXPLANATION_COLUMNS,
     INVALID_CLUSTER,
-    MissingFeaturesError,
     ModelParams,
     SeriesState,
     history_columns,
     score_series_arrays,
-    validity,
 )
+from core.validity import MissingFeaturesError, validity
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_KEEP_CHARS = 200

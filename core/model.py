@@ -22,14 +22,13 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from core.scoring import (
     EXPLANATION_COLUMNS,
     INVALID_CLUSTER,
-    MissingFeaturesError,
     ModelParams,
     history_columns,
     score_frame,
     score_series_arrays,
     series_column,
-    validity,
 )
+from core.validity import MissingFeaturesError, validity
 
 # The optional request column that names each row's series (see ``score_frame``).
 SERIES_REQUEST_COLUMN = "series"

@@ -84,7 +84,7 @@ def nab_inputs(fs, data: str) -> tuple[list[tuple[str | None, str]], str | None]
 def probation_table(spark, content: bytes, path: str):
     """The file's probationary rows (valid ones), as a Spark DataFrame for training."""
     from core.csv_input import parse_file
-    from core.scoring import read_numbers
+    from core.validity import read_numbers
     from replay.nab_scoring import probationary_rows
 
     rows, _ = parse_file(path, content, FEATURES)

@@ -9,11 +9,11 @@ import pytest
 from core.scoring import (
     INVALID_CLUSTER,
     OUTPUT_COLUMNS,
-    MissingFeaturesError,
     ModelParams,
     score_frame,
     squared_distances,
 )
+from core.validity import MissingFeaturesError
 
 
 def two_cluster_model(rule="distance", threshold=1.0) -> ModelParams:
@@ -260,7 +260,7 @@ def test_serving_rows_carry_their_own_history_per_series():
 )
 def test_numbers_are_read_as_python_reads_them_whatever_else_the_column_holds(texts, expected):
     # given texts of numbers, on their own or beside texts that are not numbers
-    from core.scoring import read_numbers
+    from core.validity import read_numbers
 
     # when they are read
     read = read_numbers(pd.Series(texts, dtype=object))
