@@ -91,7 +91,7 @@ def alertmanager_alerts(raised: pd.DataFrame | None, model, now: datetime | None
             "annotations": {
                 "summary": f"series {row['series']}: anomaly score {score:.3f} at {row['timestamp']} "
                 f"(alert threshold {threshold})",
-                "score": f"{score:.4f}",
+                "score": f"{score:.6g}",
                 "threshold": threshold,
                 "explanation": explanation(row),
                 "file": str(row["source_file"]),

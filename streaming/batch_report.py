@@ -37,7 +37,7 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
             alert.explained_by, alert.explained_share, alert.explained_value, alert.explained_centroid_value
         )
         print(
-            f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.3f} "
+            f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.6g} "
             f"(threshold {model.params.alert_threshold:g}; next alert for this series no sooner than "
             f"{model.params.cooldown} rows later){'; ' + why if why else ''} "
             f"[{alert.source_file.rsplit('/', 1)[-1]}:{alert.line_number}]",

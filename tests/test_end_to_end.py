@@ -74,14 +74,15 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
     params, metrics = run.data.params, run.data.metrics
-    # MLproject's defaults are train's (the best configuration on the NAB benchmark)
+    # MLproject's defaults are train's (the configuration cross-validation chose on NAB)
     assert params["k"] == "7" and params["rule"] == "distance" and params["data"] == str(nab_table)
     assert (params["history"], params["span"], params["alert_threshold"], params["cooldown"]) == (
         "mean,std",
         "24",
-        "0.75",
-        "216",
+        "0.99999",
+        "72",
     )
+    assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "4032", "10")
     assert params["rows"] == str(len(pd.read_csv(nab_table)))
     assert len(params["data_sha256"]) == 64
     assert sum(metrics[f"cluster_size_{i}"] for i in range(7)) == int(params["rows"])
