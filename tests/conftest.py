@@ -49,6 +49,30 @@ def nab_table(nab_series_dir, tmp_path_factory) -> Path:
     return out
 
 
+SAMPLE_MODEL = "sample-detector"
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory, spark):
+    """A store whose ``SAMPLE_MODEL`` (train's defaults on the sample, which has one incident) is
+    in production: trained once for the subprocess monitors that only read it."""
+    from mlflow import MlflowClient
+
+    from core.model import load_params
+    from training import promote
+    from training import train as train_job
+
+    from helpers import SAMPLE, train_args
+
+    folder = tmp_path_factory.mktemp("sample-store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with isolated_store(uri) as service:
+        train_job.train(spark, service, train_args(SAMPLE, model_name=SAMPLE_MODEL))
+        promote.promote(service.client, SAMPLE_MODEL)
+        params = load_params(f"models:/{SAMPLE_MODEL}/1")
+    return {"uri": uri, "params": params, "client": MlflowClient(uri, uri)}
+
+
 @pytest.fixture(scope="session")
 def spark():
     from core.spark import create_spark

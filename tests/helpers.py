@@ -113,6 +113,24 @@ def monitor_args(tmp_path, **overrides):
     return argparse.Namespace(**{**defaults, **overrides})
 
 
+def monitor_command(tmp_path, model_name: str, *extra: str) -> list[str]:
+    """``python -m streaming.monitor`` on ``tmp_path``'s in/ and out/, one-second windows."""
+    return [
+        PYTHON,
+        "-m",
+        "streaming.monitor",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model-name",
+        model_name,
+        "--window",
+        "1",
+        *extra,
+    ]
+
+
 def drop(folder, content: bytes, name=None):
     """Write a file the way the streamer does: elsewhere first, then rename into place."""
     folder.mkdir(parents=True, exist_ok=True)

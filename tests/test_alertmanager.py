@@ -17,32 +17,24 @@ import pytest
 
 from core.csv_input import score_files
 from core.explanation import explanation_text
-from core.model import load_params
 from streaming.alert_delivery import OUTBOX
-from training import promote
-from training import train as train_job
 
-from conftest import PYTHON, ManagedProcess, free_port, isolated_store, wait_for
-from helpers import SAMPLE, drop, http_ok, train_args
+from conftest import SAMPLE_MODEL, ManagedProcess, free_port, wait_for
+from helpers import SAMPLE, drop, http_ok, monitor_command
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
 
-MODEL = "alerting-detector"
+MODEL = SAMPLE_MODEL
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 # One route to a receiver that sends nothing: the test reads the alerts back from the API.
 CONFIG = 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n'
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, spark):
+def store(sample_store):
     """A store whose production model was trained on the sample (which has one incident)."""
-    folder = tmp_path_factory.mktemp("alerting-store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with isolated_store(uri) as service:
-        train_job.train(spark, service, train_args(SAMPLE, model_name=MODEL))
-        promote.promote(service.client, MODEL)
-        yield {"uri": uri, "params": load_params(f"models:/{MODEL}/1"), "client": service.client}
+    return sample_store
 
 
 @pytest.fixture
@@ -98,24 +90,7 @@ def received(url) -> dict[str, list[dict]]:
 
 
 def monitor(tmp_path, store, log_name, alertmanager_url, *extra, **env):
-    args = [
-        PYTHON,
-        "-m",
-        "streaming.monitor",
-        "--input",
-        str(tmp_path / "in"),
-        "--output",
-        str(tmp_path / "out"),
-        "--model-name",
-        MODEL,
-        "--window",
-        "1",
-        "--max-files-per-trigger",
-        "1",
-        "--alertmanager",
-        alertmanager_url,
-        *extra,
-    ]
+    args = monitor_command(tmp_path, MODEL, "--max-files-per-trigger", "1", "--alertmanager", alertmanager_url, *extra)
     return ManagedProcess(args, tmp_path / log_name, MLFLOW_TRACKING_URI=store["uri"], **env)
 
 

@@ -14,29 +14,21 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.csv_input import score_files
-from core.model import load_params
-from training import promote
-from training import train as train_job
 
-from conftest import PYTHON, ManagedProcess, free_port, isolated_store, wait_for
-from helpers import SAMPLE, drop, train_args
+from conftest import SAMPLE_MODEL, ManagedProcess, free_port, wait_for
+from helpers import SAMPLE, drop, monitor_command
 from streaming_cases import HEADER
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
 
-MODEL = "metrics-detector"
+MODEL = SAMPLE_MODEL
 PREFIX = "server_anomaly_monitor"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, spark):
-    folder = tmp_path_factory.mktemp("metrics-store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with isolated_store(uri) as service:
-        train_job.train(spark, service, train_args(SAMPLE, model_name=MODEL))
-        promote.promote(service.client, MODEL)
-        yield {"uri": uri, "params": load_params(f"models:/{MODEL}/1")}
+def store(sample_store):
+    return sample_store
 
 
 def scrape(port) -> dict:
@@ -59,21 +51,7 @@ def test_the_metrics_endpoint_counts_what_the_monitor_scored(tmp_path, store):
     # given a monitor serving its metrics on a free port
     port = free_port()
     monitor = ManagedProcess(
-        [
-            PYTHON,
-            "-m",
-            "streaming.monitor",
-            "--input",
-            str(tmp_path / "in"),
-            "--output",
-            str(tmp_path / "out"),
-            "--model-name",
-            MODEL,
-            "--window",
-            "1",
-            "--metrics-port",
-            str(port),
-        ],
+        monitor_command(tmp_path, MODEL, "--metrics-port", str(port)),
         tmp_path / "monitor.log",
         MLFLOW_TRACKING_URI=store["uri"],
     )
