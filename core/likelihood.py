@@ -3,14 +3,19 @@ for streaming data" (Neurocomputing, 2017): each row's distance to the nearest c
 against the same series' own recent distances, so one alert level carries across series whose
 distances sit at different heights (a busy database, an idle web host, hourly or per-minute data).
 
-For row i of a series: m and s are the mean and (population) spread of the series' last
-``window`` distances (row i included), r the mean of its last ``recent`` distances, and the
+For row i of a series: m and s are the mean and (population) spread of the series' distances in
+its history window (row i included), r the mean of its last ``recent`` distances, and the
 likelihood is Phi((r - m) / s), the Gaussian probability of a recent mean no higher than r. A
 row whose series has fewer than ``LIKELIHOOD_MIN_ROWS`` distances behind it gets 0: too little
 history to judge it.
 
-Every statistic is taken over one fixed window of distances, never a running sum, so a series
-split anywhere (micro-batches, a restart) gives bit for bit the numbers of the whole series.
+The history window is made of blocks of ``likelihood_block(window)`` rows, counted from the
+series' first distance: the block row i is in, up to row i, and the whole blocks before it, as
+many as fit in ``window`` with the current one (so it spans between ``window - 2 * block`` and
+``window`` rows once the series is that long). A series then carries only its blocks' sums, not
+``window`` distances, and each row costs the same whatever the window. Sums run row by row from
+each block's start and whole blocks add exactly (``math.fsum``), so a series split anywhere
+(micro-batches, a restart) gives bit for bit the numbers of the whole series.
 Part of the scoring core: plain numpy.
 """
 
@@ -24,15 +29,17 @@ from core.history import window_mean_std
 
 LIKELIHOOD_MIN_ROWS = 50
 SPREAD_FLOOR = 1e-9  # a flat series' spread: a rise from it is judged, not divided by zero
-# Rows per block of copied windows: the windows are rows x window floats.
-BLOCK_FLOATS = 1 << 20
+# Blocks per history window: fine enough that the window's length varies by a few percent (and
+# the cross-validated scores match those of an exact window), coarse enough that a series'
+# state stays a few dozen numbers.
+WINDOW_BLOCKS = 32
 
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
-def likelihood_tail(window: int, recent: int) -> int:
-    """How many earlier distances of a series the likelihood of its next row needs."""
-    return max(window, recent) - 1
+def likelihood_block(window: int) -> int:
+    """Rows per block of a history window of ``window`` rows."""
+    return max(1, -(-window // WINDOW_BLOCKS))
 
 
 def likelihood_warmup(window: int) -> int:
@@ -40,41 +47,63 @@ def likelihood_warmup(window: int) -> int:
     return min(window, LIKELIHOOD_MIN_ROWS) - 1
 
 
-def windowed_means(padded: np.ndarray, n: int, width: int, with_std: bool) -> tuple:
-    """Mean (and spread) of each of the last ``n`` windows of ``width`` over ``padded``, with the
-    count of distances in each (NaN pads the rows before a series began)."""
-    windows = np.lib.stride_tricks.sliding_window_view(padded[-(n + width - 1) :], width)
-    mean, spread, count = np.empty(n), np.empty(n) if with_std else None, np.empty(n, dtype=np.intp)
-    block = max(1, BLOCK_FLOATS // width)
-    for start in range(0, n, block):
-        part = windows[start : start + block]
-        with np.errstate(invalid="ignore"):
-            m, s = window_mean_std(part, with_std)
-        mean[start : start + block] = m
-        if with_std:
-            spread[start : start + block] = s
-        count[start : start + block] = np.sum(~np.isnan(part), axis=-1)
-    return mean, spread, count
+def recent_means(distances: np.ndarray, earlier: list[float], recent: int) -> tuple[np.ndarray, list[float]]:
+    """Mean of each row's last ``recent`` distances (fewer at a series' start), and the
+    distances to carry on: a fixed window per row, so splits do not change the bits."""
+    if recent <= 1:
+        return distances, []
+    before = np.asarray(earlier[max(0, len(earlier) - (recent - 1)) :], dtype=float)
+    context = np.concatenate([np.full(recent - 1 - len(before), np.nan), before, distances])
+    windows = np.lib.stride_tricks.sliding_window_view(context, recent)
+    with np.errstate(invalid="ignore"):
+        means = window_mean_std(windows, with_std=False)[0]
+    return means, context[len(context) - (recent - 1) :].tolist()
 
 
-def likelihood_scores(
-    distances: np.ndarray, earlier: list[float], window: int, recent: int
-) -> tuple[np.ndarray, list[float]]:
-    """The likelihood of each of a series' next distances, and the distances to carry on.
+def likelihood_scores(distances: np.ndarray, earlier: dict | None, window: int, recent: int) -> tuple[np.ndarray, dict]:
+    """The likelihood of each of a series' next distances, and the state to carry on.
 
-    ``distances``: the valid rows' distances in series order; ``earlier``: the series' distances
-    before them (at most ``likelihood_tail`` are used).
+    ``distances``: the valid rows' distances in series order; ``earlier``: the state this
+    function returned after the series' distances before them (None for a new series):
+    ``blocks``, the [sum, sum of squares] of its latest whole blocks, oldest first; ``partial``,
+    [rows, sum, sum of squares] of the block under way; ``recent``, its last distances.
     """
-    n = len(distances)
-    keep = likelihood_tail(window, recent)
-    before = np.asarray(earlier[max(0, len(earlier) - keep) :] if keep else [], dtype=float)
-    context = np.concatenate([before, np.asarray(distances, dtype=float)])
-    pad = max(window, recent) - 1
-    padded = np.concatenate([np.full(pad, np.nan), context])
-    mean, spread, count = windowed_means(padded, n, window, True)
-    recent_mean = windowed_means(padded, n, recent, False)[0] if recent > 1 else context[len(before) :]
+    earlier = earlier or {}
+    x = np.asarray(distances, dtype=float)
+    n = len(x)
+    block = likelihood_block(window)
+    whole_blocks = window // block - 1  # the whole blocks that fit beside the current one
+    blocks = [tuple(b) for b in earlier.get("blocks", [])]
+    filled, partial_sum, partial_squares = earlier.get("partial", [0, 0.0, 0.0])
+    recent_mean, recent_carried = recent_means(x, earlier.get("recent", []), recent)
+    if n == 0:
+        return np.empty(0), {**earlier, "recent": recent_carried}
+    # One grid row per block the distances touch; running sums along a row restart at each block
+    # and continue the block under way from its carried sum (0 + sum is exactly the sum).
+    grid_rows = (filled + n + block - 1) // block
+    grid = np.zeros((2, grid_rows * block))
+    grid[0, filled : filled + n] = x
+    grid[1, filled : filled + n] = x * x
+    if filled:
+        grid[:, filled - 1] = partial_sum, partial_squares
+    running = np.cumsum(grid.reshape(2, grid_rows, block), axis=2)
+    position = filled + np.arange(n)
+    row, column = position // block, position % block
+    ended = (filled + n) // block  # grid rows whose block is now whole
+    history = blocks + list(zip(running[0, :ended, -1].tolist(), running[1, :ended, -1].tolist()))
+    before = [history[max(0, len(blocks) + r - whole_blocks) : len(blocks) + r] for r in range(grid_rows)]
+    window_sum = np.array([math.fsum(b[0] for b in w) for w in before])[row] + running[0, row, column]
+    window_squares = np.array([math.fsum(b[1] for b in w) for w in before])[row] + running[1, row, column]
+    count = np.array([len(w) for w in before])[row] * block + column + 1
+    mean = window_sum / count
+    spread = np.sqrt(np.maximum(window_squares / count - mean * mean, 0.0))
     z = (recent_mean - mean) / np.maximum(spread, SPREAD_FLOOR)
     scores = (0.5 * _erfc(-z / math.sqrt(2.0))).astype(float)
     scores[count < min(window, LIKELIHOOD_MIN_ROWS)] = 0.0
-    carried = context[len(context) - min(keep, len(context)) :].tolist() if keep else []
+    left = (filled + n) % block
+    carried = {
+        "blocks": [list(b) for b in history[len(history) - min(whole_blocks, len(history)) :]] if whole_blocks else [],
+        "partial": [left, float(running[0, -1, left - 1]), float(running[1, -1, left - 1])] if left else [0, 0.0, 0.0],
+        "recent": recent_carried,
+    }
     return scores, carried

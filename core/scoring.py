@@ -138,8 +138,8 @@ class ModelParams:
     alert_threshold: float = 0.5
     cooldown: int = 0
     # The anomaly score (``SCORE_KINDS``); a likelihood judges each distance against the mean and
-    # spread of the series' last ``likelihood_window`` distances, from the mean of its last
-    # ``likelihood_recent``.
+    # spread of the series' distances in a history window of at most ``likelihood_window`` rows,
+    # from the mean of its last ``likelihood_recent``.
     score_kind: str = SCORE_DISTANCE
     likelihood_window: int = 0
     likelihood_recent: int = 1
@@ -245,9 +245,10 @@ class SeriesState:
     ``rows_since_alert``: valid rows since its last alert, None before the first;
     ``rows``: valid rows seen; ``last_time``: the latest timestamp scored (UTC, ISO 8601), so a
     row that arrives after later rows of its series can be told apart (None in older states);
-    ``distances``: its last distances, for a likelihood score (empty for other models and in
-    older states), measured by the model whose ``distance_key`` is ``distances_key``: another
-    model (a switch, a challenger) starts its own.
+    ``likelihood``: its distances' block sums for a likelihood score (None for other models and
+    in older states), measured by the model whose ``distance_key`` is ``distances_key``: another
+    model (a switch, a challenger) starts its own; ``distances``: the raw distances a state
+    written before the block sums carried, read once into ``likelihood``.
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -256,6 +257,7 @@ class SeriesState:
     last_time: str | None = None
     distances: list[float] = field(default_factory=list)
     distances_key: str | None = None
+    likelihood: dict | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -337,8 +339,9 @@ def score_series_arrays(
         state.rows_since_alert,
         state.rows,
         state.last_time,
-        list(state.distances),
+        state.distances,
         state.distances_key,
+        state.likelihood,
     )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
@@ -355,10 +358,12 @@ def score_series_arrays(
             # d / (d + threshold) maps [0, inf) onto [0, 1) and crosses 0.5 at the threshold.
             row_score = d / (d + params.threshold) if params.threshold > 0 else (d > 0).astype(float)
         if params.score_kind == SCORE_LIKELIHOOD:
-            earlier = state.distances if state.distances_key == params.distance_key else []
-            row_score, new_state.distances = likelihood_scores(
-                d, earlier, params.likelihood_window, params.likelihood_recent
-            )
+            window, recent = params.likelihood_window, params.likelihood_recent
+            earlier = state.likelihood if state.distances_key == params.distance_key else None
+            if earlier is None and state.distances and state.distances_key == params.distance_key:
+                earlier = likelihood_scores(np.asarray(state.distances), None, window, recent)[1]
+            row_score, new_state.likelihood = likelihood_scores(d, earlier, window, recent)
+            new_state.distances = []
             new_state.distances_key = params.distance_key
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.

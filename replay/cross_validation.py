@@ -142,7 +142,7 @@ def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
 
     valid = np.isfinite(scores)
     out = np.full(len(scores), np.nan)
-    out[valid] = likelihood_scores(scores[valid] / (1.0 - scores[valid]), [], window, recent)[0]
+    out[valid] = likelihood_scores(scores[valid] / (1.0 - scores[valid]), None, window, recent)[0]
     return out
 
 
@@ -285,7 +285,7 @@ def numbers(text: str, kind=float) -> list:
 def run_cross_validation(spark, service, args) -> dict:
     import mlflow
 
-    from core.generated_docs import replace_section
+    from core.generated_docs import check_section, replace_section
     from training.config import (
         DEFAULT_ALERT_THRESHOLD,
         DEFAULT_COOLDOWN,
@@ -297,6 +297,8 @@ def run_cross_validation(spark, service, args) -> dict:
         parse_history,
     )
 
+    if args.report:
+        check_section(args.report, CV_BEGIN, CV_END)
     started = time.perf_counter()
     root = Path(args.nab_root)
     files = labelled_files(root)

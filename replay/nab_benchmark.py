@@ -251,13 +251,15 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     import mlflow
     from py4j.protocol import Py4JError
 
-    from core.generated_docs import replace_section
+    from core.generated_docs import check_section, replace_section
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
     from replay.nab_scoring import parse_keyed_windows
 
     if args.rule not in RULES:
         raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
+    if args.readme:
+        check_section(args.readme, TABLE_BEGIN, TABLE_END)
     fs = HadoopFs(spark)
     inputs, own_labels = nab_inputs(fs, args.data)
     if not inputs:

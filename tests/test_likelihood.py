@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.likelihood import LIKELIHOOD_MIN_ROWS, likelihood_scores
+from core.likelihood import LIKELIHOOD_MIN_ROWS, likelihood_block, likelihood_scores
 from core.model import AnomalyDetectorModel
 from core.scoring import SCORE_LIKELIHOOD, ModelParams, SeriesState, score_frame, score_series
 
@@ -40,22 +40,27 @@ def cpu_series(rows: int, seed: int = 7, spike_at: int | None = None) -> pd.Data
 
 
 def test_the_likelihood_is_the_gaussian_tail_of_the_recent_mean_against_the_series_own_window():
-    # given distances and an independent reading of the formula (pandas rolling windows, erfc)
+    # given distances and an independent reading of the formula: per row, the distances of its
+    # block so far and of the whole blocks before it that fit in the window (numpy, erfc)
     distances = np.abs(np.random.default_rng(1).normal(1.0, 0.3, 600))
     distances[400:405] = 4.0  # an incident of five rows
     window, recent = 100, 5
-    series = pd.Series(distances)
-    mean = series.rolling(window, min_periods=1).mean()
-    spread = series.rolling(window, min_periods=1).std(ddof=0)
-    z = (series.rolling(recent, min_periods=1).mean() - mean) / spread.clip(lower=1e-9)
-    want = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in z])
-    want[: LIKELIHOOD_MIN_ROWS - 1] = 0.0  # too little history to judge
+    block = likelihood_block(window)
+    want = np.zeros(len(distances))
+    for i in range(LIKELIHOOD_MIN_ROWS - 1, len(distances)):
+        first = max(0, (i // block - (window // block - 1)) * block)
+        history, last = distances[first : i + 1], distances[max(0, i - recent + 1) : i + 1]
+        z = (last.mean() - history.mean()) / max(history.std(), 1e-9)
+        want[i] = 0.5 * math.erfc(-z / math.sqrt(2))
     # when the core scores them
-    got, carried = likelihood_scores(distances, [], window, recent)
+    got, carried = likelihood_scores(distances, None, window, recent)
     # then they agree, and the jump is judged far out in the tail
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
     assert got[404] > 0.9999 > got[399]
-    assert len(carried) == window - 1 and carried[-1] == distances[-1]
+    # and the series carries a few sums, not its window of distances
+    assert len(carried["blocks"]) == window // block - 1 and carried["recent"] == distances[-recent + 1 :].tolist()
+    assert carried["partial"][0] == len(distances) % block
+    assert window - 2 * block < (window // block - 1) * block + 1 and (window // block) * block <= window
 
 
 @pytest.mark.parametrize("cuts", [[1], [49, 50, 51], [17, 200, 333, 334], list(range(5, 700, 97))])
@@ -82,7 +87,23 @@ def test_a_state_written_before_the_likelihood_existed_still_loads():
     # when it is read back
     state = SeriesState.from_json(old)
     # then its distances start empty and the rest is kept
-    assert state.distances == [] and state.rows == 3 and state.tail == [[1.0]]
+    assert state.distances == [] and state.likelihood is None and state.rows == 3 and state.tail == [[1.0]]
+
+
+def test_a_state_that_carried_raw_distances_continues_from_them():
+    # given a series scored up to a point, its state as the monitor wrote it before block sums:
+    # the raw distances of the series so far
+    params = likelihood_model()
+    frame = cpu_series(400, spike_at=330)
+    first, state = score_series(params, frame.iloc[:300])
+    old = SeriesState.from_json(state.to_json())
+    old.distances, old.likelihood = first["distance"].tolist(), None
+    # when the monitor reads it back and scores the next rows
+    scored, after = score_series(params, frame.iloc[300:], SeriesState.from_json(old.to_json()))
+    # then the likelihood goes on from those distances (no second warm-up), and they become sums
+    whole, _ = score_series(params, frame)
+    np.testing.assert_allclose(scored["anomaly_score"], whole["anomaly_score"].iloc[300:], rtol=0, atol=1e-9)
+    assert scored["is_alert"].any() and after.distances == [] and after.likelihood["blocks"]
 
 
 def test_the_likelihood_judges_each_series_against_itself_in_a_request():
@@ -128,7 +149,7 @@ def test_another_model_continuing_a_series_judges_its_own_distances_from_afresh(
     # when the second model continues from that state (a model switch, a promoted challenger)
     scored, after = score_series(second, frame.iloc[300:], SeriesState.from_json(state.to_json()))
     # then its history features carry on, but its likelihood starts from its own distances
-    own, _ = likelihood_scores(scored["distance"].to_numpy(), [], second.likelihood_window, second.likelihood_recent)
+    own, _ = likelihood_scores(scored["distance"].to_numpy(), None, second.likelihood_window, second.likelihood_recent)
     np.testing.assert_array_equal(scored["anomaly_score"].to_numpy(), own)
     fresh, _ = score_series(second, frame.iloc[300:].reset_index(drop=True))
     assert not np.array_equal(scored["distance"].to_numpy(), fresh["distance"].to_numpy())  # features carried
