@@ -13,6 +13,7 @@ rows, through the history features, to about a quarter).
 
     python -m benchmarks.monitor_batch --files 1920 --batches 5
     python -m benchmarks.monitor_batch --files 1920 --conf spark.eventLog.enabled=true
+    python -m benchmarks.monitor_batch --files 960 --score distance   # what the likelihood costs
 
 Run it on two commits in turn (alternating, on a quiet machine) to compare them; add Spark's
 event log (``--conf``) for the stages of each batch.
@@ -35,6 +36,9 @@ def parse_args(argv):
     parser.add_argument("--batches", type=int, default=5, help="timed batches (the first is a cold one)")
     parser.add_argument(
         "--no-injected-anomaly", action="store_true", help="drop the sure anomaly the benchmark writes into every file"
+    )
+    parser.add_argument(
+        "--score", default=None, help="the model's anomaly score (train's --score; default: train's default)"
     )
     parser.add_argument("--master", default=None)
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="monitor-batch-") as scratch:
         work = Path(scratch)
         store = f"sqlite:///{work / 'mlflow.db'}"
-        model_uri = train_benchmark_model(store)
+        model_uri = train_benchmark_model(store, *(["--score", args.score] if args.score else []))
         with (
             MlflowService(store, store) as service,
             spark_session("monitor-batch", args.master, args.conf, long_running=True) as spark,

@@ -75,10 +75,11 @@ def bench_train(
     ]
 
 
-def train_benchmark_model(store: str) -> str:
-    """The monitor's and server's model: the sample table with train's defaults, registered."""
+def train_benchmark_model(store: str, *settings: str) -> str:
+    """The monitor's and server's model: the sample table with train's defaults (or ``settings``,
+    extra train arguments), registered."""
     from mlflow import MlflowClient
 
-    run_train(store, "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"), "--model-name", "bench-monitor")
+    run_train(store, "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"), "--model-name", "bench-monitor", *settings)
     versions = MlflowClient(store, store).search_model_versions("name='bench-monitor'")
     return f"models:/bench-monitor/{max(int(v.version) for v in versions)}"
