@@ -80,6 +80,7 @@ def train_benchmark_model(store: str, *settings: str) -> str:
     extra train arguments), registered."""
     from mlflow import MlflowClient
 
-    run_train(store, "--data", str(PROJECT_ROOT / "data/sample/metrics.csv"), "--model-name", "bench-monitor", *settings)
+    sample = str(PROJECT_ROOT / "data/sample/metrics.csv")
+    run_train(store, "--data", sample, "--model-name", "bench-monitor", *settings)
     versions = MlflowClient(store, store).search_model_versions("name='bench-monitor'")
     return f"models:/bench-monitor/{max(int(v.version) for v in versions)}"

@@ -3,9 +3,11 @@ for streaming data" (Neurocomputing, 2017): each row's distance to the nearest c
 against the same series' own recent distances, so one alert level carries across series whose
 distances sit at different heights (a busy database, an idle web host, hourly or per-minute data).
 
-For row i of a series: m and s are the mean and (population) spread of the series' distances in
-its history window (row i included), r the mean of its last ``recent`` distances, and the
-likelihood is Phi((r - m) / s), the Gaussian probability of a recent mean no higher than r. A
+For row i of a series: r is the mean of its last ``recent`` distances, m and s the mean and
+(population) spread of those recent means over the series' history window (row i included), and
+the likelihood is Phi((r - m) / s), the Gaussian probability of a recent mean no higher than r.
+As in Ahmad et al., the spread is that of the averaged scores, not of single distances: a
+sustained rise is judged against how much such averages normally move. A
 row whose series has fewer than ``LIKELIHOOD_MIN_ROWS`` distances behind it gets 0: too little
 history to judge it.
 
@@ -57,7 +59,8 @@ def recent_means(distances: np.ndarray, earlier: list[float], recent: int) -> tu
     windows = np.lib.stride_tricks.sliding_window_view(context, recent)
     with np.errstate(invalid="ignore"):
         means = window_mean_std(windows, with_std=False)[0]
-    return means, context[len(context) - (recent - 1) :].tolist()
+    seen = np.concatenate([before, distances])  # without the NaN that pad a series' start
+    return means, seen[max(0, len(seen) - (recent - 1)) :].tolist()
 
 
 def likelihood_scores(distances: np.ndarray, earlier: dict | None, window: int, recent: int) -> tuple[np.ndarray, dict]:
@@ -82,8 +85,8 @@ def likelihood_scores(distances: np.ndarray, earlier: dict | None, window: int, 
     # and continue the block under way from its carried sum (0 + sum is exactly the sum).
     grid_rows = (filled + n + block - 1) // block
     grid = np.zeros((2, grid_rows * block))
-    grid[0, filled : filled + n] = x
-    grid[1, filled : filled + n] = x * x
+    grid[0, filled : filled + n] = recent_mean
+    grid[1, filled : filled + n] = recent_mean * recent_mean
     if filled:
         grid[:, filled - 1] = partial_sum, partial_squares
     running = np.cumsum(grid.reshape(2, grid_rows, block), axis=2)

@@ -137,9 +137,9 @@ class ModelParams:
     # series have passed since the series' last alert.
     alert_threshold: float = 0.5
     cooldown: int = 0
-    # The anomaly score (``SCORE_KINDS``); a likelihood judges each distance against the mean and
-    # spread of the series' distances in a history window of at most ``likelihood_window`` rows,
-    # from the mean of its last ``likelihood_recent``.
+    # The anomaly score (``SCORE_KINDS``); a likelihood judges the mean of a series' last
+    # ``likelihood_recent`` distances against the mean and spread of those means over a history
+    # window of at most ``likelihood_window`` rows (core/likelihood.py).
     score_kind: str = SCORE_DISTANCE
     likelihood_window: int = 0
     likelihood_recent: int = 1

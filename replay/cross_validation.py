@@ -414,7 +414,9 @@ def parse_args(argv):
     )
     parser.add_argument("--likelihood-recents", default="1,10", help="likelihood recent means to try, rows")
     parser.add_argument(
-        "--likelihood-thresholds", default="0.999,0.9999,0.99999", help="alert thresholds on the likelihood to try"
+        "--likelihood-thresholds",
+        default="0.999,0.9999,0.99999,0.999999",
+        help="alert thresholds on the likelihood to try",
     )
     parser.add_argument("--likelihood-cooldowns", default="0,72,216", help="cooldowns with the likelihood, rows")
     add_model_settings(

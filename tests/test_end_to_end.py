@@ -79,7 +79,7 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     assert (params["history"], params["span"], params["alert_threshold"], params["cooldown"]) == (
         "mean,std",
         "24",
-        "0.99999",
+        "0.999999",
         "72",
     )
     assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "4032", "10")
