@@ -58,19 +58,27 @@ def sample_store(tmp_path_factory, spark):
     in production: trained once for the subprocess monitors that only read it."""
     from mlflow import MlflowClient
 
+    from helpers import SAMPLE
+
+    folder = tmp_path_factory.mktemp("sample-store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    params = train_and_promote(spark, uri, SAMPLE, SAMPLE_MODEL)
+    return {"uri": uri, "params": params, "client": MlflowClient(uri, uri)}
+
+
+def train_and_promote(spark, uri: str, data, model_name: str):
+    """Train's defaults on ``data`` as version 1 of ``model_name`` in the store at ``uri``, in
+    production; returns its params."""
     from core.model import load_params
     from training import promote
     from training import train as train_job
 
-    from helpers import SAMPLE, train_args
+    from helpers import train_args
 
-    folder = tmp_path_factory.mktemp("sample-store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
     with isolated_store(uri) as service:
-        train_job.train(spark, service, train_args(SAMPLE, model_name=SAMPLE_MODEL))
-        promote.promote(service.client, SAMPLE_MODEL)
-        params = load_params(f"models:/{SAMPLE_MODEL}/1")
-    return {"uri": uri, "params": params, "client": MlflowClient(uri, uri)}
+        train_job.train(spark, service, train_args(data, model_name=model_name))
+        promote.promote(service.client, model_name)
+        return load_params(f"models:/{model_name}/1")
 
 
 @pytest.fixture(scope="session")

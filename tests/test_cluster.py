@@ -25,6 +25,7 @@ from conftest import (
     run_command,
     wait_for,
 )
+from helpers import monitor_command
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -135,24 +136,9 @@ def test_train_monitor_and_replay_on_a_cluster_equal_local_mode(cluster, tmp_pat
 
     # monitor on the cluster, fed by the streamer
     monitor = ManagedProcess(
-        [
-            PYTHON,
-            "-m",
-            "streaming.monitor",
-            "--input",
-            str(tmp_path / "in"),
-            "--output",
-            str(tmp_path / "out"),
-            "--model-name",
-            MODEL,
-            "--window",
-            "1",
-            "--idle-windows",
-            str(IDLE_WINDOWS),
-            "--master",
-            cluster["master"],
-            *DRIVER_CONF,
-        ],
+        monitor_command(
+            tmp_path, MODEL, "--idle-windows", str(IDLE_WINDOWS), "--master", cluster["master"], *DRIVER_CONF
+        ),
         tmp_path / "monitor.log",
         MLFLOW_TRACKING_URI=uri,
     )

@@ -18,8 +18,8 @@ from streaming.sinks import files_in_batch, read_summaries
 from training import promote
 from training import train as train_job
 
-from conftest import PYTHON, isolated_store, run_command, wait_for
-from helpers import SAMPLE, drop, monitor_args, train_args
+from conftest import isolated_store, run_command, wait_for
+from helpers import SAMPLE, drop, monitor_args, monitor_command, train_args
 from streaming_cases import HEADER
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
@@ -64,23 +64,7 @@ def test_available_now_processes_every_file_present_then_exits_0_by_itself(store
     sample_files(tmp_path / "in", 5)
     # when the monitor runs in catch-up mode as the MLproject passes it (a "true" string), two files a batch
     result = run_command(
-        [
-            PYTHON,
-            "-m",
-            "streaming.monitor",
-            "--input",
-            str(tmp_path / "in"),
-            "--output",
-            str(tmp_path / "out"),
-            "--model-name",
-            MODEL,
-            "--window",
-            "1",
-            "--max-files-per-trigger",
-            "2",
-            "--available-now",
-            "true",
-        ],
+        monitor_command(tmp_path, MODEL, "--max-files-per-trigger", "2", "--available-now", "true"),
         timeout=300,
         MLFLOW_TRACKING_URI=store["uri"],
     )

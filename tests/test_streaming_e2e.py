@@ -12,13 +12,10 @@ import pandas as pd
 import pytest
 
 from core.csv_input import score_files
-from core.model import load_params
 from streaming.sinks import read_output, read_summaries
-from training import promote
-from training import train as train_job
 
-from conftest import PYTHON, ManagedProcess, isolated_store, run_command, wait_for
-from helpers import train_args
+from conftest import PYTHON, ManagedProcess, run_command, train_and_promote, wait_for
+from helpers import monitor_command
 
 # Real JVMs, servers or subprocess jobs: the full suite runs them, the quick tier (-m "not slow") does not.
 pytestmark = pytest.mark.slow
@@ -31,10 +28,7 @@ def store(tmp_path_factory, spark, nab_table):
     """A store whose production model was trained on the NAB table; NAB-derived source files."""
     folder = tmp_path_factory.mktemp("stream-store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with isolated_store(uri) as service:
-        train_job.train(spark, service, train_args(nab_table, model_name=MODEL))
-        promote.promote(service.client, MODEL)
-        params = load_params(f"models:/{MODEL}/1")
+    params = train_and_promote(spark, uri, nab_table, MODEL)
     table = pd.read_csv(nab_table)
     sources = folder / "sources"
     sources.mkdir()
@@ -49,21 +43,9 @@ def expected_records(params, input_dir):
 
 
 def start_monitor(tmp_path, store, log_name, *extra, **env):
-    args = [
-        PYTHON,
-        "-m",
-        "streaming.monitor",
-        "--input",
-        str(tmp_path / "in"),
-        "--output",
-        str(tmp_path / "out"),
-        "--model-name",
-        MODEL,
-        "--window",
-        "1",
-        *extra,
-    ]
-    return ManagedProcess(args, tmp_path / log_name, MLFLOW_TRACKING_URI=store["uri"], **env)
+    return ManagedProcess(
+        monitor_command(tmp_path, MODEL, *extra), tmp_path / log_name, MLFLOW_TRACKING_URI=store["uri"], **env
+    )
 
 
 def stream(tmp_path, store, *extra):
