@@ -101,9 +101,9 @@ def variant_table(files, values, variants, args) -> tuple[np.ndarray, list]:
     """NAB's (raw, null, perfect) per setting, file and profile, and the settings."""
     from core.history import tail_rows
     from core.likelihood import likelihood_scores, likelihood_warmup
-    from replay.cross_validation import numbers
+    from replay.cross_validation import numbers, profile_parts
     from replay.nab_benchmark import alert_detector
-    from replay.nab_scoring import PROFILES, score_file
+    from replay.nab_scoring import PROFILES
 
     policies = list(
         itertools.product(numbers(args.recents, int), numbers(args.likelihood_thresholds), numbers(args.cooldowns, int))
@@ -122,10 +122,7 @@ def variant_table(files, values, variants, args) -> tuple[np.ndarray, list]:
             table = np.zeros((len(files), len(PROFILES), 3))
             detect = alert_detector(cooldown, warmup)
             for f, item in enumerate(files):
-                flags = detect(judged[recent][f], threshold)
-                for p, profile in enumerate(PROFILES):
-                    result = score_file(flags, item.spans, profile)
-                    table[f, p] = (result.raw, result.null, result.perfect)
+                table[f] = profile_parts(detect(judged[recent][f], threshold), item.spans)
             rows.append(table)
     return np.stack(rows), settings
 

@@ -155,7 +155,7 @@ def score_table(
     """NAB's (raw, null, perfect) per setting, file and profile: settings x files x profiles x 3."""
     from core.likelihood import likelihood_warmup
     from core.scoring import tail_rows
-    from replay.nab_scoring import PROFILES, score_file
+    from replay.nab_scoring import PROFILES
 
     table = np.zeros((len(settings), len(files), len(PROFILES), 3))
     judged: dict = {}  # the likelihood of a file's scores, once per model and window
@@ -170,11 +170,15 @@ def score_table(
                 if key not in judged:
                     judged[key] = likelihoods(file_scores, setting.likelihood_window, setting.likelihood_recent)
                 file_scores = judged[key]
-            flags = alerts(file_scores, setting, warmup)
-            for p, profile in enumerate(PROFILES):
-                result = score_file(flags, item.spans, profile)
-                table[s, f, p] = (result.raw, result.null, result.perfect)
+            table[s, f] = profile_parts(alerts(file_scores, setting, warmup), item.spans)
     return table
+
+
+def profile_parts(flags: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """NAB's (raw, null, perfect) of one file's detections, per profile: profiles x 3."""
+    from replay.nab_scoring import PROFILES, score_file
+
+    return np.array([(r.raw, r.null, r.perfect) for r in (score_file(flags, spans, p) for p in PROFILES)])
 
 
 def normalised(parts: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
 # k=7 over each input's rolling mean and spread across its last 24 rows. A row's anomaly score
 # is the likelihood of the mean of its series' last 10 distances against the same means over the
-# series' last 4032 rows (14 days of 5-minute rows); an alert at 0.999999; then no other alert for the series within
-# 72 rows. k and span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
+# series' last 4032 rows (14 days of 5-minute rows); an alert at 0.999999; then no other alert
+# for the series within 72 rows. k and span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
 # cross-validation over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("mean", "std")
 DEFAULT_SPAN = 24
