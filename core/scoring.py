@@ -31,6 +31,7 @@ from core.explanation import EXPLANATION_COLUMNS, explain
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
 from core.validity import validity
+from core.value_range import check_range_tolerance, range_flags
 
 RULE_CLUSTER = "cluster"  # the original: anomalous when outside the most populous cluster
 RULE_DISTANCE = "distance"  # anomalous when the distance to the nearest centroid passes a threshold
@@ -143,12 +144,16 @@ class ModelParams:
     score_kind: str = SCORE_DISTANCE
     likelihood_window: int = 0
     likelihood_recent: int = 1
+    # A row whose input passes its series' range so far by more than this fraction of it scores 1
+    # and is anomalous, whatever its distance (core/value_range.py); None leaves the range out.
+    range_tolerance: float | None = None
 
     def __post_init__(self):
         check_rule(self.rule)
         check_history(self.history)
         check_alert_policy(self.span, self.cooldown)
         check_score(self.score_kind, self.likelihood_window, self.likelihood_recent)
+        check_range_tolerance(self.range_tolerance)
         width = len(self.vector_columns)
         if len(self.mean) != width or len(self.scale) != width:
             raise ValueError("mean and scale need one entry per feature")
@@ -198,7 +203,12 @@ class ModelParams:
     @property
     def per_series(self) -> bool:
         """Whether a row's score or alert depends on the rows of its series before it."""
-        return self.uses_history or self.cooldown > 0 or self.score_kind == SCORE_LIKELIHOOD
+        return (
+            self.uses_history
+            or self.cooldown > 0
+            or self.score_kind == SCORE_LIKELIHOOD
+            or self.range_tolerance is not None
+        )
 
     @property
     def tail_rows(self) -> int:
@@ -248,7 +258,9 @@ class SeriesState:
     ``likelihood``: its distances' block sums for a likelihood score (None for other models and
     in older states), measured by the model whose ``distance_key`` is ``distances_key``: another
     model (a switch, a challenger) starts its own; ``distances``: the raw distances a state
-    written before the block sums carried, read once into ``likelihood``.
+    written before the block sums carried, read once into ``likelihood``; ``value_range``: each
+    input's [lowest, highest] valid value so far, for a model with a range tolerance (raw inputs,
+    like the tail, so any model with the same inputs carries it on).
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -258,6 +270,7 @@ class SeriesState:
     distances: list[float] = field(default_factory=list)
     distances_key: str | None = None
     likelihood: dict | None = None
+    value_range: list[list[float]] | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -342,6 +355,7 @@ def score_series_arrays(
         state.distances,
         state.distances_key,
         state.likelihood,
+        state.value_range,
     )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
@@ -365,6 +379,10 @@ def score_series_arrays(
             row_score, new_state.likelihood = likelihood_scores(d, earlier, window, recent)
             new_state.distances = []
             new_state.distances_key = params.distance_key
+        if params.range_tolerance is not None:
+            outside, new_state.value_range = range_flags(values[valid], state.value_range, params.range_tolerance)
+            row_score = np.where(outside, 1.0, row_score)
+            flagged = flagged | outside
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows

@@ -1,9 +1,10 @@
 """Leave-one-category-out cross-validation of the detector's settings on NAB.
 
 Input: a NAB root (``data/<category>/*.csv``, ``labels/combined_windows.json``) and a grid of
-the existing settings: k and span (each pair trains one model per file, on its probationary
-period, as ``replay.nab_benchmark`` does), alert threshold and cooldown (the alert policy, applied
-to the model's scores with the core's own ``apply_alerts``, so they cost no retraining).
+the existing settings: history features, k and span (each trains one model per file, on its
+probationary period, as ``replay.nab_benchmark`` does); the anomaly score, range tolerance, alert
+threshold and cooldown (applied to the model's distances with the core's own likelihood, range
+and ``apply_alerts``, so they cost no retraining).
 The detections are the alerts themselves: no threshold is swept on the data being scored.
 For each profile and each labelled category: the setting with the best NAB score on the other
 categories' files is chosen and scores the held-out category. Reported: that out-of-fold score
@@ -11,7 +12,7 @@ per category and pooled over every labelled file; the in-sample score (one setti
 every labelled file); and the defaults' score.
 Output: ``<out>/cv.json``, one MLflow run (benchmark experiment, tag ``step=cross_validation``),
 and with ``--report docs/quality.md`` that page's cross-validation table. The models' scores
-are cached under ``<out>/cache`` (one file per setting of k and span per series), so a second
+are cached under ``<out>/cache`` (one file per history, k and span per series), so a second
 run with more alert settings trains nothing.
 
     python -m replay.cross_validation --nab-root $NAB_DATA_DIR --out data/cv --report docs/quality.md
@@ -23,7 +24,7 @@ import argparse
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,8 @@ class Setting:
     score: str = "distance"
     likelihood_window: int = 0
     likelihood_recent: int = 1
+    range_tolerance: float | None = None
+    history: str = "mean,std"
 
     def label(self) -> str:
         policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
@@ -54,7 +57,9 @@ class Setting:
                 f"likelihood over {self.likelihood_window} rows (recent {self.likelihood_recent}), "
                 f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
             )
-        return f"k={self.k}, span={self.span}, {policy}"
+        if self.range_tolerance is not None:
+            policy += f", range tolerance {self.range_tolerance:g}"
+        return f"{self.history}, k={self.k}, span={self.span}, {policy}"
 
 
 @dataclass
@@ -89,14 +94,17 @@ def labelled_files(nab_root: Path) -> list[LabelledFile]:
     return found
 
 
-def model_scores(spark, files: list[LabelledFile], k: int, span: int, args, cache: Path) -> list[np.ndarray]:
-    """Each file's anomaly scores from a model of ``k`` clusters over ``span`` rows trained on
-    its probationary period (NaN where a row is invalid); cached per setting and file."""
+def model_scores(
+    spark, files: list[LabelledFile], history: str, k: int, span: int, args, cache: Path
+) -> list[np.ndarray]:
+    """Each file's anomaly scores from a model of ``k`` clusters over the ``history`` features
+    across ``span`` rows trained on its probationary period (NaN where a row is invalid); cached
+    per setting and file."""
     from core.csv_input import score_files
     from replay.nab_benchmark import fit_file
 
     folder = cache / (
-        f"k{k}-span{span}-{args.history.replace(',', '+')}-q{args.threshold_quantile:g}-seed{args.seed}"
+        f"k{k}-span{span}-{history.replace(',', '+')}-q{args.threshold_quantile:g}-seed{args.seed}"
         f"-iter{args.max_iter}-{args.rule}"
     )
     config = argparse.Namespace(
@@ -106,12 +114,13 @@ def model_scores(spark, files: list[LabelledFile], k: int, span: int, args, cach
         max_iter=args.max_iter,
         rule=args.rule,
         threshold_quantile=args.threshold_quantile,
-        history=args.history,
+        history=history,
         alert_threshold=1.0,
         cooldown=0,
         score="distance",  # the cache holds the distance score: every alert policy starts from it
         likelihood_window=0,
         likelihood_recent=1,
+        range_tolerance=None,  # the range is applied with the alert policy, from the file's values
     )
     scores = []
     for item in files:
@@ -146,30 +155,57 @@ def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
     return out
 
 
+def out_of_range(item: LabelledFile, scores: np.ndarray, tolerance: float) -> np.ndarray:
+    """The core's range flags of a file's valid rows (those with a score), in file order."""
+    import pandas as pd
+
+    from core.value_range import range_flags
+
+    values = pd.to_numeric(pd.read_csv(item.path)["value"], errors="coerce").to_numpy(float)
+    if len(values) != len(scores):
+        raise UserError(f"{item.path}: {len(values)} values but {len(scores)} scored rows")
+    valid = np.isfinite(scores)
+    flags = np.zeros(len(scores), dtype=bool)
+    flags[valid] = range_flags(values[valid, None], None, tolerance)[0]
+    return flags
+
+
 def score_table(
     files: list[LabelledFile],
     scores: dict[tuple[int, int], list[np.ndarray]],
     settings: list[Setting],
-    history: list[str],
 ) -> np.ndarray:
     """NAB's (raw, null, perfect) per setting, file and profile: settings x files x profiles x 3."""
     from core.likelihood import likelihood_warmup
     from core.scoring import tail_rows
     from replay.nab_scoring import PROFILES
+    from training.config import parse_history
 
     table = np.zeros((len(settings), len(files), len(PROFILES), 3))
-    judged: dict = {}  # the likelihood of a file's scores, once per model and window
+    judged: dict = {}  # a file's likelihood (once per model and window) and range flags (per tolerance)
     for s, setting in enumerate(settings):
-        warmup = tail_rows(history, setting.span)
+        warmup = tail_rows(list(parse_history(setting.history)), setting.span)
         if setting.score == "likelihood":
             warmup = max(warmup, likelihood_warmup(setting.likelihood_window))
         for f, item in enumerate(files):
-            file_scores = scores[(setting.k, setting.span)][f]
+            file_scores = scores[(setting.history, setting.k, setting.span)][f]
             if setting.score == "likelihood":
-                key = (setting.k, setting.span, setting.likelihood_window, setting.likelihood_recent, f)
+                key = (
+                    setting.history,
+                    setting.k,
+                    setting.span,
+                    setting.likelihood_window,
+                    setting.likelihood_recent,
+                    f,
+                )
                 if key not in judged:
                     judged[key] = likelihoods(file_scores, setting.likelihood_window, setting.likelihood_recent)
                 file_scores = judged[key]
+            if setting.range_tolerance is not None:
+                key = ("range", setting.range_tolerance, f)
+                if key not in judged:
+                    judged[key] = out_of_range(item, file_scores, setting.range_tolerance)
+                file_scores = np.where(judged[key], 1.0, file_scores)
             table[s, f] = profile_parts(alerts(file_scores, setting, warmup), item.spans)
     return table
 
@@ -293,9 +329,11 @@ def run_cross_validation(spark, service, args) -> dict:
     from training.config import (
         DEFAULT_ALERT_THRESHOLD,
         DEFAULT_COOLDOWN,
+        DEFAULT_HISTORY,
         DEFAULT_K,
         DEFAULT_LIKELIHOOD_RECENT,
         DEFAULT_LIKELIHOOD_WINDOW,
+        DEFAULT_RANGE_TOLERANCE,
         DEFAULT_SCORE_KIND,
         DEFAULT_SPAN,
         parse_history,
@@ -335,18 +373,23 @@ def run_cross_validation(spark, service, args) -> dict:
             DEFAULT_LIKELIHOOD_WINDOW,
             DEFAULT_LIKELIHOOD_RECENT,
         )
+    tolerances = [None if t.strip().lower() == "none" else t for t in args.range_tolerances.split(",")]
+    tolerances = [t if t is None else numbers(t)[0] for t in tolerances]
+    histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
+    settings = [replace(s, range_tolerance=t, history=h) for h in histories for t in tolerances for s in settings]
+    defaults = replace(defaults, range_tolerance=DEFAULT_RANGE_TOLERANCE, history=",".join(DEFAULT_HISTORY))
     default = settings.index(defaults) if defaults in settings else None
     out = Path(args.out)
     scores = {}
-    for k, span in itertools.product(ks, spans):
-        scores[(k, span)] = model_scores(spark, files, k, span, args, out / "cache")
-        print(f"models k={k} span={span}: {len(files)} files scored", flush=True)
-    table = score_table(files, scores, settings, list(parse_history(args.history)))
+    for history, k, span in itertools.product(histories, ks, spans):
+        scores[(history, k, span)] = model_scores(spark, files, history, k, span, args, out / "cache")
+        print(f"models {history} k={k} span={span}: {len(files)} files scored", flush=True)
+    table = score_table(files, scores, settings)
     report = cross_validate(table, categories, default)
     counts = {name: categories.count(name) for name in sorted(set(categories))}
     grid = (
-        f"k {args.ks}; span {args.spans} rows; alert threshold {args.alert_thresholds} on the distance score; "
-        f"cooldown {args.cooldowns} rows"
+        f"history {args.histories.replace(';', ' or ')}; k {args.ks}; span {args.spans} rows; "
+        f"alert threshold {args.alert_thresholds} on the distance score; cooldown {args.cooldowns} rows"
     )
     if args.likelihood_windows != "none":
         grid += (
@@ -354,7 +397,7 @@ def run_cross_validation(spark, service, args) -> dict:
             f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
             f"{args.likelihood_cooldowns} rows"
         )
-    grid += f" ({len(settings)} settings)"
+    grid += f"; each with the range tolerance {args.range_tolerances} ({len(settings)} settings)"
     markdown = cv_markdown(report, settings, counts, grid)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
@@ -372,9 +415,10 @@ def run_cross_validation(spark, service, args) -> dict:
                 "cooldowns": args.cooldowns,
                 "likelihood_windows": args.likelihood_windows,
                 "likelihood_recents": args.likelihood_recents,
+                "range_tolerances": args.range_tolerances,
                 "likelihood_thresholds": args.likelihood_thresholds,
                 "likelihood_cooldowns": args.likelihood_cooldowns,
-                "history": args.history,
+                "histories": args.histories,
                 "seed": args.seed,
                 "threshold_quantile": args.threshold_quantile,
                 "settings": len(settings),
@@ -407,6 +451,11 @@ def parse_args(argv):
     parser.add_argument("--nab-root", required=True, help="a NAB root: data/<category>/*.csv and labels/")
     parser.add_argument("--out", default="data/cv", help="cv.json and the cached model scores go here")
     # k and span at train's defaults: searching them too chose noise (docs/quality.md).
+    parser.add_argument(
+        "--histories",
+        default="mean,std;value,mean,std",
+        help="history features to try, ';'-separated (each trains per file)",
+    )
     parser.add_argument("--ks", default="7", help="cluster counts to try (each k and span trains per file)")
     parser.add_argument("--spans", default="24", help="history spans to try, rows")
     parser.add_argument("--alert-thresholds", default="0.6,0.65,0.7,0.75,0.8,0.85,0.9", help="alert thresholds to try")
@@ -423,9 +472,24 @@ def parse_args(argv):
         help="alert thresholds on the likelihood to try",
     )
     parser.add_argument("--likelihood-cooldowns", default="0,72,216", help="cooldowns with the likelihood, rows")
+    parser.add_argument(
+        "--range-tolerances",
+        default="none,0.02,0.05,0.1",
+        help="range tolerances to try with every other setting ('none': the range left out)",
+    )
     add_model_settings(
         parser,
-        leave_out=("k", "span", "alert-threshold", "cooldown", "score", "likelihood-window", "likelihood-recent"),
+        leave_out=(
+            "k",
+            "span",
+            "alert-threshold",
+            "cooldown",
+            "score",
+            "likelihood-window",
+            "likelihood-recent",
+            "range-tolerance",
+            "history",
+        ),
     )
     parser.add_argument(
         "--report",

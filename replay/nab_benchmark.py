@@ -255,6 +255,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
     from replay.nab_scoring import parse_keyed_windows
+    from training.config import range_tolerance_text
 
     if args.rule not in RULES:
         raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
@@ -285,6 +286,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "score": args.score,
         "likelihood_window": args.likelihood_window,
         "likelihood_recent": args.likelihood_recent,
+        "range_tolerance": range_tolerance_text(args.range_tolerance),
     }
     with service.start_run(BENCHMARK_EXPERIMENT, run_name=f"nab k={args.k} {args.rule} {args.history}"):
         mlflow.set_tag("step", "benchmark")

@@ -77,12 +77,13 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     # MLproject's defaults are train's (the configuration cross-validation chose on NAB)
     assert params["k"] == "7" and params["rule"] == "distance" and params["data"] == str(nab_table)
     assert (params["history"], params["span"], params["alert_threshold"], params["cooldown"]) == (
-        "mean,std",
+        "value,mean,std",
         "24",
         "0.999999",
         "72",
     )
     assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "4032", "10")
+    assert params["range_tolerance"] == "0.05"
     assert params["rows"] == str(len(pd.read_csv(nab_table)))
     assert len(params["data_sha256"]) == 64
     assert sum(metrics[f"cluster_size_{i}"] for i in range(7)) == int(params["rows"])

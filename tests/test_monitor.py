@@ -278,12 +278,13 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     # then every row's history features, distance, verdict and alert equal scoring all the
     # files at once as a batch job does, each series from its first row
     params = second.monitor.active.params
-    assert params.uses_history and params.cooldown > 0
+    assert params.uses_history and params.cooldown > 0 and params.range_tolerance is not None
     expected = score_files(params, [(str(tmp_path / "in" / f"part-{i}.csv"), files[i].encode()) for i in range(4)])
     got = read_output(second.output, "scored")
     assert len(got) == len(expected) == 4 * (150 + 150)
     key = ["series", "timestamp"]
-    columns = key + ["cpu_mean", "cpu_std", "disk_mean", "network_std", "distance", "is_anomaly", "is_alert"]
+    columns = key + ["cpu_mean", "cpu_std", "disk_mean", "network_std", "distance", "anomaly_score"]
+    columns += ["is_anomaly", "is_alert"]
     columns += EXPLANATION_COLUMNS  # the same explanation, number for number
     got = got[columns].sort_values(key).reset_index(drop=True)
     want = expected[columns].sort_values(key).reset_index(drop=True)

@@ -117,7 +117,10 @@ def test_cross_validation_writes_its_table_and_a_second_run_trains_nothing(spark
     assert run.data.metrics["out_of_fold_standard"] == pytest.approx(report["standard"]["out_of_fold"])
     # and a second run with other alert settings reuses the cached model scores
     cached = sorted((tmp_path / "cv" / "cache").rglob("*.npy"))
-    assert len(cached) == 2
+    assert len(cached) == 2 * 2  # two files, each under the two default histories
+    settings = json.loads((tmp_path / "cv" / "cv.json").read_text())["settings"]
+    assert {s["history"] for s in settings} == {"mean,std", "value,mean,std"}
+    assert {s["range_tolerance"] for s in settings} == {None, 0.02, 0.05, 0.1}
     stamps = [os.stat(p).st_mtime_ns for p in cached]
     argv[argv.index("0,72")] = "0,36,72"
     again = cross_validation.run_cross_validation(spark, mlflow_service, cross_validation.parse_args(argv))
@@ -161,6 +164,7 @@ def test_the_nab_benchmark_reproduces_the_scores_on_the_quality_page(spark, mlfl
     run = mlflow_service.client.search_runs(
         [mlflow_service.client.get_experiment_by_name("server-anomaly-nab-benchmark").experiment_id]
     )[0]
-    assert run.data.params["history"] == "mean,std" and run.data.params["cooldown"] == "72"
+    assert run.data.params["history"] == "value,mean,std" and run.data.params["cooldown"] == "72"
+    assert run.data.params["range_tolerance"] == "0.05"
     assert run.data.params["score"] == "likelihood" and run.data.params["likelihood_window"] == "4032"
     assert run.data.metrics["nab_standard"] == metrics["nab_standard"]

@@ -40,7 +40,8 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     # params
     assert params["k"] == str(config.DEFAULT_K) and params["seed"] == "42" and params["rule"] == "distance"
     # the history features and the alert policy are params, and travel inside the model
-    assert params["history"] == "mean,std" and params["span"] == str(config.DEFAULT_SPAN)
+    assert params["history"] == ",".join(config.DEFAULT_HISTORY) and params["span"] == str(config.DEFAULT_SPAN)
+    assert params["range_tolerance"] == str(config.DEFAULT_RANGE_TOLERANCE)
     assert params["alert_threshold"] == str(config.DEFAULT_ALERT_THRESHOLD)
     assert params["cooldown"] == str(config.DEFAULT_COOLDOWN)
     assert params["features"] == "cpu,disk,network"
@@ -69,10 +70,11 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     # the expected label travels inside the model
     loaded = load_params("models:/test-detector/1")
     assert loaded.expected_label == metrics["expected_label"]
-    assert (loaded.history, loaded.span, loaded.cooldown) == (
-        ["mean", "std"],
+    assert (loaded.history, loaded.span, loaded.cooldown, loaded.range_tolerance) == (
+        list(config.DEFAULT_HISTORY),
         config.DEFAULT_SPAN,
         config.DEFAULT_COOLDOWN,
+        config.DEFAULT_RANGE_TOLERANCE,
     )
 
 
@@ -363,7 +365,9 @@ def test_the_distance_threshold_is_the_chosen_quantile_of_training_distances(tra
 
 
 def test_cluster_rule_is_the_original_rule(spark, mlflow_service, nab_table):
-    result = train_job.train(spark, mlflow_service, train_args(nab_table, rule="cluster", model_name=""))
+    # the original: the cluster alone decides, without the series' range
+    args = train_args(nab_table, rule="cluster", model_name="", range_tolerance=None)
+    result = train_job.train(spark, mlflow_service, args)
     scored = score_frame(result.params, pd.read_csv(nab_table))
     assert result.model_version is None  # model_name '' logs without registering
     assert (scored["is_anomaly"] == (scored["cluster"] != result.params.expected_label)).all()
@@ -390,8 +394,8 @@ def test_invalid_training_rows_are_counted_and_left_out(spark, mlflow_service, t
         # an idle server: every row the same, so Spark's KMeans finds one centroid for k=2
         (
             "timestamp,cpu,disk,network\n" + "".join(f"2024-01-01 00:{m:02d}:00,5,6,7\n" for m in range(30)),
-            "hold only 1 distinct point(s) in cpu_mean, cpu_std, disk_mean, disk_std, network_mean, "
-            "network_std, fewer than --k 2",
+            "hold only 1 distinct point(s) in cpu, cpu_mean, cpu_std, disk, disk_mean, disk_std, network, "
+            "network_mean, network_std, fewer than --k 2",
         ),
     ],
 )

@@ -23,18 +23,20 @@ DEFAULT_K = 7
 DEFAULT_SEED = 42
 DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
-# k=7 over each input's rolling mean and spread across its last 24 rows. A row's anomaly score
-# is the likelihood of the mean of its series' last 10 distances against the same means over the
-# series' last 4032 rows (14 days of 5-minute rows); an alert at 0.999999; then no other alert
-# for the series within 72 rows. k and span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
-# cross-validation over NAB's six labelled categories (docs/quality.md).
-DEFAULT_HISTORY = ("mean", "std")
+# k=7 over each input's value and its rolling mean and spread across its last 24 rows. A row's
+# anomaly score is the likelihood of the mean of its series' last 10 distances against the same
+# means over the series' last 4032 rows (14 days of 5-minute rows), or 1 for a value past the
+# series' range so far by 5% of it; an alert at 0.999999; then no other alert for the series
+# within 72 rows. k and span were set on NAB's AWS files; the rest was chosen by
+# leave-one-category-out cross-validation over NAB's six labelled categories (docs/quality.md).
+DEFAULT_HISTORY = ("value", "mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
 DEFAULT_LIKELIHOOD_WINDOW = 4032
 DEFAULT_LIKELIHOOD_RECENT = 10
 DEFAULT_ALERT_THRESHOLD = 0.999999
 DEFAULT_COOLDOWN = 72
+DEFAULT_RANGE_TOLERANCE: float | None = 0.05
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class HistorySpec:
     score_kind: str = DEFAULT_SCORE_KIND
     likelihood_window: int = DEFAULT_LIKELIHOOD_WINDOW
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
+    range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -59,7 +62,7 @@ class HistorySpec:
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1)
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1, None)
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -72,7 +75,25 @@ def spec_from_args(args) -> HistorySpec:
         args.score,
         args.likelihood_window,
         args.likelihood_recent,
+        args.range_tolerance,
     )
+
+
+def parse_range_tolerance(text: str) -> float | None:
+    """``--range-tolerance``: a fraction of a series' range, or 'none' to leave the range out."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        tolerance = float(text)
+    except ValueError:
+        raise UserError(f"--range-tolerance: expected a number or 'none', got {text!r}") from None
+    if not tolerance >= 0:
+        raise UserError(f"--range-tolerance must be at least 0, got {text!r}")
+    return tolerance
+
+
+def range_tolerance_text(tolerance: float | None) -> str:
+    return "none" if tolerance is None else f"{tolerance:g}"
 
 
 def parse_history(text: str) -> tuple[str, ...]:
@@ -126,6 +147,12 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             type=int,
             default=DEFAULT_LIKELIHOOD_RECENT,
             help="with --score likelihood: rows whose mean distance is judged against that normal",
+        ),
+        "range-tolerance": dict(
+            type=parse_range_tolerance,
+            default=DEFAULT_RANGE_TOLERANCE,
+            help="a value past its series' range so far by more than this fraction of it scores 1 "
+            "('none': leave the range out)",
         ),
     }
     for name, spec in options.items():

@@ -52,6 +52,7 @@ from training.config import (
     ORIGINAL_SPEC,
     HistorySpec,
     add_model_settings,
+    range_tolerance_text,
     spec_from_args,
 )
 from training.evaluate import (
@@ -83,6 +84,7 @@ def params_from_fit(
         score_kind=spec.score_kind,
         likelihood_window=spec.likelihood_window,
         likelihood_recent=spec.likelihood_recent,
+        range_tolerance=spec.range_tolerance,
         features=list(features),
         mean=list(fitted.mean),
         scale=fitted.scale,
@@ -244,6 +246,7 @@ def train(spark, service, args) -> TrainResult:
                 "score": spec.score_kind,
                 "likelihood_window": spec.likelihood_window,
                 "likelihood_recent": spec.likelihood_recent,
+                "range_tolerance": range_tolerance_text(spec.range_tolerance),
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
@@ -360,6 +363,7 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
                     "score": params.score_kind,
                     "likelihood_window": params.likelihood_window,
                     "likelihood_recent": params.likelihood_recent,
+                    "range_tolerance": params.range_tolerance,
                     "vector_columns": params.vector_columns,
                     "clusters": summary.to_dict(orient="records"),
                 },

@@ -1,0 +1,114 @@
+"""A series' range so far in the scoring core: its rule, its per-series state across batches and
+restarts, and the same numbers in a request that carries several series."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.scoring import SCORE_LIKELIHOOD, ModelParams, SeriesState, score_frame, score_series
+from core.value_range import range_flags
+
+
+def range_model(**overrides) -> ModelParams:
+    settings = dict(
+        features=["cpu"],
+        mean=[50.0, 50.0, 0.0],
+        scale=[0.2, 0.1, 0.5],
+        centroids=[[0.0, 0.0, 0.0], [3.0, 3.0, 1.0]],
+        expected_label=0,
+        rule="distance",
+        threshold=1.0,
+        history=["value", "mean", "std"],
+        span=6,
+        alert_threshold=0.9999,
+        cooldown=20,
+        score_kind=SCORE_LIKELIHOOD,
+        likelihood_window=120,
+        likelihood_recent=3,
+        range_tolerance=0.05,
+    )
+    return ModelParams(**{**settings, **overrides})
+
+
+def cpu_series(rows: int, seed: int = 3) -> pd.DataFrame:
+    values = np.random.default_rng(seed).normal(50, 5, rows)
+    if rows > 500:
+        values[300] = values[:300].max() + 20  # a new high, far past the range so far
+        values[500] = values[:300].max() + 10  # high, but inside the range the first one set
+    return pd.DataFrame({"cpu": values})
+
+
+def test_a_row_is_out_of_range_when_it_passes_the_series_extremes_before_it_by_the_tolerance():
+    # given two inputs and an independent reading of the rule (pandas expanding extremes)
+    values = np.random.default_rng(5).normal(0, 1, (400, 2))
+    values[200, 0] = 9.0
+    values[250, 1] = -9.0
+    tolerance = 0.1
+    frame = pd.DataFrame(values)
+    high, low = frame.expanding().max().shift(1), frame.expanding().min().shift(1)
+    margin = tolerance * (high - low)
+    want = ((frame > high + margin) | (frame < low - margin)).any(axis=1).to_numpy()
+    # when the core flags them
+    got, carried = range_flags(values, None, tolerance)
+    # then they agree, both incidents are caught, and the state is each input's [lowest, highest]
+    np.testing.assert_array_equal(got, want)
+    assert got[200] and got[250] and not got[0]
+    assert carried == [[values[:, 0].min(), 9.0], [-9.0, values[:, 1].max()]]
+
+
+@pytest.mark.parametrize("cuts", [[1], [299, 300, 301], [17, 200, 333, 334], list(range(5, 700, 97))])
+def test_a_ranged_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
+    # given a model with a range tolerance and a series with a new high
+    params = range_model()
+    frame = cpu_series(700)
+    whole, _ = score_series(params, frame)
+    # when the series comes in batches, its state stored as JSON between them (the monitor's way)
+    parts, state = [], None
+    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
+        scored, new_state = score_series(params, frame.iloc[start:end], state)
+        parts.append(scored)
+        state = SeriesState.from_json(new_state.to_json())
+    # then every score, verdict and alert equals the whole series' scoring exactly
+    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+    # and the new high scores 1 and alerts, while a later value inside the range it set does not
+    assert whole.loc[300, "anomaly_score"] == 1.0 and whole.loc[300, "is_alert"]
+    assert whole.loc[500, "anomaly_score"] < 1.0
+
+
+def test_without_a_tolerance_the_range_is_left_out():
+    # given the same model without a range tolerance
+    params = range_model(range_tolerance=None)
+    # when the series with a new high is scored
+    scored, state = score_series(params, cpu_series(700))
+    # then nothing scores 1 for its range and the state carries no range
+    assert scored.loc[300, "anomaly_score"] < 1.0 and state.value_range is None
+
+
+def test_the_range_is_per_series_in_a_request():
+    # given two series in one request, one at half the other's level, interleaved
+    low, high = cpu_series(700, seed=1), cpu_series(700, seed=2) * 0.5
+    request = pd.concat([low.assign(series="a"), high.assign(series="b")]).sort_index(kind="stable")
+    # when serving scores the request
+    scored = score_frame(range_model(), request.reset_index(drop=True))
+    # then each series is judged against its own range, as when scored alone
+    for name, alone in (("a", low), ("b", high)):
+        mine = scored[request.reset_index(drop=True)["series"] == name].reset_index(drop=True)
+        want = score_series(range_model(), alone.reset_index(drop=True))[0]
+        np.testing.assert_array_equal(mine["anomaly_score"], want["anomaly_score"])
+        assert mine.loc[300, "anomaly_score"] == 1.0  # each series' own new high
+
+
+def test_a_state_written_before_the_range_existed_starts_a_range():
+    # given a state as the monitor stored it before (no value_range)
+    old = '{"tail": [], "rows_since_alert": null, "rows": 0, "last_time": null}'
+    # when a ranged model scores the series from it
+    rows = cpu_series(50)
+    _, state = score_series(range_model(), rows, SeriesState.from_json(old))
+    # then the range starts from these rows
+    assert state.value_range == [[rows["cpu"].min(), rows["cpu"].max()]]
+
+
+@pytest.mark.parametrize("tolerance", [-0.1, float("nan")])
+def test_a_range_tolerance_below_zero_is_refused(tolerance):
+    with pytest.raises(ValueError, match="range tolerance must be at least 0"):
+        range_model(range_tolerance=tolerance)
