@@ -4,30 +4,22 @@ restarts, and the same numbers in a request that carries several series."""
 import numpy as np
 import pandas as pd
 import pytest
+from test_likelihood import likelihood_model
 
-from core.scoring import SCORE_LIKELIHOOD, ModelParams, SeriesState, score_frame, score_series
+from core.scoring import ModelParams, SeriesState, score_frame, score_series
 from core.value_range import range_flags
 
 
 def range_model(**overrides) -> ModelParams:
+    """``test_likelihood``'s model with the value among its features and a range tolerance."""
     settings = dict(
-        features=["cpu"],
         mean=[50.0, 50.0, 0.0],
         scale=[0.2, 0.1, 0.5],
         centroids=[[0.0, 0.0, 0.0], [3.0, 3.0, 1.0]],
-        expected_label=0,
-        rule="distance",
-        threshold=1.0,
         history=["value", "mean", "std"],
-        span=6,
-        alert_threshold=0.9999,
-        cooldown=20,
-        score_kind=SCORE_LIKELIHOOD,
-        likelihood_window=120,
-        likelihood_recent=3,
         range_tolerance=0.05,
     )
-    return ModelParams(**{**settings, **overrides})
+    return likelihood_model(**{**settings, **overrides})
 
 
 def cpu_series(rows: int, seed: int = 3) -> pd.DataFrame:
