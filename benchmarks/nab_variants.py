@@ -9,7 +9,8 @@ centroid; the core's likelihood and alert policy (``core.likelihood``, ``core.sc
 distances into alerts, and NAB's rules score them (``replay.nab_scoring``).
 Variants, each a grid dimension the folds choose from like any other setting:
 - ``--features``: feature sets, ``;``-separated, each ``transform@span`` comma-separated
-  (``mean@24,std@24`` is train's default; ``mean@6,std@6,mean@24,std@24`` two time scales);
+  (``value@1,mean@24,std@24`` is train's default; ``mean@6,std@6,mean@24,std@24`` two time scales;
+  the replica leaves out the series' range, ``core.value_range``);
 - ``--drift``: how a series' normal follows it past the probationary period, comma-separated:
   ``none``; ``centroids:RATE:BLOCK`` moves each centroid toward the mean of the rows that were
   nearest it, once per ``BLOCK`` rows, as ``RATE`` per row would (online KMeans when BLOCK is 1);
