@@ -146,7 +146,10 @@ class ModelParams:
     likelihood_recent: int = 1
     # A row whose input passes its series' range so far by more than this fraction of it scores 1
     # and is anomalous, whatever its distance (core/value_range.py); None leaves the range out.
+    # A series' range starts from each input's [lowest, highest] in training (``training_range``),
+    # so a new series does not page while it shows its first day's values.
     range_tolerance: float | None = None
+    training_range: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self):
         check_rule(self.rule)
@@ -380,7 +383,8 @@ def score_series_arrays(
             new_state.distances = []
             new_state.distances_key = params.distance_key
         if params.range_tolerance is not None:
-            outside, new_state.value_range = range_flags(values[valid], state.value_range, params.range_tolerance)
+            earlier = state.value_range if state.value_range is not None else params.training_range or None
+            outside, new_state.value_range = range_flags(values[valid], earlier, params.range_tolerance)
             row_score = np.where(outside, 1.0, row_score)
             flagged = flagged | outside
         # A series' first rows have partial windows, so their scores are scored but cannot page:

@@ -291,6 +291,8 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     # web-2 arrives newest first within each file; the monitor orders rows by time
     assert got["cpu_std"].gt(0).any()
+    # the incidents' disk and network values lie past the range the model trained on: they score 1
+    assert got["anomaly_score"].eq(1.0).any()
     # and each alert was said once on stdout, with its file and line, in the order they came
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ALERT series ")]
     places = [tuple(line.rsplit("[", 1)[1].rstrip("]").split(":")) for line in said]

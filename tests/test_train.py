@@ -76,6 +76,9 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
         config.DEFAULT_COOLDOWN,
         config.DEFAULT_RANGE_TOLERANCE,
     )
+    # and so does each input's range in training, where a series' range starts
+    table = pd.read_csv(nab_table)
+    assert loaded.training_range == [[table[f].min(), table[f].max()] for f in ("cpu", "disk", "network")]
 
 
 def test_spark_ml_and_the_scoring_core_agree_on_every_nab_row(spark, nab_table):

@@ -104,3 +104,17 @@ def test_a_state_written_before_the_range_existed_starts_a_range():
 def test_a_range_tolerance_below_zero_is_refused(tolerance):
     with pytest.raises(ValueError, match="range tolerance must be at least 0"):
         range_model(range_tolerance=tolerance)
+
+
+def test_a_new_series_starts_from_the_range_the_model_trained_on():
+    # given a model that trained on values between 20 and 90
+    params = range_model(training_range=[[20.0, 90.0]])
+    # when a new series climbs through its first day's values, all inside that range, then passes it
+    day = pd.DataFrame({"cpu": np.concatenate([np.linspace(30, 88, 300), [99.0]])})
+    scored, state = score_series(params, day)
+    # then only the value past the trained range (by more than 5% of it) scores 1
+    assert np.flatnonzero(scored["anomaly_score"].to_numpy() == 1.0).tolist() == [300]
+    assert state.value_range == [[20.0, 99.0]]
+    # while a model without a trained range judges the climb against the series' own rows alone
+    alone = score_series(range_model(), day)[0]
+    assert (alone["anomaly_score"].to_numpy()[1:300] == 1.0).sum() > 0

@@ -3,7 +3,7 @@ with the moments of the valid rows' features taken in the same pass."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import UserError
 from core.schema import SOURCE_COLUMNS, TIMESTAMP
@@ -27,26 +27,48 @@ class FeatureTable:
 @dataclass(frozen=True)
 class Moments:
     """Each column's mean and sample standard deviation (null for one row: no spread), and the
-    rows they were taken over: what the standardisation learns."""
+    rows they were taken over: what the standardisation learns; and each column's lowest and
+    highest value, where a series' range starts (``core.value_range``)."""
 
     columns: list[str]
     mean: list[float]
     std: list[float]
     rows: int
+    lowest: list[float] = field(default_factory=list)
+    highest: list[float] = field(default_factory=list)
+
+    @property
+    def ranges(self) -> list[list[float]]:
+        return [[lo, hi] for lo, hi in zip(self.lowest, self.highest)]
 
 
 def moment_expressions(columns: list[str]) -> list:
     from pyspark.sql import functions as F
 
-    return [*[F.avg(c) for c in columns], *[F.stddev_samp(c) for c in columns], F.count(F.lit(1))]
+    return [
+        *[F.avg(c) for c in columns],
+        *[F.stddev_samp(c) for c in columns],
+        F.count(F.lit(1)),
+        *[F.min(c) for c in columns],
+        *[F.max(c) for c in columns],
+    ]
 
 
 def moments_from_row(columns: list[str], row) -> Moments:
     """``Moments`` from the values of ``moment_expressions`` (a Row, or any sequence, in order)."""
     n = len(columns)
     return Moments(
-        list(columns), [float(row[i]) for i in range(n)], [float(row[n + i] or 0.0) for i in range(n)], int(row[2 * n])
+        list(columns),
+        [float(row[i]) for i in range(n)],
+        [float(row[n + i] or 0.0) for i in range(n)],
+        int(row[2 * n]),
+        [_number(row[2 * n + 1 + i]) for i in range(n)],
+        [_number(row[3 * n + 1 + i]) for i in range(n)],
     )
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)  # a column with no rows has no extremes
 
 
 def load_feature_table(spark, uri: str, features: list[str]) -> FeatureTable:

@@ -61,7 +61,7 @@ from training.evaluate import (
     plot_cluster_summary,
     silhouette,
 )
-from training.features import Moments, load_feature_table
+from training.features import Moments, load_feature_table, moment_expressions, moments_from_row
 from training.kmeans import FittedKMeans, fit_kmeans
 
 # Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
@@ -124,6 +124,8 @@ def fit_model(
 
     spec = spec or ORIGINAL_SPEC
     columns = spec.vector_columns(features)
+    if spec.range_tolerance is not None and (moments is None or moments.columns != list(features)):
+        moments = moments_from_row(list(features), table.agg(*moment_expressions(list(features))).first())
     vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
     if spec.history != ("value",):
         vectors = vectors.cache()
@@ -138,6 +140,8 @@ def fit_model(
     )
     sizes = list(fitted_kmeans.cluster_sizes)
     params = params_from_fit(fitted_kmeans, features, rule, spec=spec)
+    if spec.range_tolerance is not None:
+        params = replace(params, training_range=moments.ranges)
     threshold = (
         fitted_kmeans.threshold
         if fitted_kmeans.threshold is not None
