@@ -129,7 +129,7 @@ def variant_table(files, values, variants, args) -> tuple[np.ndarray, list]:
 
 
 def report_line(name: str, report: dict, settings: list, counts: dict) -> str:
-    from replay.cross_validation import PROFILE_TITLES
+    from replay.cv_report import PROFILE_TITLES
 
     profiles = "; ".join(f"{PROFILE_TITLES[p]} {r['out_of_fold']:.1f}/{r['in_sample']:.1f}" for p, r in report.items())
     standard = report["standard"]["categories"]
