@@ -155,12 +155,11 @@ def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
     return out
 
 
-def out_of_range(item: LabelledFile, scores: np.ndarray, tolerance: float) -> np.ndarray:
-    """The core's range flags of a file's valid rows (those with a score), in file order, the
-    range starting from the probationary rows' as the model trained on them carries it."""
+def file_values(item: LabelledFile, scores: np.ndarray) -> tuple[np.ndarray, list[list[float]]]:
+    """A file's valid values (those with a score), in file order, and the range the model trained
+    on its probationary rows starts a series at."""
     import pandas as pd
 
-    from core.value_range import range_flags
     from replay.nab_scoring import probationary_rows
 
     values = pd.to_numeric(pd.read_csv(item.path)["value"], errors="coerce").to_numpy(float)
@@ -168,9 +167,15 @@ def out_of_range(item: LabelledFile, scores: np.ndarray, tolerance: float) -> np
         raise UserError(f"{item.path}: {len(values)} values but {len(scores)} scored rows")
     trained = values[: probationary_rows(len(values))]
     trained = trained[np.isfinite(trained)]
-    valid = np.isfinite(scores)
+    return values[np.isfinite(scores)], [[trained.min(), trained.max()]]
+
+
+def out_of_range(scores: np.ndarray, values: np.ndarray, start: list[list[float]], tolerance: float) -> np.ndarray:
+    """The core's range flags of a file's rows (``values``: its valid ones, where ``scores`` is finite)."""
+    from core.value_range import range_flags
+
     flags = np.zeros(len(scores), dtype=bool)
-    flags[valid] = range_flags(values[valid, None], [[trained.min(), trained.max()]], tolerance)[0]
+    flags[np.isfinite(scores)] = range_flags(values[:, None], start, tolerance)[0]
     return flags
 
 
@@ -186,7 +191,7 @@ def score_table(
     from training.config import parse_history
 
     table = np.zeros((len(settings), len(files), len(PROFILES), 3))
-    judged: dict = {}  # a file's likelihood (once per model and window) and range flags (per tolerance)
+    judged: dict = {}  # a file's likelihood (per model and window), values, and range flags (per tolerance)
     for s, setting in enumerate(settings):
         warmup = tail_rows(list(parse_history(setting.history)), setting.span)
         if setting.score == "likelihood":
@@ -208,7 +213,9 @@ def score_table(
             if setting.range_tolerance is not None:
                 key = ("range", setting.range_tolerance, f)
                 if key not in judged:
-                    judged[key] = out_of_range(item, file_scores, setting.range_tolerance)
+                    if ("values", f) not in judged:  # read once per file, whatever the tolerances
+                        judged[("values", f)] = file_values(item, file_scores)
+                    judged[key] = out_of_range(file_scores, *judged[("values", f)], setting.range_tolerance)
                 file_scores = np.where(judged[key], 1.0, file_scores)
             table[s, f] = profile_parts(alerts(file_scores, setting, warmup), item.spans)
     return table
@@ -296,6 +303,7 @@ def run_cross_validation(spark, service, args) -> dict:
         DEFAULT_SCORE_KIND,
         DEFAULT_SPAN,
         parse_history,
+        parse_range_tolerance,
     )
 
     if args.report:
@@ -332,8 +340,7 @@ def run_cross_validation(spark, service, args) -> dict:
             DEFAULT_LIKELIHOOD_WINDOW,
             DEFAULT_LIKELIHOOD_RECENT,
         )
-    tolerances = [None if t.strip().lower() == "none" else t for t in args.range_tolerances.split(",")]
-    tolerances = [t if t is None else numbers(t)[0] for t in tolerances]
+    tolerances = [parse_range_tolerance(t) for t in args.range_tolerances.split(",")]
     histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
     settings = [replace(s, range_tolerance=t, history=h) for h in histories for t in tolerances for s in settings]
     defaults = replace(defaults, range_tolerance=DEFAULT_RANGE_TOLERANCE, history=",".join(DEFAULT_HISTORY))

@@ -86,9 +86,9 @@ def parse_range_tolerance(text: str) -> float | None:
     try:
         tolerance = float(text)
     except ValueError:
-        raise UserError(f"--range-tolerance: expected a number or 'none', got {text!r}") from None
+        raise UserError(f"range tolerance: expected a number or 'none', got {text!r}") from None
     if not tolerance >= 0:
-        raise UserError(f"--range-tolerance must be at least 0, got {text!r}")
+        raise UserError(f"range tolerance must be at least 0, got {text!r}")
     return tolerance
 
 
