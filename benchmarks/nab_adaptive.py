@@ -109,7 +109,8 @@ def print_report(name: str, report: dict, policies: list[Policy], counts: dict) 
 
 @main_guard
 def main(argv=None) -> int:
-    from replay.cross_validation import cross_validate, labelled_files, numbers
+    from replay.cross_validation import cross_validate, labelled_files
+    from replay.cv_grid import numbers
 
     parser = argparse.ArgumentParser(description="Adaptive alert policies on NAB, cross-validated offline.")
     parser.add_argument("--nab-root", required=True)

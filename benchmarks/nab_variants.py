@@ -102,7 +102,8 @@ def variant_table(files, values, variants, args) -> tuple[np.ndarray, list]:
     """NAB's (raw, null, perfect) per setting, file and profile, and the settings."""
     from core.history import tail_rows
     from core.likelihood import likelihood_scores, likelihood_warmup
-    from replay.cross_validation import numbers, profile_parts
+    from replay.cross_validation import profile_parts
+    from replay.cv_grid import numbers
     from replay.nab_benchmark import alert_detector
     from replay.nab_scoring import PROFILES
 

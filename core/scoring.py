@@ -109,9 +109,11 @@ def check_score(kind: str, window: int, recent: int) -> None:
         raise ValueError("a likelihood needs a window of at least 1 row and a recent mean within it")
 
 
-def check_alert_policy(span: int, cooldown: int) -> None:
+def check_alert_policy(span: int, cooldown: int, rearm_after: int | None = None) -> None:
     if span < 1 or cooldown < 0:
         raise ValueError("span must be at least 1 and cooldown at least 0")
+    if rearm_after is not None and rearm_after < 1:
+        raise ValueError("rearm_after must be at least 1 row (or None: the cooldown alone)")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class ModelParams:
     # series have passed since the series' last alert.
     alert_threshold: float = 0.5
     cooldown: int = 0
+    # Within the cooldown, a row still alerts once the ``rearm_after`` rows before it all scored
+    # below the alert threshold: the incident is over and a new one pages. None: the cooldown alone.
+    rearm_after: int | None = None
     # The anomaly score (``SCORE_KINDS``); a likelihood judges the mean of a series' last
     # ``likelihood_recent`` distances against the mean and spread of those means over a history
     # window of at most ``likelihood_window`` rows (core/likelihood.py).
@@ -154,7 +159,7 @@ class ModelParams:
     def __post_init__(self):
         check_rule(self.rule)
         check_history(self.history)
-        check_alert_policy(self.span, self.cooldown)
+        check_alert_policy(self.span, self.cooldown, self.rearm_after)
         check_score(self.score_kind, self.likelihood_window, self.likelihood_recent)
         check_range_tolerance(self.range_tolerance)
         width = len(self.vector_columns)
@@ -263,7 +268,9 @@ class SeriesState:
     model (a switch, a challenger) starts its own; ``distances``: the raw distances a state
     written before the block sums carried, read once into ``likelihood``; ``value_range``: each
     input's [lowest, highest] valid value so far, for a model with a range tolerance (raw inputs,
-    like the tail, so any model with the same inputs carries it on).
+    like the tail, so any model with the same inputs carries it on); ``rows_since_hot``: valid
+    rows since its last score at the alert threshold (None before the first, and in older states),
+    which tells a model that re-arms when an incident is over.
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -274,6 +281,7 @@ class SeriesState:
     distances_key: str | None = None
     likelihood: dict | None = None
     value_range: list[list[float]] | None = None
+    rows_since_hot: int | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -285,21 +293,33 @@ class SeriesState:
 
 
 def apply_alerts(
-    threshold: float, cooldown: int, scores: np.ndarray, rows_since_alert: int | None = None
-) -> tuple[np.ndarray, int | None]:
-    """Alerts for a series' next scored rows, in order, and the count to carry on.
+    threshold: float,
+    cooldown: int,
+    scores: np.ndarray,
+    rows_since_alert: int | None = None,
+    rearm_after: int | None = None,
+    rows_since_hot: int | None = None,
+) -> tuple[np.ndarray, int | None, int | None]:
+    """Alerts for a series' next scored rows, in order, and the counts to carry on: rows since
+    the last alert and since the last row whose score reached ``threshold``.
 
     A row alerts when its score reaches ``threshold`` and more than ``cooldown`` rows have
-    passed since the series' previous alert: one incident pages once, not once per row.
+    passed since the series' previous alert: one incident pages once, not once per row. With
+    ``rearm_after``, a row also alerts within the cooldown when the ``rearm_after`` rows before
+    it all stayed below the threshold: that incident is over, and a new one pages.
     """
     alerts = np.zeros(len(scores), dtype=bool)
     last = None if rows_since_alert is None else -1 - rows_since_alert  # index of the last alert
+    # A state from before re-arming carries no hot row: its last alert was one.
+    hot = last if rows_since_hot is None else -1 - rows_since_hot  # index of the last row at the threshold
     for i in np.flatnonzero(scores >= threshold):  # NaN (no score) compares False
-        if last is None or i - last > cooldown:
+        rearmed = rearm_after is not None and (hot is None or i - hot - 1 >= rearm_after)
+        if last is None or i - last > cooldown or rearmed:
             alerts[i] = True
             last = int(i)
-    # Rows since the last alert after these rows; the last alert may lie in an earlier batch.
-    return alerts, None if last is None else len(scores) - 1 - last
+        hot = int(i)
+    # Counts after these rows; the last alert (or hot row) may lie in an earlier batch.
+    return alerts, None if last is None else len(scores) - 1 - last, None if hot is None else len(scores) - 1 - hot
 
 
 def score_series(
@@ -359,6 +379,7 @@ def score_series_arrays(
         state.distances_key,
         state.likelihood,
         state.value_range,
+        state.rows_since_hot,
     )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
@@ -390,8 +411,13 @@ def score_series_arrays(
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows
-        alerts, new_state.rows_since_alert = apply_alerts(
-            params.alert_threshold, params.cooldown, np.where(warming, np.nan, row_score), state.rows_since_alert
+        alerts, new_state.rows_since_alert, new_state.rows_since_hot = apply_alerts(
+            params.alert_threshold,
+            params.cooldown,
+            np.where(warming, np.nan, row_score),
+            state.rows_since_alert,
+            params.rearm_after,
+            state.rows_since_hot,
         )
         new_state.rows = state.rows + int(valid.sum())
         why, share, value, normal = explain(params, vectors, z, nearest, squared[np.arange(len(nearest)), nearest])

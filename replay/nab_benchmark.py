@@ -143,9 +143,9 @@ def history_spec(args):
     return spec_from_args(args)
 
 
-def alert_detector(cooldown: int, warmup: int):
+def alert_detector(cooldown: int, warmup: int, rearm_after: int | None = None):
     """Detections as the monitor raises alerts: past the warm-up, the threshold, then the
-    cooldown, per file (for harnesses that re-apply the alert policy to raw scores)."""
+    cooldown (and re-arming), per file (for harnesses that re-apply the alert policy to raw scores)."""
     from core.scoring import apply_alerts
 
     def detect(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -153,7 +153,7 @@ def alert_detector(cooldown: int, warmup: int):
         eligible = scores[valid].copy()
         eligible[:warmup] = np.nan
         detections = np.zeros(len(scores), dtype=bool)
-        detections[valid] = apply_alerts(threshold, cooldown, eligible)[0]
+        detections[valid] = apply_alerts(threshold, cooldown, eligible, rearm_after=rearm_after)[0]
         return detections
 
     return detect
@@ -255,7 +255,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
     from replay.nab_scoring import parse_keyed_windows
-    from training.config import range_tolerance_text
+    from training.config import range_tolerance_text, rearm_after_text
 
     if args.rule not in RULES:
         raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
@@ -287,6 +287,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "likelihood_window": args.likelihood_window,
         "likelihood_recent": args.likelihood_recent,
         "range_tolerance": range_tolerance_text(args.range_tolerance),
+        "rearm_after": rearm_after_text(args.rearm_after),
     }
     with service.start_run(BENCHMARK_EXPERIMENT, run_name=f"nab k={args.k} {args.rule} {args.history}"):
         mlflow.set_tag("step", "benchmark")

@@ -190,18 +190,58 @@ def test_window_mean_and_std_are_numpys_nanmean_and_nanstd_bit_for_bit(span):
     ],
 )
 def test_alert_suppression_on_worked_cases(scores, threshold, cooldown, expected):
-    alerts, _ = apply_alerts(threshold, cooldown, np.array(scores, dtype=float))
+    alerts = apply_alerts(threshold, cooldown, np.array(scores, dtype=float))[0]
     assert np.flatnonzero(alerts).tolist() == expected
 
 
 def test_the_cooldown_carries_across_batches():
     scores = np.array([0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.9, 0.1])
-    whole, _ = apply_alerts(0.5, 3, scores)
-    first, carried = apply_alerts(0.5, 3, scores[:2])
-    second, carried = apply_alerts(0.5, 3, scores[2:5], carried)
-    third, _ = apply_alerts(0.5, 3, scores[5:], carried)
+    whole = apply_alerts(0.5, 3, scores)[0]
+    first, carried, _ = apply_alerts(0.5, 3, scores[:2])
+    second, carried, _ = apply_alerts(0.5, 3, scores[2:5], carried)
+    third = apply_alerts(0.5, 3, scores[5:], carried)[0]
     assert np.concatenate([first, second, third]).tolist() == whole.tolist()
     assert np.flatnonzero(whole).tolist() == [0, 5]
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [
+        # an incident that lasts pages once, however long it is
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9], [0]),
+        # two quiet rows end the incident: the next one pages within the cooldown
+        ([0.9, 0.1, 0.1, 0.9, 0.9], [0, 3]),
+        # one quiet row does not
+        ([0.9, 0.1, 0.9, 0.1, 0.9], [0]),
+        # a hot row inside the cooldown starts the quiet count again
+        ([0.9, 0.1, 0.9, 0.1, 0.1, 0.9], [0, 5]),
+        # warming or invalid rows (no score) count as quiet
+        ([0.9, np.nan, np.nan, 0.9], [0, 3]),
+    ],
+)
+def test_an_alert_rearms_within_the_cooldown_once_its_incident_is_over(scores, expected):
+    # Given a cooldown of 10 rows that re-arms after 2 rows below the threshold
+    alerts = apply_alerts(0.5, 10, np.array(scores, dtype=float), rearm_after=2)[0]
+    # Then a new incident pages, a continuing one does not
+    assert np.flatnonzero(alerts).tolist() == expected
+
+
+def test_rearming_carries_across_batches_split_anywhere():
+    scores = np.array([0.9, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1, 0.1, 0.9, 0.2, 0.9])
+    whole = apply_alerts(0.5, 8, scores, rearm_after=2)[0]
+    assert np.flatnonzero(whole).tolist() == [0, 5, 10]
+    for cut in range(1, len(scores)):
+        first, since_alert, since_hot = apply_alerts(0.5, 8, scores[:cut], rearm_after=2)
+        second = apply_alerts(0.5, 8, scores[cut:], since_alert, 2, since_hot)[0]
+        assert np.concatenate([first, second]).tolist() == whole.tolist(), cut
+
+
+def test_a_state_from_before_rearming_counts_quiet_rows_from_its_last_alert():
+    # Given a state that knows its last alert (3 rows back) but not its last hot row
+    alerts = apply_alerts(0.5, 10, np.array([0.9]), rows_since_alert=3, rearm_after=3, rows_since_hot=None)[0]
+    # Then the rows since that alert count as quiet
+    assert alerts.tolist() == [True]
+    assert apply_alerts(0.5, 10, np.array([0.9]), 1, 3, None)[0].tolist() == [False]
 
 
 def test_score_series_continues_from_state_and_invalid_rows_leave_it_alone():

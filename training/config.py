@@ -27,8 +27,9 @@ DEFAULT_THRESHOLD_QUANTILE = 0.99
 # anomaly score is the likelihood of the mean of its series' last 10 distances against the same
 # means over the series' last 4032 rows (14 days of 5-minute rows), or 1 for a value past the
 # series' range so far by 5% of it; an alert at 0.999999; then no other alert for the series
-# within 72 rows. k and span were set on NAB's AWS files; the rest was chosen by
-# leave-one-category-out cross-validation over NAB's six labelled categories (docs/quality.md).
+# within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
+# span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
+# cross-validation over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("value", "mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
@@ -37,6 +38,7 @@ DEFAULT_LIKELIHOOD_RECENT = 10
 DEFAULT_ALERT_THRESHOLD = 0.999999
 DEFAULT_COOLDOWN = 72
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
+DEFAULT_REARM_AFTER: int | None = 6
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class HistorySpec:
     likelihood_window: int = DEFAULT_LIKELIHOOD_WINDOW
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
+    rearm_after: int | None = DEFAULT_REARM_AFTER
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -62,7 +65,7 @@ class HistorySpec:
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1, None)
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1, None, None)
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -76,6 +79,7 @@ def spec_from_args(args) -> HistorySpec:
         args.likelihood_window,
         args.likelihood_recent,
         args.range_tolerance,
+        args.rearm_after,
     )
 
 
@@ -94,6 +98,23 @@ def parse_range_tolerance(text: str) -> float | None:
 
 def range_tolerance_text(tolerance: float | None) -> str:
     return "none" if tolerance is None else f"{tolerance:g}"
+
+
+def parse_rearm_after(text: str) -> int | None:
+    """``--rearm-after``: rows below the alert threshold that end an incident, or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        rows = int(text)
+    except ValueError:
+        raise UserError(f"rearm after: expected a whole number of rows or 'none', got {text!r}") from None
+    if rows < 1:
+        raise UserError(f"rearm after must be at least 1 row, got {text!r}")
+    return rows
+
+
+def rearm_after_text(rows: int | None) -> str:
+    return "none" if rows is None else str(rows)
 
 
 def parse_history(text: str) -> tuple[str, ...]:
@@ -153,6 +174,12 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             default=DEFAULT_RANGE_TOLERANCE,
             help="a value past its series' range so far by more than this fraction of it scores 1 "
             "('none': leave the range out)",
+        ),
+        "rearm-after": dict(
+            type=parse_rearm_after,
+            default=DEFAULT_REARM_AFTER,
+            help="within the cooldown, alert again once this many rows of the series scored below the "
+            "alert threshold: its incident is over ('none': the cooldown alone)",
         ),
     }
     for name, spec in options.items():

@@ -53,6 +53,7 @@ from training.config import (
     HistorySpec,
     add_model_settings,
     range_tolerance_text,
+    rearm_after_text,
     spec_from_args,
 )
 from training.evaluate import (
@@ -85,6 +86,7 @@ def params_from_fit(
         likelihood_window=spec.likelihood_window,
         likelihood_recent=spec.likelihood_recent,
         range_tolerance=spec.range_tolerance,
+        rearm_after=spec.rearm_after,
         features=list(features),
         mean=list(fitted.mean),
         scale=fitted.scale,
@@ -203,7 +205,7 @@ def train(spark, service, args) -> TrainResult:
     spec = spec_from_args(args)
     try:
         check_rule(args.rule)
-        check_alert_policy(spec.span, spec.cooldown)
+        check_alert_policy(spec.span, spec.cooldown, spec.rearm_after)
         check_score(spec.score_kind, spec.likelihood_window, spec.likelihood_recent)
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -251,6 +253,7 @@ def train(spark, service, args) -> TrainResult:
                 "likelihood_window": spec.likelihood_window,
                 "likelihood_recent": spec.likelihood_recent,
                 "range_tolerance": range_tolerance_text(spec.range_tolerance),
+                "rearm_after": rearm_after_text(spec.rearm_after),
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
@@ -368,6 +371,7 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
                     "likelihood_window": params.likelihood_window,
                     "likelihood_recent": params.likelihood_recent,
                     "range_tolerance": params.range_tolerance,
+                    "rearm_after": params.rearm_after,
                     "vector_columns": params.vector_columns,
                     "clusters": summary.to_dict(orient="records"),
                 },

@@ -1,0 +1,130 @@
+"""The cross-validation's grid: the settings it tries (``Setting``), made from its options, and
+their one-line description for the report (``replay.cross_validation`` scores them)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from core.errors import UserError
+
+
+@dataclass(frozen=True)
+class Setting:
+    k: int
+    span: int
+    alert_threshold: float
+    cooldown: int
+    score: str = "distance"
+    likelihood_window: int = 0
+    likelihood_recent: int = 1
+    range_tolerance: float | None = None
+    history: str = "mean,std"
+    rearm_after: int | None = None
+
+    def label(self) -> str:
+        policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+        if self.score == "likelihood":
+            policy = (
+                f"likelihood over {self.likelihood_window} rows (recent {self.likelihood_recent}), "
+                f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+            )
+        if self.range_tolerance is not None:
+            policy += f", range tolerance {self.range_tolerance:g}"
+        if self.rearm_after is not None:
+            policy += f", re-armed after {self.rearm_after} quiet rows"
+        return f"{self.history}, k={self.k}, span={self.span}, {policy}"
+
+
+def numbers(text: str, kind=float) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"expected a comma-separated list of numbers, got {text!r}") from None
+    if not values:
+        raise UserError(f"expected at least one number, got {text!r}")
+    return values
+
+
+def grid_settings(args) -> tuple[list[Setting], int | None]:
+    """Every setting the options name, and the index of train's defaults among them (None when
+    the grid leaves them out)."""
+    from training.config import (
+        DEFAULT_ALERT_THRESHOLD,
+        DEFAULT_COOLDOWN,
+        DEFAULT_HISTORY,
+        DEFAULT_K,
+        DEFAULT_LIKELIHOOD_RECENT,
+        DEFAULT_LIKELIHOOD_WINDOW,
+        DEFAULT_RANGE_TOLERANCE,
+        DEFAULT_REARM_AFTER,
+        DEFAULT_SCORE_KIND,
+        DEFAULT_SPAN,
+        parse_history,
+        parse_range_tolerance,
+        parse_rearm_after,
+    )
+
+    ks, spans = numbers(args.ks, int), numbers(args.spans, int)
+    thresholds, cooldowns = numbers(args.alert_thresholds), numbers(args.cooldowns, int)
+    settings = [Setting(*combo) for combo in itertools.product(ks, spans, thresholds, cooldowns)]
+    if args.likelihood_windows != "none":
+        settings += [
+            Setting(k, span, level, cooldown, "likelihood", window, recent)
+            for k, span, level, cooldown, window, recent in itertools.product(
+                ks,
+                spans,
+                numbers(args.likelihood_thresholds),
+                numbers(args.likelihood_cooldowns, int),
+                numbers(args.likelihood_windows, int),
+                numbers(args.likelihood_recents, int),
+            )
+        ]
+    defaults = Setting(DEFAULT_K, DEFAULT_SPAN, DEFAULT_ALERT_THRESHOLD, DEFAULT_COOLDOWN)
+    if DEFAULT_SCORE_KIND == "likelihood":
+        defaults = Setting(
+            DEFAULT_K,
+            DEFAULT_SPAN,
+            DEFAULT_ALERT_THRESHOLD,
+            DEFAULT_COOLDOWN,
+            DEFAULT_SCORE_KIND,
+            DEFAULT_LIKELIHOOD_WINDOW,
+            DEFAULT_LIKELIHOOD_RECENT,
+        )
+    tolerances = [parse_range_tolerance(t) for t in args.range_tolerances.split(",")]
+    histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
+    rearms = [parse_rearm_after(r) for r in args.rearm_afters.split(",")]
+    settings = [
+        replace(s, range_tolerance=t, history=h, rearm_after=r)
+        for h in histories
+        for t in tolerances
+        for r in rearms
+        for s in settings
+    ]
+    defaults = replace(
+        defaults,
+        range_tolerance=DEFAULT_RANGE_TOLERANCE,
+        history=",".join(DEFAULT_HISTORY),
+        rearm_after=DEFAULT_REARM_AFTER,
+    )
+    default = settings.index(defaults) if defaults in settings else None
+    return settings, default
+
+
+def grid_text(args, count: int) -> str:
+    """The grid in a sentence, for the report's first line."""
+    grid = (
+        f"history {args.histories.replace(';', ' or ')}; k {args.ks}; span {args.spans} rows; "
+        f"alert threshold {args.alert_thresholds} on the distance score; cooldown {args.cooldowns} rows"
+    )
+    if args.likelihood_windows != "none":
+        grid += (
+            f"; and the likelihood score over {args.likelihood_windows} rows (recent mean of "
+            f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
+            f"{args.likelihood_cooldowns} rows"
+        )
+    grid += (
+        f"; each with the range tolerance {args.range_tolerances} and re-armed after {args.rearm_afters} "
+        f"quiet rows ({count} settings)"
+    )
+    return grid
