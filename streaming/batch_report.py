@@ -32,14 +32,17 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
         f"model {label}, {seconds:.2f} s",
         flush=True,
     )
+    params = model.params
+    # What an operator can expect next from this series: the cooldown, and what ends it early.
+    rearm = f" unless {params.rearm_after} rows score below the threshold first" if params.rearm_after else ""
     for alert in raised.itertuples(index=False) if raised is not None else []:
         why = explanation_text(
             alert.explained_by, alert.explained_share, alert.explained_value, alert.explained_centroid_value
         )
         print(
             f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.6g} "
-            f"(threshold {model.params.alert_threshold:g}; next alert for this series no sooner than "
-            f"{model.params.cooldown} rows later){'; ' + why if why else ''} "
+            f"(threshold {params.alert_threshold:g}; next alert for this series no sooner than "
+            f"{params.cooldown} rows later{rearm}){'; ' + why if why else ''} "
             f"[{alert.source_file.rsplit('/', 1)[-1]}:{alert.line_number}]",
             flush=True,
         )

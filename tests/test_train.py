@@ -44,6 +44,7 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     assert params["range_tolerance"] == str(config.DEFAULT_RANGE_TOLERANCE)
     assert params["alert_threshold"] == str(config.DEFAULT_ALERT_THRESHOLD)
     assert params["cooldown"] == str(config.DEFAULT_COOLDOWN)
+    assert params["rearm_after"] == str(config.DEFAULT_REARM_AFTER)
     assert params["features"] == "cpu,disk,network"
     assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
     assert params["rows"] == str(rows)
@@ -70,11 +71,12 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     # the expected label travels inside the model
     loaded = load_params("models:/test-detector/1")
     assert loaded.expected_label == metrics["expected_label"]
-    assert (loaded.history, loaded.span, loaded.cooldown, loaded.range_tolerance) == (
+    assert (loaded.history, loaded.span, loaded.cooldown, loaded.range_tolerance, loaded.rearm_after) == (
         list(config.DEFAULT_HISTORY),
         config.DEFAULT_SPAN,
         config.DEFAULT_COOLDOWN,
         config.DEFAULT_RANGE_TOLERANCE,
+        config.DEFAULT_REARM_AFTER,
     )
     # and so does each input's range in training, where a series' range starts
     table = pd.read_csv(nab_table)
@@ -457,3 +459,15 @@ def test_training_history_features_are_the_cores_on_each_series_in_time_order(sp
     want = want.sort_values(["cpu_delta", "cpu_mean"]).reset_index(drop=True)
     np.testing.assert_array_equal(got["cpu_delta"], want["cpu_delta"])
     np.testing.assert_allclose(got[["cpu_mean", "cpu_std"]], want[["cpu_mean", "cpu_std"]], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("0", "rearm after must be at least 1 row"), ("soon", "expected a whole number of rows or 'none'")],
+)
+def test_a_rearm_after_that_cannot_work_is_a_clear_error(text, message):
+    from training.config import parse_rearm_after
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_rearm_after(text)
+    assert parse_rearm_after("none") is None and parse_rearm_after("6") == 6

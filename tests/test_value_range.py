@@ -118,3 +118,23 @@ def test_a_new_series_starts_from_the_range_the_model_trained_on():
     # while a model without a trained range judges the climb against the series' own rows alone
     alone = score_series(range_model(), day)[0]
     assert (alone["anomaly_score"].to_numpy()[1:300] == 1.0).sum() > 0
+
+
+@pytest.mark.parametrize("cuts", [[1], [300, 301, 319, 320], [17, 305, 333], list(range(5, 700, 97))])
+def test_a_rearming_series_split_anywhere_alerts_bit_for_bit_as_the_whole(cuts):
+    # given a model whose long cooldown re-arms after 6 quiet rows, and two new highs 20 rows apart
+    params = range_model(cooldown=200, rearm_after=6)
+    frame = cpu_series(700)
+    frame.loc[320, "cpu"] = frame.loc[300, "cpu"] + 5
+    whole, _ = score_series(params, frame)
+    # when the series comes in batches, its state stored as JSON between them (the monitor's way)
+    parts, state = [], None
+    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
+        scored, new_state = score_series(params, frame.iloc[start:end], state)
+        parts.append(scored)
+        state = SeriesState.from_json(new_state.to_json())
+    # then every alert equals the whole series' scoring exactly
+    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+    # and the second incident pages inside the first one's cooldown, because the rows between were quiet
+    assert whole.loc[300, "is_alert"] and whole.loc[320, "is_alert"]
+    assert not score_series(range_model(cooldown=200), frame)[0].loc[320, "is_alert"]
