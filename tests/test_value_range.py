@@ -22,6 +22,16 @@ def range_model(**overrides) -> ModelParams:
     return likelihood_model(**{**settings, **overrides})
 
 
+def scored_in_batches(params: ModelParams, frame: pd.DataFrame, cuts: list[int]) -> pd.DataFrame:
+    """``frame`` scored in batches cut at ``cuts``, its state through JSON between them."""
+    parts, state = [], None
+    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
+        scored, new_state = score_series(params, frame.iloc[start:end], state)
+        parts.append(scored)
+        state = SeriesState.from_json(new_state.to_json())
+    return pd.concat(parts)
+
+
 def cpu_series(rows: int, seed: int = 3) -> pd.DataFrame:
     values = np.random.default_rng(seed).normal(50, 5, rows)
     if rows > 500:
@@ -55,13 +65,9 @@ def test_a_ranged_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
     frame = cpu_series(700)
     whole, _ = score_series(params, frame)
     # when the series comes in batches, its state stored as JSON between them (the monitor's way)
-    parts, state = [], None
-    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
-        scored, new_state = score_series(params, frame.iloc[start:end], state)
-        parts.append(scored)
-        state = SeriesState.from_json(new_state.to_json())
+    parts = scored_in_batches(params, frame, cuts)
     # then every score, verdict and alert equals the whole series' scoring exactly
-    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+    pd.testing.assert_frame_equal(parts, whole, check_exact=True)
     # and the new high scores 1 and alerts, while a later value inside the range it set does not
     assert whole.loc[300, "anomaly_score"] == 1.0 and whole.loc[300, "is_alert"]
     assert whole.loc[500, "anomaly_score"] < 1.0
@@ -128,13 +134,9 @@ def test_a_rearming_series_split_anywhere_alerts_bit_for_bit_as_the_whole(cuts):
     frame.loc[320, "cpu"] = frame.loc[300, "cpu"] + 5
     whole, _ = score_series(params, frame)
     # when the series comes in batches, its state stored as JSON between them (the monitor's way)
-    parts, state = [], None
-    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
-        scored, new_state = score_series(params, frame.iloc[start:end], state)
-        parts.append(scored)
-        state = SeriesState.from_json(new_state.to_json())
+    parts = scored_in_batches(params, frame, cuts)
     # then every alert equals the whole series' scoring exactly
-    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+    pd.testing.assert_frame_equal(parts, whole, check_exact=True)
     # and the second incident pages inside the first one's cooldown, because the rows between were quiet
     assert whole.loc[300, "is_alert"] and whole.loc[320, "is_alert"]
     assert not score_series(range_model(cooldown=200), frame)[0].loc[320, "is_alert"]
