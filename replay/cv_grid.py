@@ -16,7 +16,7 @@ class Setting:
     alert_threshold: float
     cooldown: int
     score: str = "distance"
-    likelihood_window: int = 0
+    likelihood_window: str = ""  # rows or a duration (training.sampling.parse_window)
     likelihood_recent: int = 1
     range_tolerance: float | None = None
     history: str = "mean,std"
@@ -26,7 +26,7 @@ class Setting:
         policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
         if self.score == "likelihood":
             policy = (
-                f"likelihood over {self.likelihood_window} rows (recent {self.likelihood_recent}), "
+                f"likelihood over {window_text(self.likelihood_window)} (recent {self.likelihood_recent}), "
                 f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
             )
         if self.range_tolerance is not None:
@@ -34,6 +34,17 @@ class Setting:
         if self.rearm_after is not None:
             policy += f", re-armed after {self.rearm_after} quiet rows"
         return f"{self.history}, k={self.k}, span={self.span}, {policy}"
+
+
+def window_text(window: str) -> str:
+    return f"{window} rows" if window.isdigit() else window
+
+
+def windows(text: str) -> list[str]:
+    """The likelihood windows to try, each checked as train checks ``--likelihood-window``."""
+    from training.sampling import parse_window
+
+    return [parse_window(w).text for w in text.split(",") if w.strip()]
 
 
 def numbers(text: str, kind=float) -> list:
@@ -76,7 +87,7 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
                 spans,
                 numbers(args.likelihood_thresholds),
                 numbers(args.likelihood_cooldowns, int),
-                numbers(args.likelihood_windows, int),
+                windows(args.likelihood_windows),
                 numbers(args.likelihood_recents, int),
             )
         ]
@@ -119,7 +130,8 @@ def grid_text(args, count: int) -> str:
     )
     if args.likelihood_windows != "none":
         grid += (
-            f"; and the likelihood score over {args.likelihood_windows} rows (recent mean of "
+            f"; and the likelihood score over {args.likelihood_windows} (in time: rows at each file's sampling "
+            f"interval; recent mean of "
             f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
             f"{args.likelihood_cooldowns} rows"
         )

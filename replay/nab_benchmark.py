@@ -284,7 +284,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "alert_threshold": args.alert_threshold,
         "cooldown": args.cooldown,
         "score": args.score,
-        "likelihood_window": args.likelihood_window,
+        "likelihood_window": args.likelihood_window.text,
         "likelihood_recent": args.likelihood_recent,
         "range_tolerance": range_tolerance_text(args.range_tolerance),
         "rearm_after": rearm_after_text(args.rearm_after),

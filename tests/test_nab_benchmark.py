@@ -166,5 +166,5 @@ def test_the_nab_benchmark_reproduces_the_scores_on_the_quality_page(spark, mlfl
     )[0]
     assert run.data.params["history"] == "value,mean,std" and run.data.params["cooldown"] == "72"
     assert run.data.params["range_tolerance"] == "0.05"
-    assert run.data.params["score"] == "likelihood" and run.data.params["likelihood_window"] == "4032"
+    assert run.data.params["score"] == "likelihood" and run.data.params["likelihood_window"] == "14d"
     assert run.data.metrics["nab_standard"] == metrics["nab_standard"]

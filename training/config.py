@@ -4,7 +4,7 @@ the model, and the KMeans settings. The defaults are the configuration the NAB b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.errors import UserError
 from core.scoring import (
@@ -18,6 +18,7 @@ from core.scoring import (
     derived_name,
     warmup_rows,
 )
+from training.sampling import WindowLength, parse_window
 
 DEFAULT_K = 7
 DEFAULT_SEED = 42
@@ -25,7 +26,7 @@ DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
 # k=7 over each input's value and its rolling mean and spread across its last 24 rows. A row's
 # anomaly score is the likelihood of the mean of its series' last 10 distances against the same
-# means over the series' last 4032 rows (14 days of 5-minute rows), or 1 for a value past the
+# means over the series' last 14 days (in rows at the training data's sampling interval), or 1 for a value past the
 # series' range so far by 5% of it; an alert at 0.999999; then no other alert for the series
 # within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
 # span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
@@ -33,7 +34,7 @@ DEFAULT_THRESHOLD_QUANTILE = 0.99
 DEFAULT_HISTORY = ("value", "mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
-DEFAULT_LIKELIHOOD_WINDOW = 4032
+DEFAULT_LIKELIHOOD_WINDOW = "14d"
 DEFAULT_LIKELIHOOD_RECENT = 10
 DEFAULT_ALERT_THRESHOLD = 0.999999
 DEFAULT_COOLDOWN = 72
@@ -50,7 +51,8 @@ class HistorySpec:
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD
     cooldown: int = DEFAULT_COOLDOWN
     score_kind: str = DEFAULT_SCORE_KIND
-    likelihood_window: int = DEFAULT_LIKELIHOOD_WINDOW
+    # Rows, or a duration that fit_model turns into rows at its training data's sampling interval.
+    likelihood_window: WindowLength = parse_window(DEFAULT_LIKELIHOOD_WINDOW)
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
     rearm_after: int | None = DEFAULT_REARM_AFTER
@@ -60,12 +62,21 @@ class HistorySpec:
 
     @property
     def warmup_rows(self) -> int:
-        """A series' first rows, which a model of these settings scores but lets raise no alert."""
-        return warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window)
+        """A series' first rows, which a model of these settings scores but lets raise no alert
+        (of a spec in rows: see ``at_interval``)."""
+        return warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window.rows_at(None))
+
+    def at_interval(self, interval_seconds: float | None) -> HistorySpec:
+        """These settings with the likelihood window in rows at data sampled every ``interval_seconds``
+        (a score without the likelihood has no use for the window, and gets 0 rows)."""
+        if self.likelihood_window.rows is not None:
+            return self
+        rows = self.likelihood_window.rows_at(interval_seconds) if self.score_kind == SCORE_LIKELIHOOD else 0
+        return replace(self, likelihood_window=WindowLength(rows=rows, text=self.likelihood_window.text))
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, 0, 1, None, None)
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None)
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -160,9 +171,10 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             "distance against the series' own recent distances (then the alert threshold is near 1)",
         ),
         "likelihood-window": dict(
-            type=int,
-            default=DEFAULT_LIKELIHOOD_WINDOW,
-            help="with --score likelihood: rows of a series' distances that make its normal",
+            type=parse_window,
+            default=parse_window(DEFAULT_LIKELIHOOD_WINDOW),
+            help="with --score likelihood: how far back a series' distances make its normal, in time "
+            "(14d, 36h, 90min: rows at the training data's sampling interval) or in rows (4032)",
         ),
         "likelihood-recent": dict(
             type=int,

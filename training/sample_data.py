@@ -43,7 +43,7 @@ TABLE_FILE = "metrics.csv"
 LABELS_FILE = "labels.json"
 REQUEST_FILE = "request.json"
 # One more than the warm-up of train's default model: the request's last row is then judged.
-REQUEST_ROWS = 1 + HistorySpec().warmup_rows
+REQUEST_ROWS = 1 + HistorySpec().at_interval(pd.Timedelta(STEP).total_seconds()).warmup_rows
 REQUEST_SERIES = "web-1"
 # NAB's labeller: one window of 10% of the file's rows per anomaly, centred on the anomaly.
 NAB_WINDOW_SHARE = 0.10

@@ -39,6 +39,7 @@ from core.schema import (
     TRAINING_EXPERIMENT,
 )
 from core.scoring import (
+    SCORE_LIKELIHOOD,
     ModelParams,
     bounds_for,
     check_alert_policy,
@@ -64,6 +65,7 @@ from training.evaluate import (
 )
 from training.features import Moments, load_feature_table, moment_expressions, moments_from_row
 from training.kmeans import FittedKMeans, fit_kmeans
+from training.sampling import sampling_interval_seconds
 
 # Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
 # argument errors and the scoring core answer without starting to load them.
@@ -83,7 +85,7 @@ def params_from_fit(
         alert_threshold=spec.alert_threshold,
         cooldown=spec.cooldown,
         score_kind=spec.score_kind,
-        likelihood_window=spec.likelihood_window,
+        likelihood_window=spec.likelihood_window.rows_at(None),
         likelihood_recent=spec.likelihood_recent,
         range_tolerance=spec.range_tolerance,
         rearm_after=spec.rearm_after,
@@ -104,6 +106,8 @@ class FittedModel:
     params: ModelParams
     cluster_sizes: list[int]
     vectors: object  # the training rows as feature vectors (Spark DataFrame, cached)
+    # Seconds between a series' rows (training.sampling), measured when a window was given in time.
+    sampling_interval: float | None = None
 
 
 def fit_model(
@@ -125,6 +129,18 @@ def fit_model(
     features' (``FeatureTable.moments``): they standardise the rows' own values."""
 
     spec = spec or ORIGINAL_SPEC
+    interval = None
+    if spec.likelihood_window.rows is None and spec.score_kind == SCORE_LIKELIHOOD:
+        interval = sampling_interval_seconds(table, series)
+    spec = spec.at_interval(interval)
+    try:
+        check_score(spec.score_kind, spec.likelihood_window.rows, spec.likelihood_recent)
+    except ValueError:
+        at = f" at the training data's sampling interval ({interval:g} s)" if interval else ""
+        raise UserError(
+            f"a likelihood window of {spec.likelihood_window.text} is {spec.likelihood_window.rows} row(s){at}, "
+            f"fewer than the {spec.likelihood_recent} recent rows it judges: give a longer window"
+        ) from None
     columns = spec.vector_columns(features)
     if spec.range_tolerance is not None and (moments is None or moments.columns != list(features)):
         moments = moments_from_row(list(features), table.agg(*moment_expressions(list(features))).first())
@@ -149,7 +165,7 @@ def fit_model(
         if fitted_kmeans.threshold is not None
         else distance_threshold(vectors, params, threshold_quantile)
     )
-    return FittedModel(fitted_kmeans, replace(params, threshold=threshold), sizes, vectors)
+    return FittedModel(fitted_kmeans, replace(params, threshold=threshold), sizes, vectors, interval)
 
 
 def data_sha256(spark, uri: str) -> str:
@@ -206,7 +222,8 @@ def train(spark, service, args) -> TrainResult:
     try:
         check_rule(args.rule)
         check_alert_policy(spec.span, spec.cooldown, spec.rearm_after)
-        check_score(spec.score_kind, spec.likelihood_window, spec.likelihood_recent)
+        window = spec.likelihood_window.rows  # a duration is checked once fit_model has it in rows
+        check_score(spec.score_kind, spec.likelihood_recent if window is None else window, spec.likelihood_recent)
     except ValueError as error:
         raise UserError(str(error)) from None
     uri = to_uri(args.data)
@@ -250,7 +267,7 @@ def train(spark, service, args) -> TrainResult:
                 "alert_threshold": spec.alert_threshold,
                 "cooldown": spec.cooldown,
                 "score": spec.score_kind,
-                "likelihood_window": spec.likelihood_window,
+                "likelihood_window": spec.likelihood_window.text,
                 "likelihood_recent": spec.likelihood_recent,
                 "range_tolerance": range_tolerance_text(spec.range_tolerance),
                 "rearm_after": rearm_after_text(spec.rearm_after),
@@ -279,7 +296,13 @@ def train(spark, service, args) -> TrainResult:
         )
         fit_seconds = time.perf_counter() - fit_started
         fitted_kmeans, params, sizes = fitted.kmeans, fitted.params, fitted.cluster_sizes
-        mlflow.log_param("kmeans_method", fitted_kmeans.method)
+        mlflow.log_params(
+            {
+                "kmeans_method": fitted_kmeans.method,
+                "likelihood_window_rows": params.likelihood_window,
+                "sampling_interval_seconds": "" if fitted.sampling_interval is None else fitted.sampling_interval,
+            }
+        )
         if len(params.centroids) < args.k:
             # Spark's KMeans returns fewer centroids than k when the vectors hold fewer distinct
             # points; its sizes still count k clusters, and the model would not line up.
