@@ -129,33 +129,29 @@ def fit_model(
     features' (``FeatureTable.moments``): they standardise the rows' own values."""
 
     spec = spec or ORIGINAL_SPEC
-    interval = None
-    if spec.likelihood_window.rows is None and spec.score_kind == SCORE_LIKELIHOOD:
-        interval = sampling_interval_seconds(table, series)
-    spec = spec.at_interval(interval)
-    try:
-        check_score(spec.score_kind, spec.likelihood_window.rows, spec.likelihood_recent)
-    except ValueError:
-        at = f" at the training data's sampling interval ({interval:g} s)" if interval else ""
-        raise UserError(
-            f"a likelihood window of {spec.likelihood_window.text} is {spec.likelihood_window.rows} row(s){at}, "
-            f"fewer than the {spec.likelihood_recent} recent rows it judges: give a longer window"
-        ) from None
     columns = spec.vector_columns(features)
     if spec.range_tolerance is not None and (moments is None or moments.columns != list(features)):
         moments = moments_from_row(list(features), table.agg(*moment_expressions(list(features))).first())
-    vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
-    if spec.history != ("value",):
-        vectors = vectors.cache()
-    fitted_kmeans = fit_kmeans(
-        vectors,
-        columns,
-        k,
-        seed,
-        max_iter,
-        threshold_quantile=threshold_quantile,
-        moments=moments if spec.history == ("value",) else None,
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-interval") as pool:
+        # Its own Spark job, run beside the fit: only the parameters made after the fit need it.
+        measuring = spec.likelihood_window.rows is None and spec.score_kind == SCORE_LIKELIHOOD
+        if measuring and TIMESTAMP not in table.columns:
+            in_rows(spec, None)  # no time to measure: the clear error before a fit, not after
+        interval_job = pool.submit(sampling_interval_seconds, table, series) if measuring else None
+        vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
+        if spec.history != ("value",):
+            vectors = vectors.cache()
+        fitted_kmeans = fit_kmeans(
+            vectors,
+            columns,
+            k,
+            seed,
+            max_iter,
+            threshold_quantile=threshold_quantile,
+            moments=moments if spec.history == ("value",) else None,
+        )
+        interval = interval_job.result() if interval_job else None
+    spec = in_rows(spec, interval)
     sizes = list(fitted_kmeans.cluster_sizes)
     params = params_from_fit(fitted_kmeans, features, rule, spec=spec)
     if spec.range_tolerance is not None:
@@ -166,6 +162,20 @@ def fit_model(
         else distance_threshold(vectors, params, threshold_quantile)
     )
     return FittedModel(fitted_kmeans, replace(params, threshold=threshold), sizes, vectors, interval)
+
+
+def in_rows(spec: HistorySpec, interval: float | None) -> HistorySpec:
+    """``spec`` with its likelihood window in rows at ``interval``, or a clear error when it cannot be."""
+    spec = spec.at_interval(interval)
+    try:
+        check_score(spec.score_kind, spec.likelihood_window.rows, spec.likelihood_recent)
+    except ValueError:
+        at = f" at the training data's sampling interval ({interval:g} s)" if interval else ""
+        raise UserError(
+            f"a likelihood window of {spec.likelihood_window.text} is {spec.likelihood_window.rows} row(s){at}, "
+            f"fewer than the {spec.likelihood_recent} recent rows it judges: give a longer window"
+        ) from None
+    return spec
 
 
 def data_sha256(spark, uri: str) -> str:
