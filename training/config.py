@@ -26,9 +26,9 @@ DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
 # k=7 over each input's value and its rolling mean and spread across its last 24 rows. A row's
 # anomaly score is the likelihood of the mean of its series' last 10 distances against the same
-# means over the series' last 14 days (in rows at the training data's sampling interval), or 1 for a value past the
-# series' range so far by 5% of it; an alert at 0.999999; then no other alert for the series
-# within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
+# means over the series' last 14 days (rows at the training data's sampling interval), or 1 for
+# a value past the series' range so far by 5% of it; an alert at 0.999999; then no other alert
+# for the series within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
 # span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
 # cross-validation over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("value", "mean", "std")
