@@ -56,7 +56,8 @@ def synthetic_table(rows: int, path: Path, seed: int = 3) -> Path:
     values = np.abs(centres[pick] * rng.normal(1.0, 0.05, size=(rows, 3)))
     values[:, 0] = np.clip(values[:, 0], 0, 100)
     frame = pd.DataFrame(values, columns=["cpu", "disk", "network"])
-    frame.insert(0, "timestamp", "2026-01-01 00:00:00")
+    # One row every 5 minutes, so train's default window in time has an interval to take its rows at.
+    frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=rows, freq="5min").strftime("%Y-%m-%d %H:%M:%S"))
     frame.to_csv(path, index=False)
     return path
 

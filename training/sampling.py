@@ -18,6 +18,7 @@ import numpy as np
 from core.errors import UserError
 
 UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+INTERVAL_ROWS = 100_000  # rows of a training table (in its order) that its interval is measured on
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|m|h|d|w)\s*$", re.IGNORECASE)
 
 
@@ -70,8 +71,9 @@ def interval_of_times(seconds: np.ndarray) -> float | None:
 
 
 def sampling_interval_seconds(table, series: str | None) -> float | None:
-    """``interval_of_times`` over a Spark training table, gaps taken within each series; None
-    when it has no timestamp column or no two readable, distinct times in a series."""
+    """``interval_of_times`` over a Spark training table's first ``INTERVAL_ROWS`` rows, gaps
+    taken within each series; None when it has no timestamp column or no two readable, distinct
+    times in a series."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -80,6 +82,8 @@ def sampling_interval_seconds(table, series: str | None) -> float | None:
 
     if TIMESTAMP not in table.columns:
         return None
+    # The first rows suffice for a median, and keep the job's cost flat however large the table.
+    table = table.limit(INTERVAL_ROWS)
     seconds = spark_time(TIMESTAMP).cast("double")
     in_order = Window.partitionBy(F.col(series) if series else F.lit("")).orderBy(seconds.asc_nulls_last())
     gaps = table.select((seconds - F.lag(seconds, 1).over(in_order)).alias("gap")).where(F.col("gap") > 0)
