@@ -102,23 +102,24 @@ def parse_range_tolerance(text: str) -> float | None:
     """``--range-tolerance``: a fraction of a series' range, or 'none' to leave the range out."""
     if text.strip().lower() == "none":
         return None
-    return non_negative_number(text, "range tolerance", "a number or 'none'")
+    try:
+        tolerance = float(text)
+    except ValueError:
+        raise UserError(f"range tolerance: expected a number or 'none', got {text!r}") from None
+    if not tolerance >= 0:
+        raise UserError(f"range tolerance must be at least 0, got {text!r}")
+    return tolerance
 
 
 def parse_spread_floor(text: str) -> float:
     """``--likelihood-spread-floor``: a multiple of the mean, at least 0."""
-    return non_negative_number(text, "likelihood spread floor", "a number")
-
-
-def non_negative_number(text: str, what: str, expected: str) -> float:
-    """``text`` as a number of at least 0, or a clear error naming ``what``."""
     try:
-        number = float(text)
+        floor = float(text)
     except ValueError:
-        raise UserError(f"{what}: expected {expected}, got {text!r}") from None
-    if not number >= 0:
-        raise UserError(f"{what} must be at least 0, got {text!r}")
-    return number
+        raise UserError(f"likelihood spread floor: expected a number, got {text!r}") from None
+    if not floor >= 0:
+        raise UserError(f"likelihood spread floor must be at least 0, got {text!r}")
+    return floor
 
 
 def range_tolerance_text(tolerance: float | None) -> str:
