@@ -63,18 +63,13 @@ def recent_means(distances: np.ndarray, earlier: list[float], recent: int) -> tu
     return means, seen[max(0, len(seen) - (recent - 1)) :].tolist()
 
 
-def likelihood_scores(
-    distances: np.ndarray, earlier: dict | None, window: int, recent: int, spread_floor: float = 0.0
-) -> tuple[np.ndarray, dict]:
+def likelihood_scores(distances: np.ndarray, earlier: dict | None, window: int, recent: int) -> tuple[np.ndarray, dict]:
     """The likelihood of each of a series' next distances, and the state to carry on.
 
     ``distances``: the valid rows' distances in series order; ``earlier``: the state this
     function returned after the series' distances before them (None for a new series):
     ``blocks``, the [sum, sum of squares] of its latest whole blocks, oldest first; ``partial``,
     [rows, sum, sum of squares] of the block under way; ``recent``, its last distances.
-    ``spread_floor``: the spread a rise is judged against is at least this multiple of the
-    window's mean (0: the spread alone), so a series whose distances barely move does not turn
-    a small rise into a near-certain anomaly (an exponential distance has a spread of its mean).
     """
     earlier = earlier or {}
     x = np.asarray(distances, dtype=float)
@@ -105,7 +100,7 @@ def likelihood_scores(
     count = np.array([len(w) for w in before])[row] * block + column + 1
     mean = window_sum / count
     spread = np.sqrt(np.maximum(window_squares / count - mean * mean, 0.0))
-    z = (recent_mean - mean) / np.maximum(np.maximum(spread, SPREAD_FLOOR), spread_floor * np.abs(mean))
+    z = (recent_mean - mean) / np.maximum(spread, SPREAD_FLOOR)
     scores = (0.5 * _erfc(-z / math.sqrt(2.0))).astype(float)
     scores[count < min(window, LIKELIHOOD_MIN_ROWS)] = 0.0
     left = (filled + n) % block

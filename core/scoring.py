@@ -149,8 +149,6 @@ class ModelParams:
     score_kind: str = SCORE_DISTANCE
     likelihood_window: int = 0
     likelihood_recent: int = 1
-    # The likelihood's spread is at least this multiple of its window's mean (0: the spread alone).
-    likelihood_spread_floor: float = 0.0
     # A row whose input passes its series' range so far by more than this fraction of it scores 1
     # and is anomalous, whatever its distance (core/value_range.py); None leaves the range out.
     # A series' range starts from each input's [lowest, highest] in training (``training_range``),
@@ -163,8 +161,6 @@ class ModelParams:
         check_history(self.history)
         check_alert_policy(self.span, self.cooldown, self.rearm_after)
         check_score(self.score_kind, self.likelihood_window, self.likelihood_recent)
-        if not self.likelihood_spread_floor >= 0:
-            raise ValueError("the likelihood's spread floor must be at least 0")
         check_range_tolerance(self.range_tolerance)
         width = len(self.vector_columns)
         if len(self.mean) != width or len(self.scale) != width:
@@ -404,9 +400,7 @@ def score_series_arrays(
             earlier = state.likelihood if state.distances_key == params.distance_key else None
             if earlier is None and state.distances and state.distances_key == params.distance_key:
                 earlier = likelihood_scores(np.asarray(state.distances), None, window, recent)[1]
-            row_score, new_state.likelihood = likelihood_scores(
-                d, earlier, window, recent, params.likelihood_spread_floor
-            )
+            row_score, new_state.likelihood = likelihood_scores(d, earlier, window, recent)
             new_state.distances = []
             new_state.distances_key = params.distance_key
         if params.range_tolerance is not None:

@@ -102,7 +102,6 @@ def model_scores(
         score="distance",  # the cache holds the distance score: every alert policy starts from it
         likelihood_window=WindowLength(rows=0),
         likelihood_recent=1,
-        likelihood_spread_floor=0.0,
         range_tolerance=None,  # the range is applied with the alert policy, from the file's values
         rearm_after=None,
     )
@@ -127,7 +126,7 @@ def alerts(scores: np.ndarray, setting: Setting, warmup: int) -> np.ndarray:
     return alert_detector(setting.cooldown, warmup, setting.rearm_after)(scores, setting.alert_threshold)
 
 
-def likelihoods(scores: np.ndarray, window: int, recent: int, spread_floor: float = 0.0) -> np.ndarray:
+def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
     """The core's likelihood score of a file's rows from their cached distance scores s: the
     distances relative to the model's threshold, d / t = s / (1 - s), which the likelihood
     judges as it judges d (it is unchanged by scale). NaN stays NaN (an invalid row)."""
@@ -135,7 +134,7 @@ def likelihoods(scores: np.ndarray, window: int, recent: int, spread_floor: floa
 
     valid = np.isfinite(scores)
     out = np.full(len(scores), np.nan)
-    out[valid] = likelihood_scores(scores[valid] / (1.0 - scores[valid]), None, window, recent, spread_floor)[0]
+    out[valid] = likelihood_scores(scores[valid] / (1.0 - scores[valid]), None, window, recent)[0]
     return out
 
 
@@ -186,10 +185,9 @@ def score_table(
                 # The window in rows for this file, as train turns it into rows for its training data.
                 window = parse_window(setting.likelihood_window).rows_at(item.interval)
                 warmup = max(warmup, likelihood_warmup(window))
-                floor = setting.likelihood_spread_floor
-                key = (setting.history, setting.k, setting.span, window, setting.likelihood_recent, floor, f)
+                key = (setting.history, setting.k, setting.span, window, setting.likelihood_recent, f)
                 if key not in judged:
-                    judged[key] = likelihoods(file_scores, window, setting.likelihood_recent, floor)
+                    judged[key] = likelihoods(file_scores, window, setting.likelihood_recent)
                 file_scores = judged[key]
             if setting.range_tolerance is not None:
                 key = ("range", setting.range_tolerance, f)
@@ -299,7 +297,6 @@ def run_cross_validation(spark, service, args) -> dict:
                 "cooldowns": args.cooldowns,
                 "likelihood_windows": args.likelihood_windows,
                 "likelihood_recents": args.likelihood_recents,
-                "likelihood_spread_floors": args.likelihood_spread_floors,
                 "range_tolerances": args.range_tolerances,
                 "rearm_afters": args.rearm_afters,
                 "likelihood_thresholds": args.likelihood_thresholds,
@@ -354,11 +351,6 @@ def parse_args(argv):
     )
     parser.add_argument("--likelihood-recents", default="1,10", help="likelihood recent means to try, rows")
     parser.add_argument(
-        "--likelihood-spread-floors",
-        default="0,1",
-        help="floors of the likelihood's spread to try, multiples of the series' mean (0: the spread alone)",
-    )
-    parser.add_argument(
         "--likelihood-thresholds",
         default="0.999,0.9999,0.99999,0.999999",
         help="alert thresholds on the likelihood to try",
@@ -385,7 +377,6 @@ def parse_args(argv):
             "score",
             "likelihood-window",
             "likelihood-recent",
-            "likelihood-spread-floor",
             "range-tolerance",
             "history",
             "rearm-after",

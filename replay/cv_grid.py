@@ -21,14 +21,12 @@ class Setting:
     range_tolerance: float | None = None
     history: str = "mean,std"
     rearm_after: int | None = None
-    likelihood_spread_floor: float = 0.0
 
     def label(self) -> str:
         policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
         if self.score == "likelihood":
             policy = (
-                f"likelihood over {window_text(self.likelihood_window)} (recent {self.likelihood_recent}"
-                f"{floor_text(self.likelihood_spread_floor)}), "
+                f"likelihood over {window_text(self.likelihood_window)} (recent {self.likelihood_recent}), "
                 f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
             )
         if self.range_tolerance is not None:
@@ -40,10 +38,6 @@ class Setting:
 
 def window_text(window: str) -> str:
     return f"{window} rows" if window.isdigit() else window
-
-
-def floor_text(floor: float) -> str:
-    return f", spread at least {floor:g} x mean" if floor else ""
 
 
 def windows(text: str) -> list[str]:
@@ -72,7 +66,6 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
         DEFAULT_HISTORY,
         DEFAULT_K,
         DEFAULT_LIKELIHOOD_RECENT,
-        DEFAULT_LIKELIHOOD_SPREAD_FLOOR,
         DEFAULT_LIKELIHOOD_WINDOW,
         DEFAULT_RANGE_TOLERANCE,
         DEFAULT_REARM_AFTER,
@@ -81,24 +74,21 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
         parse_history,
         parse_range_tolerance,
         parse_rearm_after,
-        parse_spread_floor,
     )
 
     ks, spans = numbers(args.ks, int), numbers(args.spans, int)
     thresholds, cooldowns = numbers(args.alert_thresholds), numbers(args.cooldowns, int)
     settings = [Setting(*combo) for combo in itertools.product(ks, spans, thresholds, cooldowns)]
     if args.likelihood_windows != "none":
-        floors = [parse_spread_floor(f) for f in args.likelihood_spread_floors.split(",")]
         settings += [
-            Setting(k, span, level, cooldown, "likelihood", window, recent, likelihood_spread_floor=floor)
-            for k, span, level, cooldown, window, recent, floor in itertools.product(
+            Setting(k, span, level, cooldown, "likelihood", window, recent)
+            for k, span, level, cooldown, window, recent in itertools.product(
                 ks,
                 spans,
                 numbers(args.likelihood_thresholds),
                 numbers(args.likelihood_cooldowns, int),
                 windows(args.likelihood_windows),
                 numbers(args.likelihood_recents, int),
-                floors,
             )
         ]
     defaults = Setting(DEFAULT_K, DEFAULT_SPAN, DEFAULT_ALERT_THRESHOLD, DEFAULT_COOLDOWN)
@@ -111,7 +101,6 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
             DEFAULT_SCORE_KIND,
             DEFAULT_LIKELIHOOD_WINDOW,
             DEFAULT_LIKELIHOOD_RECENT,
-            likelihood_spread_floor=DEFAULT_LIKELIHOOD_SPREAD_FLOOR,
         )
     tolerances = [parse_range_tolerance(t) for t in args.range_tolerances.split(",")]
     histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
@@ -142,8 +131,8 @@ def grid_text(args, count: int) -> str:
     if args.likelihood_windows != "none":
         grid += (
             f"; and the likelihood score over {args.likelihood_windows} (in time: rows at each file's sampling "
-            f"interval; recent mean of {args.likelihood_recents} rows; spread at least "
-            f"{args.likelihood_spread_floors} x mean), alert threshold {args.likelihood_thresholds}, cooldown "
+            f"interval; recent mean of "
+            f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
             f"{args.likelihood_cooldowns} rows"
         )
     grid += (

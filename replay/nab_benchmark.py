@@ -286,7 +286,6 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "score": args.score,
         "likelihood_window": args.likelihood_window.text,
         "likelihood_recent": args.likelihood_recent,
-        "likelihood_spread_floor": args.likelihood_spread_floor,
         "range_tolerance": range_tolerance_text(args.range_tolerance),
         "rearm_after": rearm_after_text(args.rearm_after),
     }

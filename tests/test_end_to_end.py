@@ -85,7 +85,7 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "14d", "10")
     # 14 days at the NAB table's 5-minute interval
     assert (params["likelihood_window_rows"], params["sampling_interval_seconds"]) == ("4032", "300.0")
-    assert params["range_tolerance"] == "0.05" and params["likelihood_spread_floor"] == "1.0"
+    assert params["range_tolerance"] == "0.05"
     assert params["rows"] == str(len(pd.read_csv(nab_table)))
     assert len(params["data_sha256"]) == 64
     assert sum(metrics[f"cluster_size_{i}"] for i in range(7)) == int(params["rows"])

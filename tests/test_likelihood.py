@@ -39,8 +39,7 @@ def cpu_series(rows: int, seed: int = 7, spike_at: int | None = None) -> pd.Data
     return pd.DataFrame({"cpu": values})
 
 
-@pytest.mark.parametrize("spread_floor", [0.0, 1.0])
-def test_the_likelihood_is_the_gaussian_tail_of_the_recent_mean_against_the_series_own_window(spread_floor):
+def test_the_likelihood_is_the_gaussian_tail_of_the_recent_mean_against_the_series_own_window():
     # given distances and an independent reading of the formula: per row, the mean of its last
     # few distances against the means of the rows of its block so far and of the whole blocks
     # before it that fit in the window (pandas rolling means, numpy, erfc)
@@ -53,29 +52,23 @@ def test_the_likelihood_is_the_gaussian_tail_of_the_recent_mean_against_the_seri
     for i in range(LIKELIHOOD_MIN_ROWS - 1, len(distances)):
         first = max(0, (i // block - (window // block - 1)) * block)
         history = means[first : i + 1]
-        z = (means[i] - history.mean()) / max(history.std(), 1e-9, spread_floor * history.mean())
+        z = (means[i] - history.mean()) / max(history.std(), 1e-9)
         want[i] = 0.5 * math.erfc(-z / math.sqrt(2))
-    # when the core scores them (the spread taken as at least spread_floor times the mean)
-    got, carried = likelihood_scores(distances, None, window, recent, spread_floor)
-    # then they agree, and the jump is judged far out in the tail, less far when the spread of
-    # these steady distances (a third of their mean) is floored at their mean
+    # when the core scores them
+    got, carried = likelihood_scores(distances, None, window, recent)
+    # then they agree, and the jump is judged far out in the tail
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
-    if spread_floor == 0:
-        assert got[404] > 0.9999 > got[399]
-    else:
-        assert 0.99 < got[404] < likelihood_scores(distances, None, window, recent)[0][404]
+    assert got[404] > 0.9999 > got[399]
     # and the series carries a few sums, not its window of distances
     assert len(carried["blocks"]) == window // block - 1 and carried["recent"] == distances[-recent + 1 :].tolist()
     assert carried["partial"][0] == len(distances) % block
     assert window - 2 * block < (window // block - 1) * block + 1 and (window // block) * block <= window
 
 
-@pytest.mark.parametrize("spread_floor", [0.0, 1.0])
 @pytest.mark.parametrize("cuts", [[1], [49, 50, 51], [17, 200, 333, 334], list(range(5, 700, 97))])
-def test_a_likelihood_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts, spread_floor):
-    # given a model with a likelihood score (its spread floored or not) and a series with an incident
-    # (a floored spread judges the same incident less far out: it pages at a lower level)
-    params = likelihood_model(likelihood_spread_floor=spread_floor, alert_threshold=0.99 if spread_floor else 0.9999)
+def test_a_likelihood_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
+    # given a model with a likelihood score and a series with an incident
+    params = likelihood_model()
     frame = cpu_series(700, spike_at=450)
     whole, _ = score_series(params, frame)
     # when the series comes in batches, its state stored as JSON between them (the monitor's way)
@@ -143,7 +136,6 @@ def test_the_likelihood_judges_each_series_against_itself_in_a_request():
         (dict(score_kind="loudness"), "unknown anomaly score"),
         (dict(likelihood_window=0), "likelihood needs a window"),
         (dict(likelihood_recent=500), "likelihood needs a window"),
-        (dict(likelihood_spread_floor=-0.5), "spread floor must be at least 0"),
     ],
 )
 def test_a_likelihood_setting_that_cannot_work_is_refused(overrides, message):

@@ -45,9 +45,6 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     assert params["alert_threshold"] == str(config.DEFAULT_ALERT_THRESHOLD)
     assert params["cooldown"] == str(config.DEFAULT_COOLDOWN)
     assert params["rearm_after"] == str(config.DEFAULT_REARM_AFTER)
-    assert params["likelihood_spread_floor"] == str(config.DEFAULT_LIKELIHOOD_SPREAD_FLOOR)
-    # the window as given, and in rows at the table's 5-minute interval
-    assert (params["likelihood_window"], params["likelihood_window_rows"]) == ("14d", "4032")
     assert params["features"] == "cpu,disk,network"
     assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
     assert params["rows"] == str(rows)
@@ -81,7 +78,6 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
         config.DEFAULT_RANGE_TOLERANCE,
         config.DEFAULT_REARM_AFTER,
     )
-    assert (loaded.likelihood_window, loaded.likelihood_spread_floor) == (4032, config.DEFAULT_LIKELIHOOD_SPREAD_FLOOR)
     # and so does each input's range in training, where a series' range starts
     table = pd.read_csv(nab_table)
     assert loaded.training_range == [[table[f].min(), table[f].max()] for f in ("cpu", "disk", "network")]
@@ -475,15 +471,3 @@ def test_a_rearm_after_that_cannot_work_is_a_clear_error(text, message):
     with pytest.raises(UserError, match=re.escape(message)):
         parse_rearm_after(text)
     assert parse_rearm_after("none") is None and parse_rearm_after("6") == 6
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [("-1", "spread floor must be at least 0"), ("wide", "spread floor: expected a number"), ("nan", "at least 0")],
-)
-def test_a_spread_floor_that_cannot_work_is_a_clear_error(text, message):
-    from training.config import parse_spread_floor
-
-    with pytest.raises(UserError, match=re.escape(message)):
-        parse_spread_floor(text)
-    assert parse_spread_floor("0") == 0.0 and parse_spread_floor("1") == 1.0

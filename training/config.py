@@ -26,18 +26,16 @@ DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
 # k=7 over each input's value and its rolling mean and spread across its last 24 rows. A row's
 # anomaly score is the likelihood of the mean of its series' last 10 distances against the same
-# means over the series' last 14 days (rows at the training data's sampling interval; their
-# spread taken as at least their mean), or 1 for a value past the series' range so far by 5% of
-# it; an alert at 0.999999; then no other alert for the series within 72 rows, unless its last 6
-# rows scored below 0.999999 (that incident is over). k and span were set on NAB's AWS files;
-# the rest was chosen by leave-one-category-out cross-validation over NAB's six labelled
-# categories (docs/quality.md).
+# means over the series' last 14 days (rows at the training data's sampling interval), or 1 for
+# a value past the series' range so far by 5% of it; an alert at 0.999999; then no other alert
+# for the series within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
+# span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
+# cross-validation over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("value", "mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
 DEFAULT_LIKELIHOOD_WINDOW = "14d"
 DEFAULT_LIKELIHOOD_RECENT = 10
-DEFAULT_LIKELIHOOD_SPREAD_FLOOR = 1.0
 DEFAULT_ALERT_THRESHOLD = 0.999999
 DEFAULT_COOLDOWN = 72
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
@@ -58,7 +56,6 @@ class HistorySpec:
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
     rearm_after: int | None = DEFAULT_REARM_AFTER
-    likelihood_spread_floor: float = DEFAULT_LIKELIHOOD_SPREAD_FLOOR
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -79,7 +76,7 @@ class HistorySpec:
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None, 0.0)
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None)
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -94,7 +91,6 @@ def spec_from_args(args) -> HistorySpec:
         args.likelihood_recent,
         args.range_tolerance,
         args.rearm_after,
-        args.likelihood_spread_floor,
     )
 
 
@@ -109,17 +105,6 @@ def parse_range_tolerance(text: str) -> float | None:
     if not tolerance >= 0:
         raise UserError(f"range tolerance must be at least 0, got {text!r}")
     return tolerance
-
-
-def parse_spread_floor(text: str) -> float:
-    """``--likelihood-spread-floor``: a multiple of the mean, at least 0."""
-    try:
-        floor = float(text)
-    except ValueError:
-        raise UserError(f"likelihood spread floor: expected a number, got {text!r}") from None
-    if not floor >= 0:
-        raise UserError(f"likelihood spread floor must be at least 0, got {text!r}")
-    return floor
 
 
 def range_tolerance_text(tolerance: float | None) -> str:
@@ -195,12 +180,6 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             type=int,
             default=DEFAULT_LIKELIHOOD_RECENT,
             help="with --score likelihood: rows whose mean distance is judged against that normal",
-        ),
-        "likelihood-spread-floor": dict(
-            type=parse_spread_floor,
-            default=DEFAULT_LIKELIHOOD_SPREAD_FLOOR,
-            help="with --score likelihood: the spread a rise is judged against is at least this multiple of "
-            "the series' mean (0: its spread alone)",
         ),
         "range-tolerance": dict(
             type=parse_range_tolerance,
