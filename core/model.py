@@ -128,19 +128,24 @@ def scorable_limits(params: ModelParams) -> np.ndarray:
     deviations, standardising, and the squared distance to every centroid. Halved, for rounding."""
     biggest = np.finfo(float).max
     limit = biggest / 4  # x - mean and a delta stay finite
+    longest = max([params.span] + [scale.span for scale in params.scales])
     if {"mean", "std"} & set(params.history):
-        limit = min(limit, biggest / (4 * params.span))
+        limit = min(limit, biggest / (4 * longest))
     if "std" in params.history:
-        limit = min(limit, math.sqrt(biggest / (4 * params.span)))
+        limit = min(limit, math.sqrt(biggest / (4 * longest)))
     limits = [limit] * len(params.features)
-    # Room for each standardised value, so that every centroid's sum of squares stays finite.
-    room = (math.sqrt(biggest / len(params.vector_columns)) - np.abs(params.centroid_array).max(axis=0)).tolist()
-    for k, (mean, scale) in enumerate(zip(params.mean, params.scale)):
-        if scale:
-            j, transform = divmod(k, len(params.history))  # vector_columns: features x transforms
-            widening = 2 if params.history[transform] == "delta" else 1  # a delta spans two values
-            # Python floats: a tiny scale gives inf, not numpy's overflow warning.
-            limits[j] = min(limits[j], (room[k] / abs(float(scale)) - abs(float(mean))) / widening)
+    # Room for each standardised value, so that every centroid's sum of squares stays finite,
+    # at the model's own scale and at each further one (core/scales.py).
+    fits = [(params.mean, params.scale, params.centroid_array)]
+    fits += [(scale.mean, scale.scale, scale.centroid_array) for scale in params.scales]
+    for means, scales, centroids in fits:
+        room = (math.sqrt(biggest / len(params.vector_columns)) - np.abs(centroids).max(axis=0)).tolist()
+        for k, (mean, scale) in enumerate(zip(means, scales)):
+            if scale:
+                j, transform = divmod(k, len(params.history))  # vector_columns: features x transforms
+                widening = 2 if params.history[transform] == "delta" else 1  # a delta spans two values
+                # Python floats: a tiny scale gives inf, not numpy's overflow warning.
+                limits[j] = min(limits[j], (room[k] / abs(float(scale)) - abs(float(mean))) / widening)
     return np.asarray(limits) / 2
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 from core.explanation import EXPLANATION_COLUMNS, explain
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
+from core.scales import Scale, carried_tail, check_scales, ensemble_scores, scales_from_json, scales_tail_rows
 from core.validity import validity
 from core.value_range import check_range_tolerance, range_flags
 
@@ -155,6 +156,9 @@ class ModelParams:
     # so a new series does not page while it shows its first day's values.
     range_tolerance: float | None = None
     training_range: list[list[float]] = field(default_factory=list)
+    # Further time scales (core/scales.py): a KMeans each over the same transforms at its own span,
+    # judged by its own likelihood; a row's likelihood is the highest of the scales'.
+    scales: list[Scale] = field(default_factory=list)
 
     def __post_init__(self):
         check_rule(self.rule)
@@ -169,6 +173,7 @@ class ModelParams:
             raise ValueError("every centroid needs one coordinate per feature")
         if not 0 <= self.expected_label < len(self.centroids):
             raise ValueError(f"expected label {self.expected_label} is not a cluster")
+        check_scales(self.scales, width, self.score_kind == SCORE_LIKELIHOOD)
 
     @property
     def vector_columns(self) -> list[str]:
@@ -198,6 +203,8 @@ class ModelParams:
         """Names the distance function (inputs, history, scaler, centroids): distances carried in
         a series' state are judged by a likelihood only under the function that measured them."""
         parts = [self.features, self.history, self.span, self.mean, self.scale, self.centroids]
+        if self.scales:  # a model without further scales keeps the key its states were written under
+            parts.append([[s.span, s.mean, s.scale, s.centroids] for s in self.scales])
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
     @cached_property
@@ -220,13 +227,13 @@ class ModelParams:
 
     @property
     def tail_rows(self) -> int:
-        return tail_rows(self.history, self.span)
+        return scales_tail_rows(self.history, self.span, self.scales)
 
     @property
     def warmup_rows(self) -> int:
         """A series' first rows, whose features (or likelihood) lack history: scored, but they
         raise no alert."""
-        return warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window)
+        return max(warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window), self.tail_rows)
 
     def feature_bounds(self, feature: str) -> tuple[float, float]:
         lo, hi = self.bounds.get(feature, bounds_for(feature))
@@ -251,6 +258,7 @@ class ModelParams:
             f: [-math.inf if lo is None else lo, math.inf if hi is None else hi]
             for f, (lo, hi) in data.get("bounds", {}).items()
         }
+        data["scales"] = scales_from_json(data.get("scales"))
         return cls(**data)
 
 
@@ -270,7 +278,8 @@ class SeriesState:
     input's [lowest, highest] valid value so far, for a model with a range tolerance (raw inputs,
     like the tail, so any model with the same inputs carries it on); ``rows_since_hot``: valid
     rows since its last score at the alert threshold (None before the first, and in older states),
-    which tells a model that re-arms when an incident is over.
+    which tells a model that re-arms when an incident is over; ``scale_likelihoods``: the likelihood
+    state of each of the model's further time scales (None for other models and in older states).
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -282,6 +291,7 @@ class SeriesState:
     likelihood: dict | None = None
     value_range: list[list[float]] | None = None
     rows_since_hot: int | None = None
+    scale_likelihoods: list[dict] | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -380,9 +390,12 @@ def score_series_arrays(
         state.likelihood,
         state.value_range,
         state.rows_since_hot,
+        state.scale_likelihoods,
     )
     if valid.any():
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
+        if params.scales:  # a longer scale needs more of the series than the model's own span
+            new_state.tail = carried_tail(state.tail, values[valid], params.tail_rows)
         z = (vectors - params.mean_array) * params.scale_array
         centroids = params.centroid_array
         squared = squared_distances(z, centroids)
@@ -401,6 +414,11 @@ def score_series_arrays(
             if earlier is None and state.distances and state.distances_key == params.distance_key:
                 earlier = likelihood_scores(np.asarray(state.distances), None, window, recent)[1]
             row_score, new_state.likelihood = likelihood_scores(d, earlier, window, recent)
+            if params.scales:
+                known = state.scale_likelihoods if state.distances_key == params.distance_key else None
+                row_score, new_state.scale_likelihoods = ensemble_scores(
+                    params.history, params.scales, values[valid], state.tail, row_score, known, window, recent
+                )
             new_state.distances = []
             new_state.distances_key = params.distance_key
         if params.range_tolerance is not None:

@@ -1,0 +1,106 @@
+"""An ensemble over time scales: beside the model's own KMeans over the history features at
+``span``, one KMeans per further span over the same transforms, each scale's distances judged by
+their own likelihood (``core.likelihood``); a row scores as its most surprised scale.
+
+Why: an anomaly shows at its own time scale (a spike within 2 rows, a shift in a 24-row spread, a
+daily pattern that breaks within a day's window), and a likelihood per scale judges each against
+its own normal, so no scale drowns the others as they do in one KMeans over all of them
+(docs/quality.md). Part of the scoring core: plain numpy; its state is one likelihood state per
+scale, split-proof as the likelihood's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from core.history import history_features, tail_rows
+from core.likelihood import likelihood_scores
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One further time scale of a model: its span and what its KMeans learned (the scaler's mean
+    and scale, the centroids in the scaled space), for the model's history transforms."""
+
+    span: int
+    mean: list[float]
+    scale: list[float]
+    centroids: list[list[float]]
+
+    @cached_property
+    def mean_array(self) -> np.ndarray:
+        return np.asarray(self.mean, dtype=float)
+
+    @cached_property
+    def scale_array(self) -> np.ndarray:
+        return np.asarray(self.scale, dtype=float)
+
+    @cached_property
+    def centroid_array(self) -> np.ndarray:
+        return np.asarray(self.centroids, dtype=float)
+
+
+def scales_from_json(items) -> list[Scale]:
+    return [item if isinstance(item, Scale) else Scale(**item) for item in items or []]
+
+
+def check_scales(scales: list[Scale], width: int, likelihood: bool) -> None:
+    if scales and not likelihood:
+        raise ValueError("further time scales need the likelihood score: each scale is judged by its own")
+    for scale in scales:
+        if scale.span < 1:
+            raise ValueError("every time scale needs a span of at least 1 row")
+        if len(scale.mean) != width or len(scale.scale) != width or not scale.centroids:
+            raise ValueError(
+                f"the time scale over {scale.span} rows needs one mean and scale per feature and centroids"
+            )
+        if any(len(c) != width for c in scale.centroids):
+            raise ValueError(
+                f"every centroid of the time scale over {scale.span} rows needs one coordinate per feature"
+            )
+
+
+def scales_tail_rows(history: list[str], span: int, scales: list[Scale]) -> int:
+    """The earlier rows of a series that the features of every scale need."""
+    return max([tail_rows(history, span)] + [tail_rows(history, s.span) for s in scales])
+
+
+def carried_tail(tail: list[list[float]], values: np.ndarray, keep: int) -> list[list[float]]:
+    """The last ``keep`` input rows of a series after ``values``: the tail its next rows need."""
+    if not keep:
+        return []
+    recent = values[len(values) - min(keep, len(values)) :].tolist()
+    return (list(tail) + recent)[-keep:] if len(recent) < keep else recent
+
+
+def ensemble_scores(
+    history: list[str],
+    scales: list[Scale],
+    values: np.ndarray,
+    tail: list[list[float]],
+    scores: np.ndarray,
+    earlier: list[dict] | None,
+    window: int,
+    recent: int,
+) -> tuple[np.ndarray, list[dict]]:
+    """``scores`` (the model's own likelihoods of a series' next valid rows) raised to each further
+    scale's likelihood where it is higher, and each scale's likelihood state to carry on.
+
+    ``values``: the rows in series order; ``tail``: the series' input rows before them;
+    ``earlier``: what this function returned after those rows (None for a new series)."""
+    from core.scoring import squared_distances  # the one distance formula (core.scoring imports this module)
+
+    earlier = earlier if earlier is not None and len(earlier) == len(scales) else [None] * len(scales)
+    combined = np.array(scores, dtype=float)
+    carried = []
+    for scale, state in zip(scales, earlier):
+        vectors, _ = history_features(history, scale.span, values, tail)
+        z = (vectors - scale.mean_array) * scale.scale_array
+        distances = np.sqrt(squared_distances(z, scale.centroid_array).min(axis=1))
+        judged, state = likelihood_scores(distances, state, window, recent)
+        np.fmax(combined, judged, out=combined)
+        carried.append(state)
+    return combined, carried

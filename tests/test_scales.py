@@ -1,0 +1,99 @@
+"""An ensemble over time scales in the scoring core (core/scales.py): a row scores as its most
+surprised scale, and each scale's state carries across batches and restarts bit for bit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_likelihood import cpu_series, likelihood_model
+
+from core.model import AnomalyDetectorModel
+from core.scales import Scale
+from core.scoring import ModelParams, SeriesState, score_series
+
+SHORT = Scale(span=2, mean=[50.0, 1.0], scale=[0.2, 0.4], centroids=[[0.0, 0.0], [2.0, 1.5]])
+DAILY = Scale(span=40, mean=[50.0, 4.0], scale=[0.5, 0.8], centroids=[[0.0, 0.0], [-1.0, 2.0]])
+
+
+def ensemble_model(**overrides) -> ModelParams:
+    return likelihood_model(scales=[SHORT, DAILY], **overrides)
+
+
+def alone(scale: Scale) -> ModelParams:
+    """The model whose own KMeans is ``scale``'s: what that scale scores by itself."""
+    return likelihood_model(span=scale.span, mean=scale.mean, scale=scale.scale, centroids=scale.centroids)
+
+
+def test_a_row_scores_as_its_most_surprised_time_scale():
+    # given a model of three time scales and a series with an incident
+    params = ensemble_model()
+    frame = cpu_series(600, spike_at=450)
+    # when the ensemble scores it, and each scale's model scores it alone
+    scored, _ = score_series(params, frame)
+    each = [
+        score_series(model, frame)[0]["anomaly_score"].to_numpy()
+        for model in (likelihood_model(), *map(alone, params.scales))
+    ]
+    # then each row's score is the highest of the three, and the model's own KMeans gives the distance
+    np.testing.assert_array_equal(scored["anomaly_score"].to_numpy(), np.maximum.reduce(each))
+    assert not np.array_equal(each[0], each[1]) and not np.array_equal(each[0], each[2])
+    np.testing.assert_array_equal(scored["distance"], score_series(likelihood_model(), frame)[0]["distance"])
+    # and no row alerts before the longest scale's window is full
+    assert params.warmup_rows == max(DAILY.span - 1, likelihood_model().warmup_rows)
+    assert not scored["is_alert"].iloc[: params.warmup_rows].any() and scored["is_alert"].any()
+
+
+@pytest.mark.parametrize("cuts", [[1], [38, 39, 40, 41], [17, 200, 333, 334], list(range(5, 600, 61))])
+def test_an_ensemble_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
+    # given a model of three time scales, the longest longer than any batch's first rows
+    params = ensemble_model()
+    frame = cpu_series(600, spike_at=450)
+    whole, _ = score_series(params, frame)
+    # when the series comes in batches, its state stored as JSON between them (the monitor's way,
+    # and a restart's: the state store holds that JSON)
+    parts, state = [], None
+    for start, end in zip([0, *cuts], [*cuts, len(frame)]):
+        scored, new_state = score_series(params, frame.iloc[start:end], state)
+        parts.append(scored)
+        state = SeriesState.from_json(new_state.to_json())
+        assert len(state.scale_likelihoods) == 2 and len(state.tail) == min(end, DAILY.span - 1)
+    # then every score, alert and explanation equals the whole series' scoring exactly
+    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+
+
+def test_the_scales_travel_in_the_model_and_bad_ones_are_refused():
+    # given a model with further scales, written as the logged model's params.json
+    params = ensemble_model()
+    # when it is read back, then it is the same model, its scales and their key included
+    again = ModelParams.from_json(params.to_json())
+    assert again == params and again.scales[1].centroid_array.shape == (2, 2)
+    assert again.distance_key == params.distance_key != likelihood_model().distance_key
+    # and scales that cannot work are refused, with the reason
+    with pytest.raises(ValueError, match="need the likelihood score"):
+        ensemble_model(score_kind="distance")
+    with pytest.raises(ValueError, match="one mean and scale per feature"):
+        likelihood_model(scales=[Scale(span=3, mean=[1.0], scale=[1.0], centroids=[[0.0]])])
+
+
+def test_a_series_state_from_a_single_scale_model_starts_the_scales_afresh():
+    # given a series scored by a model without further scales (a state the monitor wrote before)
+    frame = cpu_series(500)
+    _, before = score_series(likelihood_model(), frame.iloc[:300])
+    # when the ensemble continues it
+    params = ensemble_model()
+    scored, after = score_series(params, frame.iloc[300:], SeriesState.from_json(before.to_json()))
+    # then its likelihoods start from its own distances: no row is judged before 50 of them
+    assert (scored["anomaly_score"].iloc[:49] == 0).all() and after.distances_key == params.distance_key
+    assert len(after.scale_likelihoods) == 2
+
+
+def test_serving_scores_an_ensemble_as_the_core_does():
+    # given the pyfunc holding a model of three time scales
+    scorer = AnomalyDetectorModel()
+    scorer.params = ensemble_model()
+    frame = cpu_series(300, spike_at=200)
+    # when a request carries one series' recent rows
+    served = scorer.score(frame)
+    # then it gives the core's numbers
+    core, _ = score_series(scorer.params, frame)
+    np.testing.assert_array_equal(served["anomaly_score"], core["anomaly_score"])
+    assert served["warming_up"].sum() == scorer.params.warmup_rows
