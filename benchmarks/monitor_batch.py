@@ -14,6 +14,7 @@ rows, through the history features, to about a quarter).
     python -m benchmarks.monitor_batch --files 1920 --batches 5
     python -m benchmarks.monitor_batch --files 1920 --conf spark.eventLog.enabled=true
     python -m benchmarks.monitor_batch --files 960 --score distance   # what the likelihood costs
+    python -m benchmarks.monitor_batch --files 960 --scales 2,288     # what further time scales cost
 
 Run it on two commits in turn (alternating, on a quiet machine) to compare them; add Spark's
 event log (``--conf``) for the stages of each batch.
@@ -39,6 +40,9 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--score", default=None, help="the model's anomaly score (train's --score; default: train's default)"
+    )
+    parser.add_argument(
+        "--scales", default=None, help="the model's further time scales (train's --scales; default: train's default)"
     )
     parser.add_argument("--master", default=None)
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting key=value")
@@ -119,7 +123,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="monitor-batch-") as scratch:
         work = Path(scratch)
         store = f"sqlite:///{work / 'mlflow.db'}"
-        model_uri = train_benchmark_model(store, *(["--score", args.score] if args.score else []))
+        extra = (["--score", args.score] if args.score else []) + (["--scales", args.scales] if args.scales else [])
+        model_uri = train_benchmark_model(store, *extra)
         with (
             MlflowService(store, store) as service,
             spark_session("monitor-batch", args.master, args.conf, long_running=True) as spark,

@@ -177,7 +177,7 @@ def score_table(
     table = np.zeros((len(settings), len(files), len(PROFILES), 3))
     judged: dict = {}  # a file's likelihood (per model and window), values, and range flags (per tolerance)
     for s, setting in enumerate(settings):
-        history_rows = tail_rows(list(parse_history(setting.history)), setting.span)
+        history_rows = max(tail_rows(list(parse_history(setting.history)), span) for span in setting.spans)
         for f, item in enumerate(files):
             file_scores = scores[(setting.history, setting.k, setting.span)][f]
             warmup = history_rows
@@ -185,10 +185,16 @@ def score_table(
                 # The window in rows for this file, as train turns it into rows for its training data.
                 window = parse_window(setting.likelihood_window).rows_at(item.interval)
                 warmup = max(warmup, likelihood_warmup(window))
-                key = (setting.history, setting.k, setting.span, window, setting.likelihood_recent, f)
-                if key not in judged:
-                    judged[key] = likelihoods(file_scores, window, setting.likelihood_recent)
-                file_scores = judged[key]
+                each = []  # the likelihood of the model at each of its time scales (core/scales.py)
+                for span in setting.spans:
+                    key = (setting.history, setting.k, span, window, setting.likelihood_recent, f)
+                    if key not in judged:
+                        judged[key] = likelihoods(
+                            scores[(setting.history, setting.k, span)][f], window, setting.likelihood_recent
+                        )
+                    each.append(judged[key])
+                # NaN (an invalid row) is NaN at every scale: fmax keeps it.
+                file_scores = np.fmax.reduce(each) if len(each) > 1 else each[0]
             if setting.range_tolerance is not None:
                 key = ("range", setting.range_tolerance, f)
                 if key not in judged:
@@ -273,7 +279,7 @@ def run_cross_validation(spark, service, args) -> dict:
     settings, default = grid_settings(args)
     out = Path(args.out)
     scores = {}
-    for history, k, span in dict.fromkeys((s.history, s.k, s.span) for s in settings):
+    for history, k, span in dict.fromkeys((s.history, s.k, span) for s in settings for span in s.spans):
         scores[(history, k, span)] = model_scores(spark, files, history, k, span, args, out / "cache")
         print(f"models {history} k={k} span={span}: {len(files)} files scored", flush=True)
     table = score_table(files, scores, settings)
@@ -302,6 +308,7 @@ def run_cross_validation(spark, service, args) -> dict:
                 "likelihood_thresholds": args.likelihood_thresholds,
                 "likelihood_cooldowns": args.likelihood_cooldowns,
                 "histories": args.histories,
+                "scales_options": args.scales_options,
                 "seed": args.seed,
                 "threshold_quantile": args.threshold_quantile,
                 "settings": len(settings),
@@ -352,7 +359,7 @@ def parse_args(argv):
     parser.add_argument("--likelihood-recents", default="1,10", help="likelihood recent means to try, rows")
     parser.add_argument(
         "--likelihood-thresholds",
-        default="0.999,0.9999,0.99999,0.999999",
+        default="0.999,0.9999,0.99999,0.999999,0.9999999,0.99999999,0.999999999",
         help="alert thresholds on the likelihood to try",
     )
     parser.add_argument("--likelihood-cooldowns", default="0,72,216", help="cooldowns with the likelihood, rows")
@@ -367,6 +374,12 @@ def parse_args(argv):
         help="quiet rows that re-arm an alert within its cooldown, to try with every other setting "
         "('none': the cooldown alone)",
     )
+    parser.add_argument(
+        "--scales-options",
+        default="none;2,288",
+        help="further time scales to try with the likelihood, ';'-separated, each comma-separated spans in rows "
+        "('none': the model's own span alone)",
+    )
     add_model_settings(
         parser,
         leave_out=(
@@ -380,6 +393,7 @@ def parse_args(argv):
             "range-tolerance",
             "history",
             "rearm-after",
+            "scales",
         ),
     )
     parser.add_argument(

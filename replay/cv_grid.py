@@ -21,19 +21,26 @@ class Setting:
     range_tolerance: float | None = None
     history: str = "mean,std"
     rearm_after: int | None = None
+    scales: str = ""  # further time scales' spans, comma-separated ("" for none; core/scales.py)
+
+    @property
+    def spans(self) -> tuple[int, ...]:
+        """The model's own span, then its further time scales'."""
+        return (self.span, *(int(s) for s in self.scales.split(",") if s))
 
     def label(self) -> str:
-        policy = f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+        policy = f"alert {self.alert_threshold:.12g}, cooldown {self.cooldown}"
         if self.score == "likelihood":
             policy = (
                 f"likelihood over {window_text(self.likelihood_window)} (recent {self.likelihood_recent}), "
-                f"alert {self.alert_threshold:g}, cooldown {self.cooldown}"
+                f"alert {self.alert_threshold:.12g}, cooldown {self.cooldown}"
             )
         if self.range_tolerance is not None:
             policy += f", range tolerance {self.range_tolerance:g}"
         if self.rearm_after is not None:
             policy += f", re-armed after {self.rearm_after} quiet rows"
-        return f"{self.history}, k={self.k}, span={self.span}, {policy}"
+        spans = f"span={self.span}" + (f" and time scales {self.scales}" if self.scales else "")
+        return f"{self.history}, k={self.k}, {spans}, {policy}"
 
 
 def window_text(window: str) -> str:
@@ -69,11 +76,13 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
         DEFAULT_LIKELIHOOD_WINDOW,
         DEFAULT_RANGE_TOLERANCE,
         DEFAULT_REARM_AFTER,
+        DEFAULT_SCALES,
         DEFAULT_SCORE_KIND,
         DEFAULT_SPAN,
         parse_history,
         parse_range_tolerance,
         parse_rearm_after,
+        parse_scales,
     )
 
     ks, spans = numbers(args.ks, int), numbers(args.spans, int)
@@ -105,18 +114,23 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
     tolerances = [parse_range_tolerance(t) for t in args.range_tolerances.split(",")]
     histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
     rearms = [parse_rearm_after(r) for r in args.rearm_afters.split(",")]
+    # Further time scales are judged by a likelihood each, so they go with the likelihood score only.
+    scale_options = [",".join(map(str, parse_scales(text))) for text in args.scales_options.split(";")]
     settings = [
-        replace(s, range_tolerance=t, history=h, rearm_after=r)
+        replace(s, range_tolerance=t, history=h, rearm_after=r, scales=sc)
         for h in histories
+        for sc in scale_options
         for t in tolerances
         for r in rearms
         for s in settings
+        if not sc or s.score == "likelihood"
     ]
     defaults = replace(
         defaults,
         range_tolerance=DEFAULT_RANGE_TOLERANCE,
         history=",".join(DEFAULT_HISTORY),
         rearm_after=DEFAULT_REARM_AFTER,
+        scales=",".join(map(str, DEFAULT_SCALES)),
     )
     default = settings.index(defaults) if defaults in settings else None
     return settings, default
@@ -135,8 +149,8 @@ def grid_text(args, count: int) -> str:
             f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
             f"{args.likelihood_cooldowns} rows"
         )
-    grid += (
-        f"; each with the range tolerance {args.range_tolerances} and re-armed after {args.rearm_afters} "
-        f"quiet rows ({count} settings)"
-    )
+    grid += f"; each with the range tolerance {args.range_tolerances} and re-armed after {args.rearm_afters} quiet rows"
+    if args.scales_options != "none":
+        grid += f"; the likelihood with further time scales {args.scales_options.replace(';', ' or ')} rows"
+    return grid + f" ({count} settings)"
     return grid

@@ -255,7 +255,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
     from core.hadoop_fs import HadoopFs
     from core.paths import to_uri
     from replay.nab_scoring import parse_keyed_windows
-    from training.config import range_tolerance_text, rearm_after_text
+    from training.config import range_tolerance_text, rearm_after_text, scales_text
 
     if args.rule not in RULES:
         raise UserError(f"unknown rule {args.rule!r}; choose one of {', '.join(RULES)}")
@@ -288,6 +288,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "likelihood_recent": args.likelihood_recent,
         "range_tolerance": range_tolerance_text(args.range_tolerance),
         "rearm_after": rearm_after_text(args.rearm_after),
+        "scales": scales_text(args.scales),
     }
     with service.start_run(BENCHMARK_EXPERIMENT, run_name=f"nab k={args.k} {args.rule} {args.history}"):
         mlflow.set_tag("step", "benchmark")

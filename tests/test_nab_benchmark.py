@@ -117,10 +117,18 @@ def test_cross_validation_writes_its_table_and_a_second_run_trains_nothing(spark
     assert run.data.metrics["out_of_fold_standard"] == pytest.approx(report["standard"]["out_of_fold"])
     # and a second run with other alert settings reuses the cached model scores
     cached = sorted((tmp_path / "cv" / "cache").rglob("*.npy"))
-    assert len(cached) == 2 * 2  # two files, each under the two default histories
+    # two files, each under the two default histories at the span and at the two further time scales
+    assert len(cached) == 2 * 2 * 3
+    assert {p.parent.parent.name.split("-")[1] for p in cached} == {"span12", "span2", "span288"}
     settings = json.loads((tmp_path / "cv" / "cv.json").read_text())["settings"]
     assert {s["history"] for s in settings} == {"mean,std", "value,mean,std"}
     assert {s["range_tolerance"] for s in settings} == {None, 0.02, 0.05, 0.1}
+    # the time scales go with the likelihood score only, each judged by its own likelihood
+    assert {(s["score"], s["scales"]) for s in settings} == {
+        ("distance", ""),
+        ("likelihood", ""),
+        ("likelihood", "2,288"),
+    }
     stamps = [os.stat(p).st_mtime_ns for p in cached]
     argv[argv.index("0,72")] = "0,36,72"
     again = cross_validation.run_cross_validation(spark, mlflow_service, cross_validation.parse_args(argv))

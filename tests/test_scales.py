@@ -97,3 +97,28 @@ def test_serving_scores_an_ensemble_as_the_core_does():
     core, _ = score_series(scorer.params, frame)
     np.testing.assert_array_equal(served["anomaly_score"], core["anomaly_score"])
     assert served["warming_up"].sum() == scorer.params.warmup_rows
+
+
+def test_the_cross_validation_scores_an_ensemble_setting_as_the_core_judges_it():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from core.likelihood import likelihood_warmup
+    from replay.cross_validation import LabelledFile, alerts, likelihoods, profile_parts, score_table
+    from replay.cv_grid import Setting
+
+    # given one labelled file's cached distance scores at three spans, a spike at the 2-row span only
+    rng = np.random.default_rng(5)
+    scores = {("value,mean,std", 7, span): [rng.uniform(0.2, 0.3, 3000)] for span in (24, 2, 288)}
+    scores[("value,mean,std", 7, 2)][0][2000:2010] = 0.9
+    item = LabelledFile("realExample", Path("example.csv"), [(1990, 2100)], interval=300.0)
+    single = Setting(7, 24, 0.99999, 72, "likelihood", "1d", 10, None, "value,mean,std", 6)
+    ensemble = replace(single, scales="2,288")
+    # when the cross-validation scores both settings
+    table = score_table([item], scores, [single, ensemble])
+    # then the ensemble's detections are those of its scales' highest likelihood, after the
+    # longest scale's warm-up, and it catches what the model's own span alone misses
+    each = [likelihoods(scores[("value,mean,std", 7, span)][0], 288, 10) for span in (24, 2, 288)]
+    flags = alerts(np.fmax.reduce(each), ensemble, max(287, likelihood_warmup(288)))
+    np.testing.assert_array_equal(table[1, 0], profile_parts(flags, item.spans))
+    assert flags[2000:2100].any() and table[1, 0, 0, 0] > table[0, 0, 0, 0]

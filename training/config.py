@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.errors import UserError
+from core.history import tail_rows
 from core.scoring import (
     HISTORY_TRANSFORMS,
     RULE_DISTANCE,
@@ -40,6 +41,8 @@ DEFAULT_ALERT_THRESHOLD = 0.999999
 DEFAULT_COOLDOWN = 72
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
 DEFAULT_REARM_AFTER: int | None = 6
+# Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms.
+DEFAULT_SCALES: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class HistorySpec:
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
     rearm_after: int | None = DEFAULT_REARM_AFTER
+    scales: tuple[int, ...] = DEFAULT_SCALES
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -64,7 +68,8 @@ class HistorySpec:
     def warmup_rows(self) -> int:
         """A series' first rows, which a model of these settings scores but lets raise no alert
         (of a spec in rows: see ``at_interval``)."""
-        return warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window.rows_at(None))
+        own = warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window.rows_at(None))
+        return max([own] + [tail_rows(list(self.history), span) for span in self.scales])
 
     def at_interval(self, interval_seconds: float | None) -> HistorySpec:
         """These settings with the likelihood window in rows at data sampled every ``interval_seconds``
@@ -76,7 +81,7 @@ class HistorySpec:
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None)
+ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None, ())
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -91,6 +96,7 @@ def spec_from_args(args) -> HistorySpec:
         args.likelihood_recent,
         args.range_tolerance,
         args.rearm_after,
+        getattr(args, "scales", DEFAULT_SCALES),
     )
 
 
@@ -126,6 +132,23 @@ def parse_rearm_after(text: str) -> int | None:
 
 def rearm_after_text(rows: int | None) -> str:
     return "none" if rows is None else str(rows)
+
+
+def parse_scales(text: str) -> tuple[int, ...]:
+    """``--scales``: comma-separated spans of further time scales, in rows, or 'none'."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        spans = tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise UserError(f"scales: expected comma-separated spans in rows or 'none', got {text!r}") from None
+    if not spans or min(spans) < 1 or len(set(spans)) != len(spans):
+        raise UserError(f"scales: expected distinct spans of at least 1 row, got {text!r}")
+    return spans
+
+
+def scales_text(spans: tuple[int, ...]) -> str:
+    return ",".join(map(str, spans)) or "none"
 
 
 def parse_history(text: str) -> tuple[str, ...]:
@@ -192,6 +215,12 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             default=DEFAULT_REARM_AFTER,
             help="within the cooldown, alert again once this many rows of the series scored below the "
             "alert threshold: its incident is over ('none': the cooldown alone)",
+        ),
+        "scales": dict(
+            type=parse_scales,
+            default=DEFAULT_SCALES,
+            help="with --score likelihood: spans (rows) of further time scales, a KMeans each over the same "
+            "transforms, judged by its own likelihood; a row scores as its most surprised scale ('none': one scale)",
         ),
     }
     for name, spec in options.items():

@@ -31,6 +31,7 @@ import pandas as pd
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
 from core.paths import local_input_bytes, local_path, to_uri
+from core.scales import Scale
 from core.schema import (
     DEFAULT_FEATURES,
     DEFAULT_MODEL_NAME,
@@ -55,6 +56,7 @@ from training.config import (
     add_model_settings,
     range_tolerance_text,
     rearm_after_text,
+    scales_text,
     spec_from_args,
 )
 from training.evaluate import (
@@ -132,12 +134,16 @@ def fit_model(
     columns = spec.vector_columns(features)
     if spec.range_tolerance is not None and (moments is None or moments.columns != list(features)):
         moments = moments_from_row(list(features), table.agg(*moment_expressions(list(features))).first())
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-interval") as pool:
-        # Its own Spark job, run beside the fit: only the parameters made after the fit need it.
+    with ThreadPoolExecutor(max_workers=1 + len(spec.scales), thread_name_prefix="train-beside") as pool:
+        # Their own Spark jobs, run beside the fit: only the parameters made after the fit need them.
         measuring = spec.likelihood_window.rows is None and spec.score_kind == SCORE_LIKELIHOOD
         if measuring and TIMESTAMP not in table.columns:
             in_rows(spec, None)  # no time to measure: the clear error before a fit, not after
         interval_job = pool.submit(sampling_interval_seconds, table, series) if measuring else None
+        scale_jobs = [
+            pool.submit(fit_scale, table, list(features), spec, span, k, seed, max_iter, series, times_readable)
+            for span in spec.scales
+        ]
         vectors = training_features(table, list(features), list(spec.history), spec.span, series, times_readable)
         if spec.history != ("value",):
             vectors = vectors.cache()
@@ -151,9 +157,10 @@ def fit_model(
             moments=moments if spec.history == ("value",) else None,
         )
         interval = interval_job.result() if interval_job else None
+        scales = [job.result() for job in scale_jobs]
     spec = in_rows(spec, interval)
     sizes = list(fitted_kmeans.cluster_sizes)
-    params = params_from_fit(fitted_kmeans, features, rule, spec=spec)
+    params = replace(params_from_fit(fitted_kmeans, features, rule, spec=spec), scales=scales)
     if spec.range_tolerance is not None:
         params = replace(params, training_range=moments.ranges)
     threshold = (
@@ -162,6 +169,16 @@ def fit_model(
         else distance_threshold(vectors, params, threshold_quantile)
     )
     return FittedModel(fitted_kmeans, replace(params, threshold=threshold), sizes, vectors, interval)
+
+
+def fit_scale(table, features, spec: HistorySpec, span: int, k, seed, max_iter, series, times_readable) -> Scale:
+    """A further time scale of the model (core/scales.py): KMeans over the same transforms at ``span``."""
+    vectors = training_features(table, features, list(spec.history), span, series, times_readable).cache()
+    try:
+        fitted = fit_kmeans(vectors, spec.vector_columns(features), k, seed, max_iter)
+    finally:
+        vectors.unpersist()
+    return Scale(span, list(fitted.mean), fitted.scale, [[float(v) for v in c] for c in fitted.centroids])
 
 
 def in_rows(spec: HistorySpec, interval: float | None) -> HistorySpec:
@@ -234,6 +251,8 @@ def train(spark, service, args) -> TrainResult:
         check_alert_policy(spec.span, spec.cooldown, spec.rearm_after)
         window = spec.likelihood_window.rows  # a duration is checked once fit_model has it in rows
         check_score(spec.score_kind, spec.likelihood_recent if window is None else window, spec.likelihood_recent)
+        if spec.scales and spec.score_kind != SCORE_LIKELIHOOD:
+            raise ValueError("--scales needs --score likelihood: each time scale is judged by its own likelihood")
     except ValueError as error:
         raise UserError(str(error)) from None
     uri = to_uri(args.data)
@@ -281,6 +300,7 @@ def train(spark, service, args) -> TrainResult:
                 "likelihood_recent": spec.likelihood_recent,
                 "range_tolerance": range_tolerance_text(spec.range_tolerance),
                 "rearm_after": rearm_after_text(spec.rearm_after),
+                "scales": scales_text(spec.scales),
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
@@ -405,6 +425,7 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
                     "likelihood_recent": params.likelihood_recent,
                     "range_tolerance": params.range_tolerance,
                     "rearm_after": params.rearm_after,
+                    "scales": [scale.span for scale in params.scales],
                     "vector_columns": params.vector_columns,
                     "clusters": summary.to_dict(orient="records"),
                 },
