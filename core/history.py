@@ -16,7 +16,8 @@ def tail_rows(history: list[str], span: int) -> int:
     return max(needs_previous, windowed)
 
 
-WINDOW_BLOCK_ROWS = 65536
+# Window values copied at a time: a few MiB, whatever the span (a day of 5-minute rows is 288).
+WINDOW_BLOCK_VALUES = 1 << 20
 
 
 def history_features(
@@ -49,14 +50,17 @@ def history_features(
         padded = np.concatenate([np.full((width, span - 1), np.nan), context.T], axis=1)[:, -(n + span - 1) :]
         windows = np.lib.stride_tricks.sliding_window_view(padded, span, axis=1)  # inputs x rows x span
         stats = {t: np.empty((n, width)) for t in windowed}
-        # In blocks of rows: the windows are copied, and inputs x rows x span can be large.
-        block = max(1, WINDOW_BLOCK_ROWS // max(width, 1))
-        for start in range(0, n, block):
+        # In blocks of rows: the windows are copied, and inputs x rows x span can be large. The rows
+        # whose windows reach before the series' start (NaN) come apart: the others need no mask.
+        block = max(1, WINDOW_BLOCK_VALUES // max(width * span, 1))
+        reaching = min(n, max(0, span - 1 - len(earlier)))
+        bounds = sorted({0, reaching, *range(reaching, n, block), *range(0, reaching, block), n})
+        for start, end in zip(bounds, bounds[1:]):
             with np.errstate(invalid="ignore", over="ignore"):  # as numpy's nan-functions, silent
-                mean, std = window_mean_std(windows[:, start : start + block], "std" in stats)
+                mean, std = window_mean_std(windows[:, start:end], "std" in stats, complete=start >= reaching)
             for transform, stat in (("mean", mean), ("std", std)):
                 if transform in stats:
-                    stats[transform][start : start + block] = stat.T
+                    stats[transform][start:end] = stat.T
         by_transform.update(stats)
     columns = [by_transform[transform][:, j] for j in range(width) for transform in history]
     vectors = np.column_stack(columns) if columns else np.empty((n, 0))
@@ -64,12 +68,25 @@ def history_features(
     return vectors, new_tail
 
 
-def window_mean_std(windows: np.ndarray, with_std: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def window_mean_std(
+    windows: np.ndarray, with_std: bool = True, complete: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``np.nanmean`` and ``np.nanstd`` over the last axis, bit for bit (numpy's own steps),
     from one masked copy of the windows instead of one each: the two numpy calls' copies and
     fixed costs were a quarter of scoring a 1-row request. NaN marks the rows a window
-    reaches before its series began; every window holds at least its own row."""
+    reaches before its series began; every window holds at least its own row. ``complete``:
+    no window reaches before its series began, so the same steps need no mask."""
     filled = np.array(windows)  # C-ordered, as numpy's own copy: the same summation order
+    if complete:
+        mean = np.sum(filled, axis=-1, keepdims=True)
+        np.divide(mean, filled.shape[-1], out=mean)
+        if not with_std:
+            return mean[..., 0], None
+        np.subtract(filled, mean, out=filled)
+        np.multiply(filled, filled, out=filled)
+        variance = np.sum(filled, axis=-1)
+        np.divide(variance, filled.shape[-1], out=variance)
+        return mean[..., 0], np.sqrt(variance, out=variance)
     missing = np.isnan(filled)
     np.copyto(filled, 0.0, where=missing)
     count = np.sum(~missing, axis=-1, dtype=np.intp, keepdims=True)

@@ -132,17 +132,20 @@ def test_history_features_on_a_worked_series():
     assert tail == [[6.0], [10.0]]
 
 
-def test_history_features_of_a_split_series_equal_the_whole_bit_for_bit():
-    values = np.random.default_rng(7).lognormal(size=(500, 2)) * 1e6
-    whole, _ = history_features(["delta", "mean", "std"], 24, values, [])
+@pytest.mark.parametrize("span", [24, 288])
+def test_history_features_of_a_split_series_equal_the_whole_bit_for_bit(span):
+    # the windows that reach before the series' start are computed apart from the others: a cut
+    # anywhere, within them or past them, gives the same bits
+    values = np.random.default_rng(7).lognormal(size=(3000, 2)) * 1e6
+    whole, _ = history_features(["delta", "mean", "std"], span, values, [])
     parts, tail = [], []
-    for start, end in [(0, 1), (1, 7), (7, 30), (30, 500)]:
-        vectors, tail = history_features(["delta", "mean", "std"], 24, values[start:end], tail)
+    for start, end in [(0, 1), (1, 7), (7, 30), (30, 290), (290, 500), (500, 3000)]:
+        vectors, tail = history_features(["delta", "mean", "std"], span, values[start:end], tail)
         parts.append(vectors)
     assert np.array_equal(np.vstack(parts), whole)
 
 
-@pytest.mark.parametrize("rows", [1, 30, 50_000])  # 50,000 rows of 3 inputs span two blocks
+@pytest.mark.parametrize("rows", [1, 30, 50_000])  # 50,000 rows of 3 inputs span several blocks
 def test_history_features_of_several_inputs_equal_each_input_alone_bit_for_bit(rows):
     # given three inputs of very different scales and a tail of earlier rows
     rng = np.random.default_rng(11)
@@ -172,6 +175,11 @@ def test_window_mean_and_std_are_numpys_nanmean_and_nanstd_bit_for_bit(span):
     assert np.array_equal(mean, np.nanmean(windows, axis=2))
     assert np.array_equal(std, np.nanstd(windows, axis=2))
     assert np.array_equal(window_mean_std(windows, with_std=False)[0], mean)
+    # and the windows past the padding, taken without a mask, are the same bits
+    full = windows[:, span - 1 :]
+    complete_mean, complete_std = window_mean_std(full, complete=True)
+    assert np.array_equal(complete_mean, mean[:, span - 1 :]) and np.array_equal(complete_std, std[:, span - 1 :])
+    assert np.array_equal(window_mean_std(full, with_std=False, complete=True)[0], complete_mean)
 
 
 @pytest.mark.parametrize(
