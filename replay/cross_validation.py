@@ -376,7 +376,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--scales-options",
-        default="none;2,288",
+        default="none;2;288;2,288",
         help="further time scales to try with the likelihood, ';'-separated, each comma-separated spans in rows "
         "('none': the model's own span alone)",
     )

@@ -214,7 +214,7 @@ def results_markdown(metrics: dict, config: dict, results: list[FileResult]) -> 
     for profile in PROFILES:
         lines.append(
             f"| {PROFILE_TITLES[profile]} | {metrics[f'nab_{profile}']:.1f} | "
-            f"{metrics[f'threshold_{profile}']:.6g} | {metrics[f'nab_{profile}_at_rule']:.1f} |"
+            f"{metrics[f'threshold_{profile}']:.12g} | {metrics[f'nab_{profile}_at_rule']:.1f} |"
         )
     categories = sorted({r.category for r in labelled if r.category is not None})
     if categories:
@@ -348,8 +348,8 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         if f"nab_{profile}" in metrics:
             print(
                 f"NAB {profile}: {metrics[f'nab_{profile}']:.1f} at the best corpus threshold "
-                f"{metrics[f'threshold_{profile}']:.6g}, {metrics[f'nab_{profile}_at_rule']:.1f} for the "
-                f"alerts as they are (alert threshold {args.alert_threshold:g})"
+                f"{metrics[f'threshold_{profile}']:.12g}, {metrics[f'nab_{profile}_at_rule']:.1f} for the "
+                f"alerts as they are (alert threshold {args.alert_threshold:.12g})"
             )
     return metrics
 

@@ -79,7 +79,7 @@ def alertmanager_alerts(raised: pd.DataFrame | None, model, now: datetime | None
     if raised is None or not len(raised):
         return []
     latest = pd.Timestamp(now or datetime.now(timezone.utc))
-    threshold = f"{model.params.alert_threshold:g}"
+    threshold = f"{model.params.alert_threshold:.12g}"
     alerts = []
     for row in raised.to_dict("records"):
         labels = {"alertname": ALERT_NAME, "series": str(row["series"]), "model": model.name or model.uri}
@@ -91,7 +91,7 @@ def alertmanager_alerts(raised: pd.DataFrame | None, model, now: datetime | None
             "annotations": {
                 "summary": f"series {row['series']}: anomaly score {score:.3f} at {row['timestamp']} "
                 f"(alert threshold {threshold})",
-                "score": f"{score:.6g}",
+                "score": f"{score:.12g}",
                 "threshold": threshold,
                 "explanation": explanation(row),
                 "file": str(row["source_file"]),

@@ -40,8 +40,8 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
             alert.explained_by, alert.explained_share, alert.explained_value, alert.explained_centroid_value
         )
         print(
-            f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.6g} "
-            f"(threshold {params.alert_threshold:g}; next alert for this series no sooner than "
+            f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.12g} "
+            f"(threshold {params.alert_threshold:.12g}; next alert for this series no sooner than "
             f"{params.cooldown} rows later{rearm}){'; ' + why if why else ''} "
             f"[{alert.source_file.rsplit('/', 1)[-1]}:{alert.line_number}]",
             flush=True,

@@ -114,7 +114,7 @@ def test_an_alert_row_becomes_an_alertmanager_alert_with_its_labels_and_annotati
         "model_version": "4",
     }
     notes = first["annotations"]
-    assert notes["score"] == f"{row.anomaly_score:.6g}" and notes["threshold"] == "0.75"
+    assert notes["score"] == f"{row.anomaly_score:.12g}" and notes["threshold"] == "0.75"
     assert (notes["file"], notes["line"], notes["timestamp"]) == ("file:///in/a.csv", "3", "2026-01-05 00:05:00")
     assert notes["explanation"] == explanation_text(
         row.explained_by, row.explained_share, row.explained_value, row.explained_centroid_value

@@ -132,7 +132,7 @@ def assert_delivered(alert: dict, row, params, series: str) -> None:
     }
     notes = alert["annotations"]
     assert float(notes["score"]) == pytest.approx(row.anomaly_score, abs=1e-4)
-    assert notes["threshold"] == f"{params.alert_threshold:g}"
+    assert notes["threshold"] == f"{params.alert_threshold:.12g}"
     assert (notes["file"], notes["line"], notes["timestamp"]) == (row.source_file, str(row.line_number), row.timestamp)
     assert notes["explanation"] == explanation_text(
         *(

@@ -79,9 +79,10 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
     assert (params["history"], params["span"], params["alert_threshold"], params["cooldown"]) == (
         "value,mean,std",
         "24",
-        "0.999999",
-        "72",
+        "0.999999999",
+        "216",
     )
+    assert (params["scales"], params["rearm_after"]) == ("2,288", "12")
     assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "14d", "10")
     # 14 days at the NAB table's 5-minute interval
     assert (params["likelihood_window_rows"], params["sampling_interval_seconds"]) == ("4032", "300.0")

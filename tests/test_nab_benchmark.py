@@ -127,6 +127,8 @@ def test_cross_validation_writes_its_table_and_a_second_run_trains_nothing(spark
     assert {(s["score"], s["scales"]) for s in settings} == {
         ("distance", ""),
         ("likelihood", ""),
+        ("likelihood", "2"),
+        ("likelihood", "288"),
         ("likelihood", "2,288"),
     }
     stamps = [os.stat(p).st_mtime_ns for p in cached]

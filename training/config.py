@@ -25,24 +25,26 @@ DEFAULT_K = 7
 DEFAULT_SEED = 42
 DEFAULT_MAX_ITER = 20
 DEFAULT_THRESHOLD_QUANTILE = 0.99
-# k=7 over each input's value and its rolling mean and spread across its last 24 rows. A row's
-# anomaly score is the likelihood of the mean of its series' last 10 distances against the same
-# means over the series' last 14 days (rows at the training data's sampling interval), or 1 for
-# a value past the series' range so far by 5% of it; an alert at 0.999999; then no other alert
-# for the series within 72 rows, unless its last 6 rows scored below 0.999999 (that incident is over). k and
-# span were set on NAB's AWS files; the rest was chosen by leave-one-category-out
-# cross-validation over NAB's six labelled categories (docs/quality.md).
+# k=7 over each input's value and its rolling mean and spread across its last 24 rows, and two
+# more KMeans over the same transforms across 2 rows and a day of 5-minute rows (288), each time
+# scale judged by its own likelihood. A row's anomaly score is the highest of the scales'
+# likelihoods of the mean of its series' last 10 distances against the same means over the
+# series' last 14 days (rows at the training data's sampling interval), or 1 for a value past the
+# series' range so far by 5% of it; an alert at 0.999999999; then no other alert for the series
+# within 216 rows, unless its last 12 rows scored below that (that incident is over). k and span
+# were set on NAB's AWS files; the rest was chosen by leave-one-category-out cross-validation
+# over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("value", "mean", "std")
 DEFAULT_SPAN = 24
 DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
 DEFAULT_LIKELIHOOD_WINDOW = "14d"
 DEFAULT_LIKELIHOOD_RECENT = 10
-DEFAULT_ALERT_THRESHOLD = 0.999999
-DEFAULT_COOLDOWN = 72
+DEFAULT_ALERT_THRESHOLD = 0.999999999
+DEFAULT_COOLDOWN = 216
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
-DEFAULT_REARM_AFTER: int | None = 6
+DEFAULT_REARM_AFTER: int | None = 12
 # Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms.
-DEFAULT_SCALES: tuple[int, ...] = ()
+DEFAULT_SCALES: tuple[int, ...] = (2, 288)
 
 
 @dataclass(frozen=True)
