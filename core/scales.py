@@ -20,15 +20,9 @@ from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores
 
 
-@dataclass(frozen=True)
-class Scale:
-    """One further time scale of a model: its span and what its KMeans learned (the scaler's mean
-    and scale, the centroids in the scaled space), for the model's history transforms."""
-
-    span: int
-    mean: list[float]
-    scale: list[float]
-    centroids: list[list[float]]
+class FittedArrays:
+    """A fit's scaler (``mean``, ``scale``) and ``centroids`` as numpy arrays, made once rather than
+    on every call, which weighs on a 1-row request. Not fields, so JSON and equality ignore them."""
 
     @cached_property
     def mean_array(self) -> np.ndarray:
@@ -41,6 +35,17 @@ class Scale:
     @cached_property
     def centroid_array(self) -> np.ndarray:
         return np.asarray(self.centroids, dtype=float)
+
+
+@dataclass(frozen=True)
+class Scale(FittedArrays):
+    """One further time scale of a model: its span and what its KMeans learned (the scaler's mean
+    and scale, the centroids in the scaled space), for the model's history transforms."""
+
+    span: int
+    mean: list[float]
+    scale: list[float]
+    centroids: list[list[float]]
 
 
 def scales_from_json(items) -> list[Scale]:

@@ -30,7 +30,15 @@ import pandas as pd
 from core.explanation import EXPLANATION_COLUMNS, explain
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
-from core.scales import Scale, carried_tail, check_scales, ensemble_scores, scales_from_json, scales_tail_rows
+from core.scales import (
+    FittedArrays,
+    Scale,
+    carried_tail,
+    check_scales,
+    ensemble_scores,
+    scales_from_json,
+    scales_tail_rows,
+)
 from core.validity import validity
 from core.value_range import check_range_tolerance, range_flags
 
@@ -118,7 +126,7 @@ def check_alert_policy(span: int, cooldown: int, rearm_after: int | None = None)
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class ModelParams(FittedArrays):
     """Everything needed to score a row: what training learned, as plain numbers.
 
     ``centroids`` live in the scaled space: z = (x - mean) * scale, where scale is 1/std,
@@ -179,20 +187,6 @@ class ModelParams:
     def vector_columns(self) -> list[str]:
         """The names of the model's feature vector: every transform of every input."""
         return [derived_name(f, t) for f in self.features for t in self.history]
-
-    # The parameters as numpy arrays, made once per model rather than on every call, which
-    # weighs on a 1-row request. Not fields, so JSON and equality ignore them.
-    @cached_property
-    def mean_array(self) -> np.ndarray:
-        return np.asarray(self.mean, dtype=float)
-
-    @cached_property
-    def scale_array(self) -> np.ndarray:
-        return np.asarray(self.scale, dtype=float)
-
-    @cached_property
-    def centroid_array(self) -> np.ndarray:
-        return np.asarray(self.centroids, dtype=float)
 
     @cached_property
     def centroid_original_array(self) -> np.ndarray:
