@@ -75,7 +75,7 @@ def parse_rearms(text: str) -> list[int | None]:
 def drifted_distances(z: np.ndarray, centroids: np.ndarray, start: int, drift: str) -> np.ndarray:
     """Each row's distance to its nearest centroid while the series' normal follows ``drift``
     from row ``start`` on (rows before it are scored against the fitted centroids)."""
-    from core.scoring import squared_distances
+    from core.distances import squared_distances
 
     kind, *numbers = drift.split(":")
     if kind == "none":

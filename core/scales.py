@@ -16,6 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
+from core.distances import squared_distances
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores
 
@@ -96,8 +97,6 @@ def ensemble_scores(
 
     ``values``: the rows in series order; ``tail``: the series' input rows before them;
     ``earlier``: what this function returned after those rows (None for a new series)."""
-    from core.scoring import squared_distances  # the one distance formula (core.scoring imports this module)
-
     earlier = earlier if earlier is not None and len(earlier) == len(scales) else [None] * len(scales)
     combined = np.array(scores, dtype=float)
     carried = []

@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from core.distances import squared_distances
 from core.explanation import EXPLANATION_COLUMNS, explain
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
@@ -336,25 +337,6 @@ def score_series(
     columns, new_state = score_series_arrays(params, frame, state)
     # copy=False: the arrays are this call's own, and copying them would weigh on a 1-row request.
     return pd.DataFrame(columns, index=frame.index, copy=False), new_state
-
-
-def squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Each point's squared Euclidean distance to each centroid (rows x centroids): the one
-    formula that scoring and training's in-driver KMeans share.
-
-    Summed feature by feature, in order, as the Spark SQL expressions sum them (so the two agree
-    bit for bit on the same standardised values), and without the points x centroids x features
-    temporary of one broadcast.
-    """
-    total = None
-    for feature in range(points.shape[1]):
-        difference = points[:, feature, None] - centroids[None, :, feature]
-        square = difference * difference
-        if total is None:
-            total = square
-        else:
-            total += square
-    return total if total is not None else np.zeros((len(points), len(centroids)))
 
 
 def score_series_arrays(

@@ -115,7 +115,7 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
     histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
     rearms = [parse_rearm_after(r) for r in args.rearm_afters.split(",")]
     # Further time scales are judged by a likelihood each, so they go with the likelihood score only.
-    scale_options = [",".join(map(str, parse_scales(text))) for text in args.scales_options.split(";")]
+    scale_options = [",".join(map(str, parse_scales(text) or ())) for text in args.scales_options.split(";")]
     settings = [
         replace(s, range_tolerance=t, history=h, rearm_after=r, scales=sc)
         for h in histories

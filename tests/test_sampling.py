@@ -131,6 +131,8 @@ def test_a_spec_in_time_has_no_rows_until_it_meets_its_data():
     spec = config.HistorySpec()
     assert spec.likelihood_window == WindowLength(seconds=14 * 86400, text="14d")
     assert spec.at_interval(300).likelihood_window.rows == 4032
-    assert spec.at_interval(300).warmup_rows == 49
+    # the daily time scale's 288 rows make the warm-up; the likelihood's own is 49 rows
+    assert spec.at_interval(300).warmup_rows == 287
+    assert config.HistorySpec(scales=()).at_interval(300).warmup_rows == 49
     # a distance score has no use for the window, and needs no timestamps
     assert config.HistorySpec(score_kind="distance").at_interval(None).likelihood_window.rows == 0

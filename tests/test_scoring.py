@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.distances import squared_distances
 from core.scoring import (
     INVALID_CLUSTER,
     OUTPUT_COLUMNS,
     ModelParams,
     score_frame,
-    squared_distances,
 )
 from core.validity import MissingFeaturesError
 

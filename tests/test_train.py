@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.distances import squared_distances
 from core.errors import UserError
 from core.model import load_params
-from core.scoring import ModelParams, score_frame, squared_distances
+from core.scoring import ModelParams, score_frame
 from core.spark_scoring import (
     nearest_distance_expression,
     score_dataframe,
@@ -471,3 +472,15 @@ def test_a_rearm_after_that_cannot_work_is_a_clear_error(text, message):
     with pytest.raises(UserError, match=re.escape(message)):
         parse_rearm_after(text)
     assert parse_rearm_after("none") is None and parse_rearm_after("6") == 6
+
+
+def test_time_scales_go_with_the_likelihood_unless_given():
+    from training.config import parse_scales
+
+    # given train's settings with each score, then the likelihood has train's scales, the distance none
+    assert config.HistorySpec().scales == config.DEFAULT_SCALES == (2, 288)
+    assert config.HistorySpec(score_kind="distance").scales == ()
+    # and the option reads 'auto' (that choice), 'none' and spans, and refuses repeats
+    assert parse_scales("auto") is None and parse_scales("none") == () and parse_scales("2,288") == (2, 288)
+    with pytest.raises(UserError, match="distinct spans"):
+        parse_scales("2,2")

@@ -43,7 +43,8 @@ DEFAULT_ALERT_THRESHOLD = 0.999999999
 DEFAULT_COOLDOWN = 216
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
 DEFAULT_REARM_AFTER: int | None = 12
-# Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms.
+# Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms,
+# each judged by its own likelihood: the likelihood score's default (the distance score has none).
 DEFAULT_SCALES: tuple[int, ...] = (2, 288)
 
 
@@ -61,7 +62,12 @@ class HistorySpec:
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
     rearm_after: int | None = DEFAULT_REARM_AFTER
-    scales: tuple[int, ...] = DEFAULT_SCALES
+    # None: DEFAULT_SCALES with the likelihood score, none with the distance score.
+    scales: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.scales is None:
+            object.__setattr__(self, "scales", DEFAULT_SCALES if self.score_kind == SCORE_LIKELIHOOD else ())
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -98,7 +104,7 @@ def spec_from_args(args) -> HistorySpec:
         args.likelihood_recent,
         args.range_tolerance,
         args.rearm_after,
-        getattr(args, "scales", DEFAULT_SCALES),
+        getattr(args, "scales", None),
     )
 
 
@@ -136,8 +142,11 @@ def rearm_after_text(rows: int | None) -> str:
     return "none" if rows is None else str(rows)
 
 
-def parse_scales(text: str) -> tuple[int, ...]:
-    """``--scales``: comma-separated spans of further time scales, in rows, or 'none'."""
+def parse_scales(text: str) -> tuple[int, ...] | None:
+    """``--scales``: comma-separated spans of further time scales, in rows; 'none'; or 'auto' (None):
+    train's scales with the likelihood score, none with the distance score."""
+    if text.strip().lower() == "auto":
+        return None
     if text.strip().lower() == "none":
         return ()
     try:
@@ -220,9 +229,10 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
         ),
         "scales": dict(
             type=parse_scales,
-            default=DEFAULT_SCALES,
+            default=None,
             help="with --score likelihood: spans (rows) of further time scales, a KMeans each over the same "
-            "transforms, judged by its own likelihood; a row scores as its most surprised scale ('none': one scale)",
+            "transforms, judged by its own likelihood; a row scores as its most surprised scale ('none': one "
+            f"scale; 'auto', the default: {scales_text(DEFAULT_SCALES)} with the likelihood, none with the distance)",
         ),
     }
     for name, spec in options.items():

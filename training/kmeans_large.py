@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.scoring import squared_distances
+from core.distances import squared_distances
 from core.spark_scoring import nearest_centroid, squared_distances_to, standardised_expressions
 from training.evaluate import exact_quantile_from_bracket, quantile_bracket
 
