@@ -288,7 +288,8 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "likelihood_recent": args.likelihood_recent,
         "range_tolerance": range_tolerance_text(args.range_tolerance),
         "rearm_after": rearm_after_text(args.rearm_after),
-        "scales": scales_text(history_spec(args).scales),
+        "scales": scales_text(args.scales),  # as given, as mlflow run logs it
+        "time_scales": scales_text(history_spec(args).scales),
     }
     with service.start_run(BENCHMARK_EXPERIMENT, run_name=f"nab k={args.k} {args.rule} {args.history}"):
         mlflow.set_tag("step", "benchmark")

@@ -158,8 +158,9 @@ def parse_scales(text: str) -> tuple[int, ...] | None:
     return spans
 
 
-def scales_text(spans: tuple[int, ...]) -> str:
-    return ",".join(map(str, spans)) or "none"
+def scales_text(spans: tuple[int, ...] | None) -> str:
+    """``--scales`` as given ('auto' for None): what ``mlflow run`` logs for the parameter."""
+    return "auto" if spans is None else ",".join(map(str, spans)) or "none"
 
 
 def parse_history(text: str) -> tuple[str, ...]:

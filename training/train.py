@@ -300,7 +300,9 @@ def train(spark, service, args) -> TrainResult:
                 "likelihood_recent": spec.likelihood_recent,
                 "range_tolerance": range_tolerance_text(spec.range_tolerance),
                 "rearm_after": rearm_after_text(spec.rearm_after),
-                "scales": scales_text(spec.scales),
+                # As given ('auto', as mlflow run logs it), and the spans it means for this score.
+                "scales": scales_text(args.scales),
+                "time_scales": scales_text(spec.scales),
                 "series_column": table.series or "",
                 "data": args.data,  # as given (mlflow run logs it so too)
                 "data_uri": uri,
