@@ -115,7 +115,11 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
     histories = [",".join(parse_history(h)) for h in args.histories.split(";")]
     rearms = [parse_rearm_after(r) for r in args.rearm_afters.split(",")]
     # Further time scales are judged by a likelihood each, so they go with the likelihood score only.
-    scale_options = [",".join(map(str, parse_scales(text) or ())) for text in args.scales_options.split(";")]
+    # 'auto' is train's choice for the likelihood: its default scales.
+    scale_options = [
+        ",".join(map(str, DEFAULT_SCALES if (spans := parse_scales(text)) is None else spans))
+        for text in args.scales_options.split(";")
+    ]
     settings = [
         replace(s, range_tolerance=t, history=h, rearm_after=r, scales=sc)
         for h in histories
@@ -153,4 +157,3 @@ def grid_text(args, count: int) -> str:
     if args.scales_options != "none":
         grid += f"; the likelihood with further time scales {args.scales_options.replace(';', ' or ')} rows"
     return grid + f" ({count} settings)"
-    return grid

@@ -122,3 +122,20 @@ def test_the_cross_validation_scores_an_ensemble_setting_as_the_core_judges_it()
     flags = alerts(np.fmax.reduce(each), ensemble, max(287, likelihood_warmup(288)))
     np.testing.assert_array_equal(table[1, 0], profile_parts(flags, item.spans))
     assert flags[2000:2100].any() and table[1, 0, 0, 0] > table[0, 0, 0, 0]
+
+
+def test_the_cross_validation_grid_reads_auto_as_trains_scales():
+    from replay.cross_validation import parse_args
+    from replay.cv_grid import grid_settings
+    from training.config import DEFAULT_SCALES
+
+    # given a grid offering no further scale, and 'auto' (train's choice for the likelihood)
+    args = parse_args(["--nab-root", "nab", "--scales-options", "none;auto"])
+    # when its settings are made, then 'auto' is train's scales, with the likelihood only
+    settings, default = grid_settings(args)
+    assert {(s.score, s.scales) for s in settings} == {
+        ("distance", ""),
+        ("likelihood", ""),
+        ("likelihood", ",".join(map(str, DEFAULT_SCALES))),
+    }
+    assert default is not None and settings[default].scales == "2,288"
