@@ -37,6 +37,12 @@ class FittedArrays:
     def centroid_array(self) -> np.ndarray:
         return np.asarray(self.centroids, dtype=float)
 
+    @cached_property
+    def centroid_original_array(self) -> np.ndarray:
+        """The centroids in the features' original units (a constant feature's scale is 0)."""
+        safe = np.where(self.scale_array == 0, 1.0, self.scale_array)
+        return np.where(self.scale_array == 0, 0.0, self.centroid_array / safe) + self.mean_array
+
 
 @dataclass(frozen=True)
 class Scale(FittedArrays):
@@ -82,6 +88,18 @@ def carried_tail(tail: list[list[float]], values: np.ndarray, keep: int) -> list
     return (list(tail) + recent)[-keep:] if len(recent) < keep else recent
 
 
+@dataclass(frozen=True)
+class ScaleWin:
+    """The rows of a batch that one further scale scored highest, with what explains them there."""
+
+    scale: Scale
+    rows: np.ndarray  # boolean, over the batch's valid rows
+    vectors: np.ndarray
+    z: np.ndarray
+    nearest: np.ndarray
+    squared: np.ndarray  # each row's squared distance to its nearest centroid
+
+
 def ensemble_scores(
     history: list[str],
     scales: list[Scale],
@@ -91,20 +109,31 @@ def ensemble_scores(
     earlier: list[dict] | None,
     window: int,
     recent: int,
-) -> tuple[np.ndarray, list[dict]]:
+) -> tuple[np.ndarray, list[dict], list[ScaleWin]]:
     """``scores`` (the model's own likelihoods of a series' next valid rows) raised to each further
-    scale's likelihood where it is higher, and each scale's likelihood state to carry on.
+    scale's likelihood where it is higher, each scale's likelihood state to carry on, and the rows
+    each scale won (so an alert names the time scale that raised it).
 
     ``values``: the rows in series order; ``tail``: the series' input rows before them;
     ``earlier``: what this function returned after those rows (None for a new series)."""
     earlier = earlier if earlier is not None and len(earlier) == len(scales) else [None] * len(scales)
     combined = np.array(scores, dtype=float)
-    carried = []
-    for scale, state in zip(scales, earlier):
+    winner = np.zeros(len(combined), dtype=np.intp)  # 0: the model's own KMeans; i + 1: scales[i]
+    carried, seen = [], []
+    for i, (scale, state) in enumerate(zip(scales, earlier)):
         vectors, _ = history_features(history, scale.span, values, tail)
         z = (vectors - scale.mean_array) * scale.scale_array
-        distances = np.sqrt(squared_distances(z, scale.centroid_array).min(axis=1))
-        judged, state = likelihood_scores(distances, state, window, recent)
+        squared = squared_distances(z, scale.centroid_array)
+        nearest = squared.argmin(axis=1)
+        squared = squared[np.arange(len(nearest)), nearest]
+        judged, state = likelihood_scores(np.sqrt(squared), state, window, recent)
+        winner[judged > combined] = i + 1
         np.fmax(combined, judged, out=combined)
         carried.append(state)
-    return combined, carried
+        seen.append((vectors, z, nearest, squared))
+    wins = []
+    for i, scale in enumerate(scales):
+        rows = winner == i + 1
+        if rows.any():
+            wins.append(ScaleWin(scale, rows, *seen[i]))
+    return combined, carried, wins

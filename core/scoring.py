@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from core.distances import squared_distances
-from core.explanation import EXPLANATION_COLUMNS, explain
+from core.explanation import EXPLANATION_COLUMNS, explain, scale_column_names
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
 from core.scales import (
@@ -190,10 +190,6 @@ class ModelParams(FittedArrays):
         return [derived_name(f, t) for f in self.features for t in self.history]
 
     @cached_property
-    def centroid_original_array(self) -> np.ndarray:
-        return self.centroids_in_original_units()
-
-    @cached_property
     def distance_key(self) -> str:
         """Names the distance function (inputs, history, scaler, centroids): distances carried in
         a series' state are judged by a likelihood only under the function that measured them."""
@@ -235,10 +231,7 @@ class ModelParams(FittedArrays):
         return float(lo), float(hi)
 
     def centroids_in_original_units(self) -> np.ndarray:
-        centroids = np.asarray(self.centroids, dtype=float)
-        scale = np.asarray(self.scale, dtype=float)
-        safe = np.where(scale == 0, 1.0, scale)
-        return np.where(scale == 0, 0.0, centroids / safe) + np.asarray(self.mean)
+        return self.centroid_original_array.copy()
 
     def to_json(self) -> str:
         # Infinity is not JSON: store open bounds as null.
@@ -369,6 +362,7 @@ def score_series_arrays(
         state.scale_likelihoods,
     )
     if valid.any():
+        scale_wins = []
         vectors, new_state.tail = history_features(params.history, params.span, values[valid], state.tail)
         if params.scales:  # a longer scale needs more of the series than the model's own span
             new_state.tail = carried_tail(state.tail, values[valid], params.tail_rows)
@@ -392,7 +386,7 @@ def score_series_arrays(
             row_score, new_state.likelihood = likelihood_scores(d, earlier, window, recent)
             if params.scales:
                 known = state.scale_likelihoods if state.distances_key == params.distance_key else None
-                row_score, new_state.scale_likelihoods = ensemble_scores(
+                row_score, new_state.scale_likelihoods, scale_wins = ensemble_scores(
                     params.history, params.scales, values[valid], state.tail, row_score, known, window, recent
                 )
             new_state.distances = []
@@ -414,7 +408,20 @@ def score_series_arrays(
             state.rows_since_hot,
         )
         new_state.rows = state.rows + int(valid.sum())
-        why, share, value, normal = explain(params, vectors, z, nearest, squared[np.arange(len(nearest)), nearest])
+        names = params.vector_column_array
+        why, share, value, normal = explain(
+            params, names, vectors, z, nearest, squared[np.arange(len(nearest)), nearest]
+        )
+        for win in scale_wins:  # rows a further time scale scored highest: that scale explains them
+            rows = win.rows
+            why[rows], share[rows], value[rows], normal[rows] = explain(
+                win.scale,
+                scale_column_names(names, win.scale.span),
+                win.vectors[rows],
+                win.z[rows],
+                win.nearest[rows],
+                win.squared[rows],
+            )
         explained_by[valid] = why
         explained["explained_share"][valid] = share
         explained["explained_value"][valid] = value

@@ -215,7 +215,7 @@ def summarize(records: pd.DataFrame, windows: dict | None):
 
 def explained_input(explained_by: pd.Series, feature: str) -> np.ndarray:
     """Rows whose explanation names ``feature`` or one of its history features (``disk_mean``)."""
-    names = explained_by.fillna("").astype(str)
+    names = explained_by.fillna("").astype(str).str.partition("@")[0]  # at any time scale (core/explanation.py)
     return ((names == feature) | names.str.startswith(f"{feature}_")).to_numpy()
 
 

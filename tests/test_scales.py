@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from test_likelihood import cpu_series, likelihood_model
 
+from core.explanation import EXPLANATION_COLUMNS, explained_column, explanation_text
 from core.model import AnomalyDetectorModel
 from core.scales import Scale
 from core.scoring import ModelParams, SeriesState, score_series
@@ -40,6 +41,36 @@ def test_a_row_scores_as_its_most_surprised_time_scale():
     # and no row alerts before the longest scale's window is full
     assert params.warmup_rows == max(DAILY.span - 1, likelihood_model().warmup_rows)
     assert not scored["is_alert"].iloc[: params.warmup_rows].any() and scored["is_alert"].any()
+
+
+def test_a_row_a_further_scale_scored_highest_is_explained_by_that_scale():
+    # given a model of three time scales and a series with an incident
+    params = ensemble_model()
+    frame = cpu_series(600, spike_at=450)
+    scored, _ = score_series(params, frame)
+    own = score_series(likelihood_model(), frame)[0]
+    for scale in params.scales:
+        # when a row's score is that scale's, higher than the model's own KMeans gives it
+        alone_scored = score_series(alone(scale), frame)[0]
+        won = (alone_scored["anomaly_score"] > own["anomaly_score"]) & (
+            scored["anomaly_score"] == alone_scored["anomaly_score"]
+        )
+        won &= ~pd.concat([score_series(alone(s), frame)[0]["anomaly_score"] for s in params.scales], axis=1).gt(
+            scored["anomaly_score"], axis=0
+        ).any(axis=1)
+        assert won.sum() > 10
+        # then that scale explains it: its column named with the span, its numbers as that scale alone gives them
+        got, want = scored.loc[won, EXPLANATION_COLUMNS], alone_scored.loc[won, EXPLANATION_COLUMNS]
+        assert got["explained_by"].tolist() == [f"{by}@{scale.span}" if by else "" for by in want["explained_by"]]
+        pd.testing.assert_frame_equal(got.drop(columns="explained_by"), want.drop(columns="explained_by"))
+        assert explained_column(got["explained_by"].iloc[0]) == (want["explained_by"].iloc[0], scale.span)
+    # and the rows the model's own KMeans scored highest keep its explanation
+    kept = scored["anomaly_score"] == own["anomaly_score"]
+    pd.testing.assert_frame_equal(scored.loc[kept, EXPLANATION_COLUMNS], own.loc[kept, EXPLANATION_COLUMNS])
+    # and an alert's line says the time scale
+    row = scored.loc[scored["explained_by"].str.endswith(f"@{DAILY.span}")].iloc[0]
+    text = explanation_text(row.explained_by, row.explained_share, row.explained_value, row.explained_centroid_value)
+    assert text.startswith(f"{row.explained_by.split('@')[0]} at the {DAILY.span}-row scale ")
 
 
 @pytest.mark.parametrize("cuts", [[1], [38, 39, 40, 41], [17, 200, 333, 334], list(range(5, 600, 61))])
