@@ -59,9 +59,23 @@ def scales_from_json(items) -> list[Scale]:
     return [item if isinstance(item, Scale) else Scale(**item) for item in items or []]
 
 
-def check_scales(scales: list[Scale], width: int, likelihood: bool) -> None:
+# Over the other transforms (the value, its delta) every span gives the model's own features.
+WINDOWLESS_SCALES = (
+    "further time scales need a rolling mean or std among the history transforms: "
+    "without one, every span gives the model's own features"
+)
+
+
+def windowed(history) -> bool:
+    """Whether the history has a transform over a span of rows, which a further time scale varies."""
+    return bool({"mean", "std"} & set(history))
+
+
+def check_scales(scales: list[Scale], width: int, likelihood: bool, history=("mean",)) -> None:
     if scales and not likelihood:
         raise ValueError("further time scales need the likelihood score: each scale is judged by its own")
+    if scales and not windowed(history):
+        raise ValueError(WINDOWLESS_SCALES)
     for scale in scales:
         if scale.span < 1:
             raise ValueError("every time scale needs a span of at least 1 row")

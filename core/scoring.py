@@ -182,7 +182,7 @@ class ModelParams(FittedArrays):
             raise ValueError("every centroid needs one coordinate per feature")
         if not 0 <= self.expected_label < len(self.centroids):
             raise ValueError(f"expected label {self.expected_label} is not a cluster")
-        check_scales(self.scales, width, self.score_kind == SCORE_LIKELIHOOD)
+        check_scales(self.scales, width, self.score_kind == SCORE_LIKELIHOOD, self.history)
 
     @property
     def vector_columns(self) -> list[str]:

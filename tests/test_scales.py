@@ -101,6 +101,8 @@ def test_the_scales_travel_in_the_model_and_bad_ones_are_refused():
     # and scales that cannot work are refused, with the reason
     with pytest.raises(ValueError, match="need the likelihood score"):
         ensemble_model(score_kind="distance")
+    with pytest.raises(ValueError, match="need a rolling mean or std"):  # every span would repeat the model's features
+        ensemble_model(history=["value"], mean=[50.0], scale=[0.1], centroids=[[0.0], [3.0]])
     with pytest.raises(ValueError, match="one mean and scale per feature"):
         likelihood_model(scales=[Scale(span=3, mean=[1.0], scale=[1.0], centroids=[[0.0]])])
 

@@ -480,6 +480,8 @@ def test_time_scales_go_with_the_likelihood_unless_given():
     # given train's settings with each score, then the likelihood has train's scales, the distance none
     assert config.HistorySpec().scales == config.DEFAULT_SCALES == (2, 288)
     assert config.HistorySpec(score_kind="distance").scales == ()
+    # and a history without a rolling window has none: every span would give the model's own features
+    assert config.HistorySpec(history=("value",)).scales == config.HistorySpec(history=("value", "delta")).scales == ()
     # and the option reads 'auto' (that choice), 'none' and spans, and refuses repeats
     assert parse_scales("auto") is None and parse_scales("none") == () and parse_scales("2,288") == (2, 288)
     with pytest.raises(UserError, match="distinct spans"):

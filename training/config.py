@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from core.errors import UserError
 from core.history import tail_rows
+from core.scales import windowed
 from core.scoring import (
     HISTORY_TRANSFORMS,
     RULE_DISTANCE,
@@ -62,12 +63,13 @@ class HistorySpec:
     likelihood_recent: int = DEFAULT_LIKELIHOOD_RECENT
     range_tolerance: float | None = DEFAULT_RANGE_TOLERANCE
     rearm_after: int | None = DEFAULT_REARM_AFTER
-    # None: DEFAULT_SCALES with the likelihood score, none with the distance score.
+    # None: DEFAULT_SCALES with the likelihood score over a rolling mean or spread, none otherwise.
     scales: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.scales is None:
-            object.__setattr__(self, "scales", DEFAULT_SCALES if self.score_kind == SCORE_LIKELIHOOD else ())
+            auto = DEFAULT_SCALES if self.score_kind == SCORE_LIKELIHOOD and windowed(self.history) else ()
+            object.__setattr__(self, "scales", auto)
 
     def vector_columns(self, features) -> list[str]:
         return [derived_name(f, t) for f in features for t in self.history]
@@ -144,7 +146,7 @@ def rearm_after_text(rows: int | None) -> str:
 
 def parse_scales(text: str) -> tuple[int, ...] | None:
     """``--scales``: comma-separated spans of further time scales, in rows; 'none'; or 'auto' (None):
-    train's scales with the likelihood score, none with the distance score."""
+    train's scales with the likelihood score over a rolling mean or std, none otherwise."""
     if text.strip().lower() == "auto":
         return None
     if text.strip().lower() == "none":
@@ -233,7 +235,8 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             default=None,
             help="with --score likelihood: spans (rows) of further time scales, a KMeans each over the same "
             "transforms, judged by its own likelihood; a row scores as its most surprised scale ('none': one "
-            f"scale; 'auto', the default: {scales_text(DEFAULT_SCALES)} with the likelihood, none with the distance)",
+            f"scale; 'auto', the default: {scales_text(DEFAULT_SCALES)} with the likelihood over a rolling mean "
+            "or std, none otherwise)",
         ),
     }
     for name, spec in options.items():

@@ -31,7 +31,7 @@ import pandas as pd
 from core.cli import add_spark_args, job_parser, optional_text
 from core.errors import UserError, exit_process, main_guard
 from core.paths import local_input_bytes, local_path, to_uri
-from core.scales import Scale
+from core.scales import WINDOWLESS_SCALES, Scale, windowed
 from core.schema import (
     DEFAULT_FEATURES,
     DEFAULT_MODEL_NAME,
@@ -253,6 +253,8 @@ def train(spark, service, args) -> TrainResult:
         check_score(spec.score_kind, spec.likelihood_recent if window is None else window, spec.likelihood_recent)
         if spec.scales and spec.score_kind != SCORE_LIKELIHOOD:
             raise ValueError("--scales needs --score likelihood: each time scale is judged by its own likelihood")
+        if spec.scales and not windowed(spec.history):
+            raise ValueError(WINDOWLESS_SCALES)
     except ValueError as error:
         raise UserError(str(error)) from None
     uri = to_uri(args.data)
