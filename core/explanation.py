@@ -3,7 +3,9 @@ contributes most to the row's squared distance from its nearest centroid, that i
 it, and the input's value beside the centroid's, both in original units.
 
 With further time scales (``core.scales``), a row that one of them scored highest is explained by
-that scale's KMeans, its column named with the span (``disk_mean@288``).
+that scale's KMeans, its column named with the span (``disk_mean@288``). A row past its series'
+range so far (``core.value_range``) is explained by that range (``disk@range``): the value beside
+the edge it passed, since the range alone scores the row 1 whatever the distances say.
 
 Part of the scoring core: computed where the distance is (``core.scoring``), so serving, replay
 and the monitor carry the same numbers, and said in one wording (``explanation_text``) by the
@@ -17,6 +19,7 @@ import math
 import numpy as np
 
 EXPLANATION_COLUMNS = ["explained_by", "explained_share", "explained_value", "explained_centroid_value"]
+RANGE_MARK = "@range"  # an explanation by the series' range so far rather than a KMeans
 
 
 def explain(
@@ -40,16 +43,28 @@ def explain(
     return named, share, vectors[rows, top], fitted.centroid_original_array[nearest, top]
 
 
+def explain_range(
+    features: list[str], values: np.ndarray, edges: np.ndarray, beyond: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows past their series' range (``core.value_range.range_passes``): the input farthest past
+    its edge in widths of its own range, named ``cpu@range``; a share of 1 (the range alone scores
+    the row 1); the row's value of it and the edge it passed."""
+    rows = np.arange(len(values))
+    top = beyond.argmax(axis=1)
+    names = np.asarray([f"{feature}{RANGE_MARK}" for feature in features], dtype=object)[top]
+    return names, np.ones(len(rows)), values[rows, top], edges[rows, top]
+
+
 def scale_column_names(names: np.ndarray, span: int) -> np.ndarray:
     """A further time scale's vector columns as an explanation names them: ``disk_mean@288``."""
     return np.asarray([f"{name}@{span}" for name in names], dtype=object)
 
 
-def explained_column(by: str) -> tuple[str, int | None]:
-    """An explanation's vector column and the span of the further time scale it was read at
-    (None: the model's own KMeans)."""
-    column, _, span = str(by).partition("@")
-    return column, int(span) if span.isdigit() else None
+def explained_column(by: str) -> tuple[str, int | str | None]:
+    """An explanation's vector column and where it was read: the span of a further time scale,
+    'range' (the series' range so far), or None (the model's own KMeans)."""
+    column, _, where = str(by).partition("@")
+    return column, int(where) if where.isdigit() else (where or None)
 
 
 def explanation_text(by, share, value, centroid_value) -> str:
@@ -59,6 +74,9 @@ def explanation_text(by, share, value, centroid_value) -> str:
     if not by or share is None or not math.isfinite(float(share)):
         return ""
     column, span = explained_column(by)
+    if span == "range":
+        side = "highest" if float(value) > float(centroid_value) else "lowest"
+        return f"{column} {float(value):.6g} past the {side} value its series had shown ({float(centroid_value):.6g})"
     named = column if span is None else f"{column} at the {span}-row scale"
     return (
         f"{named} {float(value):.6g} against {float(centroid_value):.6g} at the nearest centroid "

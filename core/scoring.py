@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from core.distances import squared_distances
-from core.explanation import EXPLANATION_COLUMNS, explain, scale_column_names
+from core.explanation import EXPLANATION_COLUMNS, explain, explain_range, scale_column_names
 from core.history import history_features, tail_rows
 from core.likelihood import likelihood_scores, likelihood_warmup
 from core.scales import (
@@ -41,7 +41,7 @@ from core.scales import (
     scales_tail_rows,
 )
 from core.validity import validity
-from core.value_range import check_range_tolerance, range_flags
+from core.value_range import check_range_tolerance, range_passes
 
 RULE_CLUSTER = "cluster"  # the original: anomalous when outside the most populous cluster
 RULE_DISTANCE = "distance"  # anomalous when the distance to the nearest centroid passes a threshold
@@ -391,9 +391,11 @@ def score_series_arrays(
                 )
             new_state.distances = []
             new_state.distances_key = params.distance_key
+        passed = None
         if params.range_tolerance is not None:
             earlier = state.value_range if state.value_range is not None else params.training_range or None
-            outside, new_state.value_range = range_flags(values[valid], earlier, params.range_tolerance)
+            passed, edges, beyond, new_state.value_range = range_passes(values[valid], earlier, params.range_tolerance)
+            outside = passed.any(axis=1)
             row_score = np.where(outside, 1.0, row_score)
             flagged = flagged | outside
         # A series' first rows have partial windows, so their scores are scored but cannot page:
@@ -421,6 +423,11 @@ def score_series_arrays(
                 win.z[rows],
                 win.nearest[rows],
                 win.squared[rows],
+            )
+        if passed is not None and passed.any():  # a value past its series' range: that range explains it
+            rows = passed.any(axis=1)
+            why[rows], share[rows], value[rows], normal[rows] = explain_range(
+                params.features, values[valid][rows], edges[rows], beyond[rows]
             )
         explained_by[valid] = why
         explained["explained_share"][valid] = share

@@ -30,6 +30,17 @@ def range_flags(
     returned after the series' rows before them (None, or another width, for a new series).
     A series' first row has no range before it and is never out of range.
     """
+    passed, _, _, carried = range_passes(values, earlier, tolerance)
+    return passed.any(axis=1), carried
+
+
+def range_passes(
+    values: np.ndarray, earlier: list[list[float]] | None, tolerance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[float]] | None]:
+    """``range_flags`` per input, rows x inputs: which inputs of each row are out of range; the edge
+    each value passed (the highest before it when above its range's middle, else the lowest); how
+    far past it, in widths of the range (-inf where inside); and the range to carry. What explains
+    an out-of-range row."""
     x = np.asarray(values, dtype=float).reshape(len(values), -1)
     width = x.shape[1]
     if earlier is None or len(earlier) != width:
@@ -37,11 +48,15 @@ def range_flags(
     else:
         start_low, start_high = np.asarray(earlier, dtype=float).T
     if len(x) == 0:
-        return np.zeros(0, dtype=bool), earlier
+        return np.zeros((0, width), dtype=bool), np.zeros((0, width)), np.zeros((0, width)), earlier
     lowest = np.minimum.accumulate(np.vstack([start_low, x]), axis=0)
     highest = np.maximum.accumulate(np.vstack([start_high, x]), axis=0)
     low_before, high_before = lowest[:-1], highest[:-1]  # the range of the rows before each row
     seen = np.isfinite(high_before)
     margin = tolerance * np.where(seen, high_before - low_before, 0.0)
     outside = seen & ((x > high_before + margin) | (x < low_before - margin))
-    return outside.any(axis=1), np.column_stack([lowest[-1], highest[-1]]).tolist()
+    with np.errstate(invalid="ignore", divide="ignore"):  # a first row's range [inf, -inf] is never used
+        edge = np.where(x > (high_before + low_before) / 2, high_before, low_before)
+        # How far past its edge, in widths of its range (a constant input's any step is infinitely far).
+        beyond = np.where(outside, np.abs(x - edge) / (high_before - low_before), -np.inf)
+    return outside, edge, beyond, np.column_stack([lowest[-1], highest[-1]]).tolist()

@@ -309,7 +309,7 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
         assert " at the nearest centroid (" in line and "% of the distance)" in line
     # (read by the model's own KMeans, or by the further time scale that scored the row highest)
     named = [explained_column(by) for by in got.loc[got["is_alert"], "explained_by"]]
-    spans = {None, *(scale.span for scale in params.scales)}
+    spans = {None, "range", *(scale.span for scale in params.scales)}
     assert named and all(column in params.vector_columns and span in spans for column, span in named)
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from test_likelihood import likelihood_model
 
+from core.explanation import explained_column, explanation_text
 from core.scoring import ModelParams, SeriesState, score_frame, score_series
 from core.value_range import range_flags
 
@@ -71,6 +72,33 @@ def test_a_ranged_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
     # and the new high scores 1 and alerts, while a later value inside the range it set does not
     assert whole.loc[300, "anomaly_score"] == 1.0 and whole.loc[300, "is_alert"]
     assert whole.loc[500, "anomaly_score"] < 1.0
+
+
+def test_a_row_past_its_series_range_is_explained_by_the_input_farthest_past_it():
+    # given a series of two inputs whose disk jumps far past its range and whose cpu goes a little past its own
+    params = range_model(
+        features=["cpu", "disk"],
+        mean=[50.0, 50.0, 0.0, 50.0, 50.0, 0.0],
+        scale=[0.2, 0.1, 0.5, 0.2, 0.1, 0.5],
+        centroids=[[0.0] * 6, [3.0, 3.0, 1.0, 3.0, 3.0, 1.0]],
+    )
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"cpu": rng.normal(50, 5, 400), "disk": rng.normal(50, 5, 400)})
+    highest_disk, highest_cpu = frame["disk"][:300].max(), frame["cpu"][:300].max()
+    frame.loc[300, ["cpu", "disk"]] = highest_cpu + 1.0, highest_disk + 50.0
+    # when it is scored
+    scored, _ = score_series(params, frame)
+    row = scored.iloc[300]
+    # then the row scores 1 and its explanation is the disk's range: its value beside the highest before it
+    assert row["anomaly_score"] == 1.0 and row["explained_by"] == "disk@range" and row["explained_share"] == 1.0
+    assert (row["explained_value"], row["explained_centroid_value"]) == (highest_disk + 50.0, highest_disk)
+    assert explained_column(row["explained_by"]) == ("disk", "range")
+    text = explanation_text(row.explained_by, row.explained_share, row.explained_value, row.explained_centroid_value)
+    assert text == f"disk {highest_disk + 50:.6g} past the highest value its series had shown ({highest_disk:.6g})"
+    # and exactly the rows past their range are explained by it; the others keep the KMeans' explanation
+    outside, _ = range_flags(frame.to_numpy(), None, params.range_tolerance)
+    np.testing.assert_array_equal(scored["explained_by"].str.endswith("@range").to_numpy(), outside)
+    assert outside.sum() < 50 and scored.loc[~outside, "explained_by"].isin(params.vector_columns).all()
 
 
 def test_without_a_tolerance_the_range_is_left_out():
