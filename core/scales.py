@@ -71,7 +71,7 @@ def windowed(history) -> bool:
     return bool({"mean", "std"} & set(history))
 
 
-def check_scales(scales: list[Scale], width: int, likelihood: bool, history=("mean",)) -> None:
+def check_scales(scales: list[Scale], width: int, likelihood: bool, history: list[str]) -> None:
     if scales and not likelihood:
         raise ValueError("further time scales need the likelihood score: each scale is judged by its own")
     if scales and not windowed(history):
