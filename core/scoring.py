@@ -424,10 +424,9 @@ def score_series_arrays(
                 win.nearest[rows],
                 win.squared[rows],
             )
-        if passed is not None and passed.any():  # a value past its series' range: that range explains it
-            rows = passed.any(axis=1)
-            why[rows], share[rows], value[rows], normal[rows] = explain_range(
-                params.features, values[valid][rows], edges[rows], beyond[rows]
+        if passed is not None and outside.any():  # a value past its series' range: that range explains it
+            why[outside], share[outside], value[outside], normal[outside] = explain_range(
+                params.features, values[valid][outside], edges[outside], beyond[outside]
             )
         explained_by[valid] = why
         explained["explained_share"][valid] = share
