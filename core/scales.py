@@ -1,6 +1,7 @@
 """An ensemble over time scales: beside the model's own KMeans over the history features at
 ``span``, one KMeans per further span over the same transforms, each scale's distances judged by
-their own likelihood (``core.likelihood``); a row scores as its most surprised scale.
+their own likelihood (``core.likelihood``); a row scores as its most surprised scale, each scale's
+surprise weighed by how often it gets a chance to pass by luck (``weighed_likelihood``).
 
 Why: an anomaly shows at its own time scale (a spike within 2 rows, a shift in a 24-row spread, a
 daily pattern that breaks within a day's window), and a likelihood per scale judges each against
@@ -102,6 +103,22 @@ def carried_tail(tail: list[list[float]], values: np.ndarray, keep: int) -> list
     return (list(tail) + recent)[-keep:] if len(recent) < keep else recent
 
 
+def trial_rows(span: int, recent: int) -> int:
+    """The rows one recent mean of a scale reaches back over (its features' span, then the recent
+    distances): about once per this many rows, its recent mean is a fresh draw."""
+    return span + recent - 1
+
+
+def weighed_likelihood(likelihood: np.ndarray, span: int, own_span: int, recent: int) -> np.ndarray:
+    """A further scale's likelihood on the footing of the model's own span: its tail probability
+    (1 - likelihood) times trial_rows(own) / trial_rows(span). A short scale draws a fresh recent
+    mean more often, so has more chances to pass an alert level by luck, and needs more surprise to
+    count; a long one less. The model's own scale is unchanged, so is the meaning of the level.
+    A row the scale has too little history to judge (likelihood 0) stays 0."""
+    factor = trial_rows(own_span, recent) / trial_rows(span, recent)
+    return np.where(likelihood > 0, np.maximum(0.0, 1.0 - (1.0 - likelihood) * factor), 0.0)
+
+
 @dataclass(frozen=True)
 class ScaleWin:
     """The rows of a batch that one further scale scored highest, with what explains them there."""
@@ -116,6 +133,7 @@ class ScaleWin:
 
 def ensemble_scores(
     history: list[str],
+    span: int,
     scales: list[Scale],
     values: np.ndarray,
     tail: list[list[float]],
@@ -124,9 +142,10 @@ def ensemble_scores(
     window: int,
     recent: int,
 ) -> tuple[np.ndarray, list[dict], list[ScaleWin]]:
-    """``scores`` (the model's own likelihoods of a series' next valid rows) raised to each further
-    scale's likelihood where it is higher, each scale's likelihood state to carry on, and the rows
-    each scale won (so an alert names the time scale that raised it).
+    """``scores`` (the model's own likelihoods of a series' next valid rows, at ``span``) raised to
+    each further scale's weighed likelihood (``weighed_likelihood``) where it is higher, each
+    scale's likelihood state to carry on, and the rows each scale won (so an alert names the time
+    scale that raised it).
 
     ``values``: the rows in series order; ``tail``: the series' input rows before them;
     ``earlier``: what this function returned after those rows (None for a new series)."""
@@ -141,6 +160,7 @@ def ensemble_scores(
         nearest = squared.argmin(axis=1)
         squared = squared[np.arange(len(nearest)), nearest]
         judged, state = likelihood_scores(np.sqrt(squared), state, window, recent)
+        judged = weighed_likelihood(judged, scale.span, span, recent)
         winner[judged > combined] = i + 1
         np.fmax(combined, judged, out=combined)
         carried.append(state)

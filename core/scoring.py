@@ -166,7 +166,8 @@ class ModelParams(FittedArrays):
     range_tolerance: float | None = None
     training_range: list[list[float]] = field(default_factory=list)
     # Further time scales (core/scales.py): a KMeans each over the same transforms at its own span,
-    # judged by its own likelihood; a row's likelihood is the highest of the scales'.
+    # judged by its own likelihood; a row's likelihood is the highest of the scales', each weighed by
+    # how often it gets a chance to pass by luck (core.scales.weighed_likelihood).
     scales: list[Scale] = field(default_factory=list)
 
     def __post_init__(self):
@@ -387,7 +388,15 @@ def score_series_arrays(
             if params.scales:
                 known = state.scale_likelihoods if state.distances_key == params.distance_key else None
                 row_score, new_state.scale_likelihoods, scale_wins = ensemble_scores(
-                    params.history, params.scales, values[valid], state.tail, row_score, known, window, recent
+                    params.history,
+                    params.span,
+                    params.scales,
+                    values[valid],
+                    state.tail,
+                    row_score,
+                    known,
+                    window,
+                    recent,
                 )
             new_state.distances = []
             new_state.distances_key = params.distance_key

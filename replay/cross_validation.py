@@ -169,6 +169,7 @@ def score_table(
 ) -> np.ndarray:
     """NAB's (raw, null, perfect) per setting, file and profile: settings x files x profiles x 3."""
     from core.likelihood import likelihood_warmup
+    from core.scales import weighed_likelihood
     from core.scoring import tail_rows
     from replay.nab_scoring import PROFILES
     from training.config import parse_history
@@ -193,8 +194,13 @@ def score_table(
                             scores[(setting.history, setting.k, span)][f], window, setting.likelihood_recent
                         )
                     each.append(judged[key])
-                # NaN (an invalid row) is NaN at every scale: fmax keeps it.
-                file_scores = np.fmax.reduce(each) if len(each) > 1 else each[0]
+                # Each further scale weighed as the core weighs it; NaN (an invalid row) is NaN at every
+                # scale: fmax keeps it.
+                weighed = [
+                    weighed_likelihood(e, sp, setting.span, setting.likelihood_recent)
+                    for e, sp in zip(each[1:], setting.spans[1:])
+                ]
+                file_scores = np.fmax.reduce([each[0], *weighed]) if weighed else each[0]
             if setting.range_tolerance is not None:
                 key = ("range", setting.range_tolerance, f)
                 if key not in judged:

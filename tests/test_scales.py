@@ -1,5 +1,6 @@
 """An ensemble over time scales in the scoring core (core/scales.py): a row scores as its most
-surprised scale, and each scale's state carries across batches and restarts bit for bit."""
+surprised scale, each further scale weighed by how often it draws a fresh recent mean, and each
+scale's state carries across batches and restarts bit for bit."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ from test_likelihood import cpu_series, likelihood_model
 
 from core.explanation import EXPLANATION_COLUMNS, explained_column, explanation_text
 from core.model import AnomalyDetectorModel
-from core.scales import Scale
+from core.scales import Scale, weighed_likelihood
 from core.scoring import ModelParams, SeriesState, score_series
 
 SHORT = Scale(span=2, mean=[50.0, 1.0], scale=[0.2, 0.4], centroids=[[0.0, 0.0], [2.0, 1.5]])
@@ -24,17 +25,38 @@ def alone(scale: Scale) -> ModelParams:
     return likelihood_model(span=scale.span, mean=scale.mean, scale=scale.scale, centroids=scale.centroids)
 
 
+def weighed_alone(params: ModelParams, scale: Scale, frame: pd.DataFrame) -> pd.Series:
+    """What ``scale`` scores alone, weighed onto the footing of the model's own span."""
+    alone_scores = score_series(alone(scale), frame)[0]["anomaly_score"]
+    weighed = weighed_likelihood(alone_scores.to_numpy(), scale.span, params.span, params.likelihood_recent)
+    return pd.Series(weighed, index=alone_scores.index)
+
+
+def test_a_further_scale_weighs_its_surprise_by_how_often_it_draws_a_fresh_recent_mean():
+    # given tail probabilities of 1e-9 at scales of 2, 24 and 288 rows, recent means of 10 rows
+    likelihood = np.array([1.0 - 1e-9, 0.5, 0.0])
+    # when each is weighed onto the footing of a model whose own span is 24 rows
+    short, own, daily = (weighed_likelihood(likelihood, span, 24, 10) for span in (2, 24, 288))
+    # then the 2-row scale's tail counts 33/11 times as likely, the daily one's 33/297, and the
+    # model's own span's is unchanged; a likelihood stays within [0, 1], and a row too early to
+    # judge (likelihood 0) stays 0 at every scale
+    np.testing.assert_allclose(1.0 - short[0], 3e-9, rtol=1e-6)
+    np.testing.assert_allclose(1.0 - daily[0], 1e-9 / 9, rtol=1e-6)
+    np.testing.assert_array_equal(own, likelihood)
+    assert short[1] == 0.0 and daily[1] == 1.0 - 0.5 * 33 / 297
+    assert short[2] == own[2] == daily[2] == 0.0
+
+
 def test_a_row_scores_as_its_most_surprised_time_scale():
     # given a model of three time scales and a series with an incident
     params = ensemble_model()
     frame = cpu_series(600, spike_at=450)
     # when the ensemble scores it, and each scale's model scores it alone
     scored, _ = score_series(params, frame)
-    each = [
-        score_series(model, frame)[0]["anomaly_score"].to_numpy()
-        for model in (likelihood_model(), *map(alone, params.scales))
-    ]
-    # then each row's score is the highest of the three, and the model's own KMeans gives the distance
+    own = score_series(likelihood_model(), frame)[0]["anomaly_score"].to_numpy()
+    each = [own, *(weighed_alone(params, scale, frame).to_numpy() for scale in params.scales)]
+    # then each row's score is the highest of the three, the further scales weighed, and the
+    # model's own KMeans gives the distance
     np.testing.assert_array_equal(scored["anomaly_score"].to_numpy(), np.maximum.reduce(each))
     assert not np.array_equal(each[0], each[1]) and not np.array_equal(each[0], each[2])
     np.testing.assert_array_equal(scored["distance"], score_series(likelihood_model(), frame)[0]["distance"])
@@ -52,10 +74,9 @@ def test_a_row_a_further_scale_scored_highest_is_explained_by_that_scale():
     for scale in params.scales:
         # when a row's score is that scale's, higher than the model's own KMeans gives it
         alone_scored = score_series(alone(scale), frame)[0]
-        won = (alone_scored["anomaly_score"] > own["anomaly_score"]) & (
-            scored["anomaly_score"] == alone_scored["anomaly_score"]
-        )
-        won &= ~pd.concat([score_series(alone(s), frame)[0]["anomaly_score"] for s in params.scales], axis=1).gt(
+        weighed = weighed_alone(params, scale, frame)
+        won = (weighed > own["anomaly_score"]) & (scored["anomaly_score"] == weighed)
+        won &= ~pd.concat([weighed_alone(params, s, frame) for s in params.scales], axis=1).gt(
             scored["anomaly_score"], axis=0
         ).any(axis=1)
         assert won.sum() > 10
@@ -149,9 +170,11 @@ def test_the_cross_validation_scores_an_ensemble_setting_as_the_core_judges_it()
     ensemble = replace(single, scales="2,288")
     # when the cross-validation scores both settings
     table = score_table([item], scores, [single, ensemble])
-    # then the ensemble's detections are those of its scales' highest likelihood, after the
-    # longest scale's warm-up, and it catches what the model's own span alone misses
+    # then the ensemble's detections are those of its scales' highest likelihood, the further ones
+    # weighed as the core weighs them, after the longest scale's warm-up, and it catches what the
+    # model's own span alone misses
     each = [likelihoods(scores[("value,mean,std", 7, span)][0], 288, 10) for span in (24, 2, 288)]
+    each[1:] = [weighed_likelihood(e, span, 24, 10) for e, span in zip(each[1:], (2, 288))]
     flags = alerts(np.fmax.reduce(each), ensemble, max(287, likelihood_warmup(288)))
     np.testing.assert_array_equal(table[1, 0], profile_parts(flags, item.spans))
     assert flags[2000:2100].any() and table[1, 0, 0, 0] > table[0, 0, 0, 0]

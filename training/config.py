@@ -29,9 +29,10 @@ DEFAULT_THRESHOLD_QUANTILE = 0.99
 # k=7 over each input's value and its rolling mean and spread across its last 24 rows, and two
 # more KMeans over the same transforms across 2 rows and a day of 5-minute rows (288), each time
 # scale judged by its own likelihood. A row's anomaly score is the highest of the scales'
-# likelihoods of the mean of its series' last 10 distances against the same means over the
-# series' last 14 days (rows at the training data's sampling interval), or 1 for a value past the
-# series' range so far by 5% of it; an alert at 0.999999999; then no other alert for the series
+# likelihoods (each further scale's weighed by how often it draws a fresh recent mean) of the
+# mean of its series' last 10 distances against the same means over the series' last 14 days
+# (rows at the training data's sampling interval), or 1 for a value past the series' range so far
+# by 5% of it; an alert at 0.999999999; then no other alert for the series
 # within 216 rows, unless its last 12 rows scored below that (that incident is over). k and span
 # were set on NAB's AWS files; the rest was chosen by leave-one-category-out cross-validation
 # over NAB's six labelled categories (docs/quality.md).
@@ -234,7 +235,8 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             type=parse_scales,
             default=None,
             help="with --score likelihood: spans (rows) of further time scales, a KMeans each over the same "
-            "transforms, judged by its own likelihood; a row scores as its most surprised scale ('none': one "
+            "transforms, judged by its own likelihood; a row scores as its most surprised scale, weighed by "
+            "how often each draws a fresh recent mean ('none': one "
             f"scale; 'auto', the default: {scales_text(DEFAULT_SCALES)} with the likelihood over a rolling mean "
             "or std, none otherwise)",
         ),
