@@ -114,9 +114,10 @@ def weighed_likelihood(likelihood: np.ndarray, span: int, own_span: int, recent:
     (1 - likelihood) times trial_rows(own) / trial_rows(span). A short scale draws a fresh recent
     mean more often, so has more chances to pass an alert level by luck, and needs more surprise to
     count; a long one less. The model's own scale is unchanged, so is the meaning of the level.
-    A row the scale has too little history to judge (likelihood 0) stays 0."""
+    A row the scale has too little history to judge (likelihood 0) stays 0, and NaN (an invalid
+    row, in the cross-validation) stays NaN."""
     factor = trial_rows(own_span, recent) / trial_rows(span, recent)
-    return np.where(likelihood > 0, np.maximum(0.0, 1.0 - (1.0 - likelihood) * factor), 0.0)
+    return np.where(likelihood != 0, np.maximum(0.0, 1.0 - (1.0 - likelihood) * factor), 0.0)
 
 
 @dataclass(frozen=True)

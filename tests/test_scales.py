@@ -45,6 +45,8 @@ def test_a_further_scale_weighs_its_surprise_by_how_often_it_draws_a_fresh_recen
     np.testing.assert_array_equal(own, likelihood)
     assert short[1] == 0.0 and daily[1] == 1.0 - 0.5 * 33 / 297
     assert short[2] == own[2] == daily[2] == 0.0
+    # and an invalid row's NaN stays NaN, as the cross-validation finds a file's valid rows by it
+    assert np.isnan(weighed_likelihood(np.array([np.nan]), 2, 24, 10)).all()
 
 
 def test_a_row_scores_as_its_most_surprised_time_scale():
