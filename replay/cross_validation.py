@@ -6,10 +6,11 @@ probationary period, as ``replay.nab_benchmark`` does); the anomaly score, range
 threshold and cooldown (applied to the model's distances with the core's own likelihood, range
 and ``apply_alerts``, so they cost no retraining).
 The detections are the alerts themselves: no threshold is swept on the data being scored.
-For each profile and each labelled category: the setting with the best NAB score on the other
-categories' files is chosen and scores the held-out category. Reported: that out-of-fold score
-per category and pooled over every labelled file; the in-sample score (one setting chosen on
-every labelled file); and the defaults' score.
+For each labelled category: the setting with the best NAB score (standard profile) on the other
+categories' files is chosen and scores the held-out category under every profile. Reported: that
+out-of-fold score per category and pooled over every labelled file; the in-sample score (one
+setting chosen on every labelled file); the defaults' score; and the same with each profile
+choosing its own setting.
 Output: ``<out>/cv.json``, one MLflow run (benchmark experiment, tag ``step=cross_validation``),
 and with ``--report docs/quality.md`` that page's cross-validation table. The models' scores
 are cached under ``<out>/cache`` (one file per history, k and span per series), so a second
@@ -232,41 +233,52 @@ def best_setting(table: np.ndarray, chosen_on: np.ndarray, profile: int) -> int:
 
 
 def cross_validate(table: np.ndarray, categories: list[str], default: int | None) -> dict:
-    """Per profile: the held-out score per category and pooled, the in-sample one, the defaults'."""
+    """Per profile: the held-out score per category and pooled, the in-sample one, the defaults'.
+
+    Each fold chooses one setting, on the standard profile, and every profile scores it: a
+    deployment runs one configuration, not one per profile. ``own_choice`` has the same figures
+    with each profile choosing its own setting, as NAB sweeps its threshold per profile.
+    """
     from replay.nab_scoring import PROFILES
 
     names = sorted(set(categories))
     of = np.asarray(categories)
+    everything = np.ones(len(categories), dtype=bool)
+
+    def choices(p: int) -> tuple[int, dict[str, int]]:
+        return best_setting(table, everything, p), {name: best_setting(table, of != name, p) for name in names}
+
+    one_setting = choices(0)
     report = {}
     for p, profile in enumerate(PROFILES):
-        everything = np.ones(len(categories), dtype=bool)
-        in_sample = best_setting(table, everything, p)
-        folds, pooled = {}, np.zeros((len(categories), 3))
-        for name in names:
-            held = of == name
-            chosen = best_setting(table, ~held, p)
-            folds[name] = chosen
-            pooled[held] = table[chosen, held, p]
-        per_category = {}
-        for name in names:
-            held = of == name
-            per_category[name] = {
-                "out_of_fold": float(normalised(table[folds[name], held, p])),
-                "in_sample": float(normalised(table[in_sample, held, p])),
-                "defaults": None if default is None else float(normalised(table[default, held, p])),
-                "raw_out_of_fold": float(table[folds[name], held, p, 0].sum()),
-                "raw_in_sample": float(table[in_sample, held, p, 0].sum()),
-                "raw_defaults": None if default is None else float(table[default, held, p, 0].sum()),
-                "chosen": folds[name],
-            }
-        report[profile] = {
-            "out_of_fold": float(normalised(pooled)),
-            "in_sample": float(normalised(table[in_sample, :, p])),
-            "defaults": None if default is None else float(normalised(table[default, :, p])),
-            "in_sample_setting": in_sample,
-            "categories": per_category,
-        }
+        report[profile] = scored(table, of, p, *one_setting, default)
+        report[profile]["own_choice"] = scored(table, of, p, *(one_setting if p == 0 else choices(p)), None)
     return report
+
+
+def scored(table: np.ndarray, of: np.ndarray, p: int, in_sample: int, folds: dict[str, int], default: int | None):
+    """Profile ``p``'s scores of the settings chosen in sample and per held-out category."""
+    pooled = np.zeros((len(of), 3))
+    per_category = {}
+    for name, chosen in folds.items():
+        held = of == name
+        pooled[held] = table[chosen, held, p]
+        per_category[name] = {
+            "out_of_fold": float(normalised(table[chosen, held, p])),
+            "in_sample": float(normalised(table[in_sample, held, p])),
+            "defaults": None if default is None else float(normalised(table[default, held, p])),
+            "raw_out_of_fold": float(table[chosen, held, p, 0].sum()),
+            "raw_in_sample": float(table[in_sample, held, p, 0].sum()),
+            "raw_defaults": None if default is None else float(table[default, held, p, 0].sum()),
+            "chosen": chosen,
+        }
+    return {
+        "out_of_fold": float(normalised(pooled)),
+        "in_sample": float(normalised(table[in_sample, :, p])),
+        "defaults": None if default is None else float(normalised(table[default, :, p])),
+        "in_sample_setting": in_sample,
+        "categories": per_category,
+    }
 
 
 def run_cross_validation(spark, service, args) -> dict:
@@ -329,6 +341,8 @@ def run_cross_validation(spark, service, args) -> dict:
             for name, c in result["categories"].items():
                 for key in ("out_of_fold", "in_sample"):
                     metrics[f"{key}_{profile}_{name}"] = c[key] if np.isfinite(c[key]) else c[f"raw_{key}"]
+            for key in ("out_of_fold", "in_sample"):
+                metrics[f"own_choice_{key}_{profile}"] = result["own_choice"][key]
         mlflow.log_metrics(metrics)
         mlflow.log_text(markdown, "cross_validation.md")
         mlflow.log_dict({"settings": [asdict(s) for s in settings], "report": report}, "cv.json")

@@ -1,5 +1,6 @@
 """The cross-validation's table for people: out-of-fold and in-sample NAB scores per category and
-pooled, per profile, and the setting each fold chose (``replay.cross_validation`` writes it into
+pooled, per profile, of the one setting each fold chose; the setting each fold chose; and each
+profile's scores had it chosen its own (``replay.cross_validation`` writes it into
 docs/quality.md and logs it to MLflow)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def cell(value: float | None, raw: float) -> str:
 
 
 def cv_markdown(report: dict, settings: list, counts: dict[str, int], grid: str) -> str:
-    """The quality page's table: out-of-fold and in-sample per category and pooled, per profile
+    """The quality page's tables: out-of-fold and in-sample per category and pooled, per profile
     (``settings``: the grid's ``Setting``s, which the report's choices index)."""
     profiles = list(report)
     head = " | ".join(f"{PROFILE_TITLES[p]} out-of-fold | {PROFILE_TITLES[p]} in-sample" for p in profiles)
@@ -43,13 +44,26 @@ def cv_markdown(report: dict, settings: list, counts: dict[str, int], grid: str)
         "",
         "A category with no windows shows its raw score (false alerts only) in brackets.",
         "",
-        "Settings chosen (standard profile): held out → chosen on the other categories.",
+        "Settings chosen (one per fold, on the standard profile; every profile above scores it): "
+        "held out → chosen on the other categories.",
         "",
         "| held out | setting |",
         "|---|---|",
     ]
     for name in counts:
         lines.append(f"| {name} | {settings[report['standard']['categories'][name]['chosen']].label()} |")
+    lines.append(f"| none (in-sample) | {settings[report['standard']['in_sample_setting']].label()} |")
+    lines += [
+        "",
+        "Each profile choosing its own setting instead (as NAB sweeps its threshold per profile), pooled:",
+        "",
+        "| profile | out-of-fold | in-sample | in-sample setting |",
+        "|---|---|---|---|",
+    ]
     for p in profiles:
-        lines.append(f"| none (in-sample, {PROFILE_TITLES[p]}) | {settings[report[p]['in_sample_setting']].label()} |")
+        own = report[p]["own_choice"]
+        lines.append(
+            f"| {PROFILE_TITLES[p]} | {own['out_of_fold']:.1f} | {own['in_sample']:.1f} | "
+            f"{settings[own['in_sample_setting']].label()} |"
+        )
     return "\n".join(lines)

@@ -52,6 +52,25 @@ def test_settings_are_chosen_without_the_category_they_are_scored_on():
     assert report["out_of_fold"] == pytest.approx(200 / 6)
 
 
+def test_every_profile_scores_the_one_setting_each_fold_chose_on_the_standard_profile():
+    # given two settings over two one-window files in categories a and b: setting 0 does best
+    # on the standard profile, setting 1 on the other two
+    table = np.zeros((2, 2, len(PROFILES), 3))
+    table[..., 1], table[..., 2] = -1.0, 1.0
+    table[0, :, :, 0] = [1.0, -1.0, -1.0]
+    table[1, :, :, 0] = [0.0, 1.0, 1.0]
+    # when cross-validated by category
+    report = cross_validation.cross_validate(table, ["a", "b"], default=None)
+    # then every profile scores setting 0, the one a deployment would run: low FP misses both
+    for profile in PROFILES:
+        assert [report[profile]["categories"][c]["chosen"] for c in "ab"] == [0, 0]
+    assert report["reward_low_FP_rate"]["out_of_fold"] == pytest.approx(0.0)
+    # and each profile's own choice is reported beside it
+    own = report["reward_low_FP_rate"]["own_choice"]
+    assert own["in_sample_setting"] == 1 and own["out_of_fold"] == pytest.approx(100.0)
+    assert report["standard"]["own_choice"]["out_of_fold"] == report["standard"]["out_of_fold"] == 100.0
+
+
 @pytest.mark.slow
 def test_the_written_files_alone_reproduce_the_logged_scores_on_a_nab_root(spark, mlflow_service, nab_dir, tmp_path):
     # given a NAB root of two categories, one file unlabelled, and no labels named
@@ -115,6 +134,9 @@ def test_cross_validation_writes_its_table_and_a_second_run_trains_nothing(spark
     )[0]
     assert run.data.tags["step"] == "cross_validation"
     assert run.data.metrics["out_of_fold_standard"] == pytest.approx(report["standard"]["out_of_fold"])
+    own_low_fp = report["reward_low_FP_rate"]["own_choice"]["out_of_fold"]
+    assert run.data.metrics["own_choice_out_of_fold_reward_low_FP_rate"] == pytest.approx(own_low_fp)
+    assert "Each profile choosing its own setting" in text
     # and a second run with other alert settings reuses the cached model scores
     cached = sorted((tmp_path / "cv" / "cache").rglob("*.npy"))
     # two files, each under the two default histories at the span and at the two further time scales
