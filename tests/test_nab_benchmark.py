@@ -71,6 +71,18 @@ def test_every_profile_scores_the_one_setting_each_fold_chose_on_the_standard_pr
     assert report["standard"]["own_choice"]["out_of_fold"] == report["standard"]["out_of_fold"] == 100.0
 
 
+def test_the_pooled_score_comes_with_its_interval_over_files_drawn_again():
+    # given ten one-window files, half caught at the window's left edge (raw 1) and half missed (raw -1)
+    parts = np.array([[1.0, -1.0, 1.0]] * 5 + [[-1.0, -1.0, 1.0]] * 5)
+    # when the files are drawn again with replacement
+    low, high = cross_validation.file_interval(parts)
+    # then the interval holds the pooled score, 50, and is wide: which files are drawn matters
+    assert low < 50.0 < high and high - low > 20.0
+    # and it is the same on a rerun, and a point where every file scores alike
+    assert cross_validation.file_interval(parts) == [low, high]
+    assert cross_validation.file_interval(parts[:5]) == [100.0, 100.0]
+
+
 @pytest.mark.slow
 def test_the_written_files_alone_reproduce_the_logged_scores_on_a_nab_root(spark, mlflow_service, nab_dir, tmp_path):
     # given a NAB root of two categories, one file unlabelled, and no labels named
@@ -137,6 +149,9 @@ def test_cross_validation_writes_its_table_and_a_second_run_trains_nothing(spark
     own_low_fp = report["reward_low_FP_rate"]["own_choice"]["out_of_fold"]
     assert run.data.metrics["own_choice_out_of_fold_reward_low_FP_rate"] == pytest.approx(own_low_fp)
     assert "Each profile choosing its own setting" in text
+    low, high = report["standard"]["out_of_fold_interval"]
+    assert low <= report["standard"]["out_of_fold"] <= high
+    assert run.data.metrics["out_of_fold_standard_low"] == pytest.approx(low)
     # and a second run with other alert settings reuses the cached model scores
     cached = sorted((tmp_path / "cv" / "cache").rglob("*.npy"))
     # two files, each under the two default histories at the span and at the two further time scales
