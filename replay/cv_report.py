@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The pooled out-of-fold score's interval over files drawn again, as the page states it.
+INTERVAL_LEVEL = 0.9
+INTERVAL_DRAWS = 1000
 PROFILE_TITLES = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
 
 
@@ -19,9 +22,6 @@ def cell(value: float | None, raw: float) -> str:
 def cv_markdown(report: dict, settings: list, counts: dict[str, int], grid: str) -> str:
     """The quality page's tables: out-of-fold and in-sample per category and pooled, per profile
     (``settings``: the grid's ``Setting``s, which the report's choices index)."""
-    from replay.cross_validation import INTERVAL_DRAWS as draws
-    from replay.cross_validation import INTERVAL_LEVEL as level
-
     profiles = list(report)
     head = " | ".join(f"{PROFILE_TITLES[p]} out-of-fold | {PROFILE_TITLES[p]} in-sample" for p in profiles)
     lines = [
@@ -47,8 +47,8 @@ def cv_markdown(report: dict, settings: list, counts: dict[str, int], grid: str)
         "",
         "A category with no windows shows its raw score (false alerts only) in brackets.",
         "",
-        f"How far the pooled out-of-fold scores rest on which files are labelled: their central {level:.0%} "
-        f"interval over the {sum(counts.values())} files drawn again with replacement ({draws:,} draws, each "
+        f"How far the pooled out-of-fold scores rest on which files are labelled: their central {INTERVAL_LEVEL:.0%} "
+        f"interval over the {sum(counts.values())} files drawn again with replacement ({INTERVAL_DRAWS:,} draws, each "
         "fold's choice held): "
         + "; ".join(
             "{} {:.1f} to {:.1f}".format(PROFILE_TITLES[p], *report[p]["out_of_fold_interval"]) for p in profiles
