@@ -165,6 +165,9 @@ class ModelParams(FittedArrays):
     # so a new series does not page while it shows its first day's values.
     range_tolerance: float | None = None
     training_range: list[list[float]] = field(default_factory=list)
+    # Such a row pages even within the cooldown: the range widens with it, so it pages again only
+    # if the series goes further still. False for models trained before this existed.
+    range_pages_in_cooldown: bool = False
     # Further time scales (core/scales.py): a KMeans each over the same transforms at its own span,
     # judged by its own likelihood; a row's likelihood is the highest of the scales', each weighed by
     # how often it gets a chance to pass by luck (core.scales.weighed_likelihood).
@@ -298,6 +301,7 @@ def apply_alerts(
     rows_since_alert: int | None = None,
     rearm_after: int | None = None,
     rows_since_hot: int | None = None,
+    in_cooldown_too: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int | None, int | None]:
     """Alerts for a series' next scored rows, in order, and the counts to carry on: rows since
     the last alert and since the last row whose score reached ``threshold``.
@@ -305,7 +309,8 @@ def apply_alerts(
     A row alerts when its score reaches ``threshold`` and more than ``cooldown`` rows have
     passed since the series' previous alert: one incident pages once, not once per row. With
     ``rearm_after``, a row also alerts within the cooldown when the ``rearm_after`` rows before
-    it all stayed below the threshold: that incident is over, and a new one pages.
+    it all stayed below the threshold: that incident is over, and a new one pages. A row marked in
+    ``in_cooldown_too`` pages whenever its score reaches the threshold, cooldown or not.
     """
     alerts = np.zeros(len(scores), dtype=bool)
     last = None if rows_since_alert is None else -1 - rows_since_alert  # index of the last alert
@@ -313,7 +318,7 @@ def apply_alerts(
     hot = last if rows_since_hot is None else -1 - rows_since_hot  # index of the last row at the threshold
     for i in np.flatnonzero(scores >= threshold):  # NaN (no score) compares False
         rearmed = rearm_after is not None and (hot is None or i - hot - 1 >= rearm_after)
-        if last is None or i - last > cooldown or rearmed:
+        if last is None or i - last > cooldown or rearmed or (in_cooldown_too is not None and in_cooldown_too[i]):
             alerts[i] = True
             last = int(i)
         hot = int(i)
@@ -417,6 +422,7 @@ def score_series_arrays(
             state.rows_since_alert,
             params.rearm_after,
             state.rows_since_hot,
+            outside if passed is not None and params.range_pages_in_cooldown else None,
         )
         new_state.rows = state.rows + int(valid.sum())
         names = params.vector_column_array

@@ -120,11 +120,13 @@ def model_scores(
     return scores
 
 
-def alerts(scores: np.ndarray, setting: Setting, warmup: int) -> np.ndarray:
-    """The alert policy on a file's scores: past the warm-up, the threshold, then the cooldown."""
+def alerts(scores: np.ndarray, setting: Setting, warmup: int, past_range: np.ndarray | None = None) -> np.ndarray:
+    """The alert policy on a file's scores: past the warm-up, the threshold, then the cooldown,
+    which rows past the series' range page through (as train's models do)."""
     from replay.nab_benchmark import alert_detector
 
-    return alert_detector(setting.cooldown, warmup, setting.rearm_after)(scores, setting.alert_threshold)
+    detect = alert_detector(setting.cooldown, warmup, setting.rearm_after)
+    return detect(scores, setting.alert_threshold, past_range)
 
 
 def likelihoods(scores: np.ndarray, window: int, recent: int) -> np.ndarray:
@@ -202,14 +204,16 @@ def score_table(
                     for e, sp in zip(each[1:], setting.spans[1:])
                 ]
                 file_scores = np.fmax.reduce([each[0], *weighed]) if weighed else each[0]
+            past_range = None
             if setting.range_tolerance is not None:
                 key = ("range", setting.range_tolerance, f)
                 if key not in judged:
                     if ("values", f) not in judged:  # read once per file, whatever the tolerances
                         judged[("values", f)] = file_values(item, file_scores)
                     judged[key] = out_of_range(file_scores, *judged[("values", f)], setting.range_tolerance)
-                file_scores = np.where(judged[key], 1.0, file_scores)
-            table[s, f] = profile_parts(alerts(file_scores, setting, warmup), item.spans)
+                past_range = judged[key]
+                file_scores = np.where(past_range, 1.0, file_scores)
+            table[s, f] = profile_parts(alerts(file_scores, setting, warmup, past_range), item.spans)
     return table
 
 

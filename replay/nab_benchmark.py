@@ -148,12 +148,14 @@ def alert_detector(cooldown: int, warmup: int, rearm_after: int | None = None):
     cooldown (and re-arming), per file (for harnesses that re-apply the alert policy to raw scores)."""
     from core.scoring import apply_alerts
 
-    def detect(scores: np.ndarray, threshold: float) -> np.ndarray:
+    def detect(scores: np.ndarray, threshold: float, in_cooldown_too: np.ndarray | None = None) -> np.ndarray:
+        """``in_cooldown_too``: rows that page within the cooldown as well (past their series' range)."""
         valid = np.isfinite(scores)
         eligible = scores[valid].copy()
         eligible[:warmup] = np.nan
         detections = np.zeros(len(scores), dtype=bool)
-        detections[valid] = apply_alerts(threshold, cooldown, eligible, rearm_after=rearm_after)[0]
+        marked = None if in_cooldown_too is None else in_cooldown_too[valid]
+        detections[valid] = apply_alerts(threshold, cooldown, eligible, None, rearm_after, None, marked)[0]
         return detections
 
     return detect

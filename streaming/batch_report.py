@@ -34,7 +34,10 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
     )
     params = model.params
     # What an operator can expect next from this series: the cooldown, and what ends it early.
-    rearm = f" unless {params.rearm_after} rows score below the threshold first" if params.rearm_after else ""
+    early = [f"{params.rearm_after} rows score below the threshold first"] if params.rearm_after else []
+    if params.range_tolerance is not None and params.range_pages_in_cooldown:
+        early.append("a value goes past its range")
+    rearm = f" unless {' or '.join(early)}" if early else ""
     for alert in raised.itertuples(index=False) if raised is not None else []:
         why = explanation_text(
             alert.explained_by, alert.explained_share, alert.explained_value, alert.explained_centroid_value

@@ -244,6 +244,18 @@ def test_rearming_carries_across_batches_split_anywhere():
         assert np.concatenate([first, second]).tolist() == whole.tolist(), cut
 
 
+def test_a_row_marked_to_page_in_the_cooldown_too_pages_whenever_it_reaches_the_threshold():
+    # given a cooldown of 10 rows and rows 2 and 4 marked (as rows past their series' range are)
+    scores = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+    marked = np.array([False, False, True, False, True, False])
+    # when alerts are raised
+    alerts, since_alert, _ = apply_alerts(0.5, 10, scores, in_cooldown_too=marked)
+    # then the marked rows page within the cooldown and restart it; the others stay quiet
+    assert np.flatnonzero(alerts).tolist() == [0, 2, 4] and since_alert == 1
+    # and a marked row below the threshold does not page
+    assert not apply_alerts(0.5, 10, np.array([0.9, 0.1]), in_cooldown_too=np.array([False, True]))[0][1]
+
+
 def test_a_state_from_before_rearming_counts_quiet_rows_from_its_last_alert():
     # Given a state that knows its last alert (3 rows back) but not its last hot row
     alerts = apply_alerts(0.5, 10, np.array([0.9]), rows_since_alert=3, rearm_after=3, rows_since_hot=None)[0]

@@ -74,6 +74,29 @@ def test_a_ranged_series_split_anywhere_scores_bit_for_bit_as_the_whole(cuts):
     assert whole.loc[500, "anomaly_score"] < 1.0
 
 
+def record_highs(rows: int = 700) -> pd.DataFrame:
+    """``cpu_series`` with a second new high 10 rows after the first, further past the range it set."""
+    frame = cpu_series(rows)
+    frame.loc[310, "cpu"] = frame["cpu"][:310].max() + 10  # a CPU percentage stays at or below 100
+    return frame
+
+
+def test_a_row_past_its_series_range_pages_within_the_cooldown_and_stays_split_proof():
+    # given a model whose range pages within the cooldown (20 rows), as train makes them, and a
+    # series with a second new high 10 rows after the first
+    params = range_model(range_pages_in_cooldown=True)
+    frame = record_highs()
+    # when it is scored whole and in batches
+    whole, _ = score_series(params, frame)
+    # then both new highs page, and the same rows page however the series is split
+    assert whole.loc[300, "is_alert"] and whole.loc[310, "is_alert"]
+    for cuts in ([305], [300, 310], [1, 299, 311]):
+        pd.testing.assert_frame_equal(scored_in_batches(params, frame, cuts), whole, check_exact=True)
+    # and a model from before this existed keeps the cooldown for the second one
+    older, _ = score_series(range_model(), frame)
+    assert older.loc[300, "is_alert"] and not older.loc[310, "is_alert"]
+
+
 def test_a_row_past_its_series_range_is_explained_by_the_input_farthest_past_it():
     # given a series of two inputs whose disk jumps far past its range and whose cpu goes a little past its own
     params = range_model(

@@ -44,7 +44,7 @@ DEFAULT_LIKELIHOOD_RECENT = 10
 DEFAULT_ALERT_THRESHOLD = 0.999999999
 DEFAULT_COOLDOWN = 216
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
-DEFAULT_REARM_AFTER: int | None = 12
+DEFAULT_REARM_AFTER: int | None = 24
 # Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms,
 # each judged by its own likelihood: the likelihood score's default (the distance score has none).
 DEFAULT_SCALES: tuple[int, ...] = (2, 288)
