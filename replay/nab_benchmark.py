@@ -155,7 +155,9 @@ def alert_detector(cooldown: int, warmup: int, rearm_after: int | None = None):
         eligible[:warmup] = np.nan
         detections = np.zeros(len(scores), dtype=bool)
         marked = None if in_cooldown_too is None else in_cooldown_too[valid]
-        detections[valid] = apply_alerts(threshold, cooldown, eligible, None, rearm_after, None, marked)[0]
+        detections[valid] = apply_alerts(
+            threshold, cooldown, eligible, rearm_after=rearm_after, in_cooldown_too=marked
+        )[0]
         return detections
 
     return detect
