@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from core.schema import TIMESTAMP
 from core.scoring import (
     EXPLANATION_COLUMNS,
     INVALID_CLUSTER,
@@ -178,9 +179,11 @@ def log_anomaly_model(params: ModelParams, example: pd.DataFrame, registered_nam
     from mlflow.types import ColSpec, Schema
 
     inputs = example[params.features]
-    # An optional series column, so a request can carry the recent history of several series.
+    # An optional series column, so a request can carry the recent history of several series, and
+    # an optional timestamp, which a cooldown in time goes by.
     input_schema = Schema(
-        [ColSpec("double", f) for f in params.features] + [ColSpec("string", SERIES_REQUEST_COLUMN, required=False)]
+        [ColSpec("double", f) for f in params.features]
+        + [ColSpec("string", SERIES_REQUEST_COLUMN, required=False), ColSpec("string", TIMESTAMP, required=False)]
     )
     # predict's own columns (warming_up included); score's dtypes, before nulls make them objects.
     scorer = AnomalyDetectorModel()

@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from core.alerts import apply_alerts
 from core.distances import squared_distances
 from core.explanation import EXPLANATION_COLUMNS, explain, explain_range, scale_column_names
 from core.history import history_features, tail_rows
@@ -40,6 +41,7 @@ from core.scales import (
     scales_from_json,
     scales_tail_rows,
 )
+from core.schema import TIMESTAMP
 from core.validity import validity
 from core.value_range import check_range_tolerance, range_passes
 
@@ -119,8 +121,10 @@ def check_score(kind: str, window: int, recent: int) -> None:
         raise ValueError("a likelihood needs a window of at least 1 row and a recent mean within it")
 
 
-def check_alert_policy(span: int, cooldown: int, rearm_after: int | None = None) -> None:
-    if span < 1 or cooldown < 0:
+def check_alert_policy(
+    span: int, cooldown: int, rearm_after: int | None = None, cooldown_seconds: float | None = None
+) -> None:
+    if span < 1 or cooldown < 0 or (cooldown_seconds is not None and not cooldown_seconds >= 0):
         raise ValueError("span must be at least 1 and cooldown at least 0")
     if rearm_after is not None and rearm_after < 1:
         raise ValueError("rearm_after must be at least 1 row (or None: the cooldown alone)")
@@ -150,6 +154,9 @@ class ModelParams(FittedArrays):
     # series have passed since the series' last alert.
     alert_threshold: float = 0.5
     cooldown: int = 0
+    # The cooldown as time between the rows' timestamps (rows without times count ``cooldown``
+    # rows, the same time at the training data's interval); None: rows alone (older models).
+    cooldown_seconds: float | None = None
     # Within the cooldown, a row still alerts once the ``rearm_after`` rows before it all scored
     # below the alert threshold: the incident is over and a new one pages. None: the cooldown alone.
     rearm_after: int | None = None
@@ -176,7 +183,7 @@ class ModelParams(FittedArrays):
     def __post_init__(self):
         check_rule(self.rule)
         check_history(self.history)
-        check_alert_policy(self.span, self.cooldown, self.rearm_after)
+        check_alert_policy(self.span, self.cooldown, self.rearm_after, self.cooldown_seconds)
         check_score(self.score_kind, self.likelihood_window, self.likelihood_recent)
         check_range_tolerance(self.range_tolerance)
         width = len(self.vector_columns)
@@ -271,7 +278,9 @@ class SeriesState:
     like the tail, so any model with the same inputs carries it on); ``rows_since_hot``: valid
     rows since its last score at the alert threshold (None before the first, and in older states),
     which tells a model that re-arms when an incident is over; ``scale_likelihoods``: the likelihood
-    state of each of the model's further time scales (None for other models and in older states).
+    state of each of the model's further time scales (None for other models and in older states);
+    ``last_alert_at``: the time of its last alert in epoch seconds, for a cooldown in time (None
+    before the first, for rows without times, and in older states).
     """
 
     tail: list[list[float]] = field(default_factory=list)
@@ -284,6 +293,7 @@ class SeriesState:
     value_range: list[list[float]] | None = None
     rows_since_hot: int | None = None
     scale_likelihoods: list[dict] | None = None
+    last_alert_at: float | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: its deep copy of the tail costs more than the scoring of a small file.
@@ -294,36 +304,15 @@ class SeriesState:
         return cls(**json.loads(text)) if text else cls()
 
 
-def apply_alerts(
-    threshold: float,
-    cooldown: int,
-    scores: np.ndarray,
-    rows_since_alert: int | None = None,
-    rearm_after: int | None = None,
-    rows_since_hot: int | None = None,
-    in_cooldown_too: np.ndarray | None = None,
-) -> tuple[np.ndarray, int | None, int | None]:
-    """Alerts for a series' next scored rows, in order, and the counts to carry on: rows since
-    the last alert and since the last row whose score reached ``threshold``.
-
-    A row alerts when its score reaches ``threshold`` and more than ``cooldown`` rows have
-    passed since the series' previous alert: one incident pages once, not once per row. With
-    ``rearm_after``, a row also alerts within the cooldown when the ``rearm_after`` rows before
-    it all stayed below the threshold: that incident is over, and a new one pages. A row marked in
-    ``in_cooldown_too`` pages whenever its score reaches the threshold, cooldown or not.
-    """
-    alerts = np.zeros(len(scores), dtype=bool)
-    last = None if rows_since_alert is None else -1 - rows_since_alert  # index of the last alert
-    # A state from before re-arming carries no hot row: its last alert was one.
-    hot = last if rows_since_hot is None else -1 - rows_since_hot  # index of the last row at the threshold
-    for i in np.flatnonzero(scores >= threshold):  # NaN (no score) compares False
-        rearmed = rearm_after is not None and (hot is None or i - hot - 1 >= rearm_after)
-        if last is None or i - last > cooldown or rearmed or (in_cooldown_too is not None and in_cooldown_too[i]):
-            alerts[i] = True
-            last = int(i)
-        hot = int(i)
-    # Counts after these rows; the last alert (or hot row) may lie in an earlier batch.
-    return alerts, None if last is None else len(scores) - 1 - last, None if hot is None else len(scores) - 1 - hot
+def row_times(frame: pd.DataFrame, times: np.ndarray | None = None) -> np.ndarray:
+    """Each row's time in epoch seconds (NaN where unknown): ``times`` if given, else the frame's
+    timestamps, read as UTC; all NaN for rows without a timestamp column."""
+    if times is not None:
+        return np.asarray(times, dtype=float)
+    if TIMESTAMP not in frame.columns:
+        return np.full(len(frame), np.nan)
+    stamps = pd.to_datetime(frame[TIMESTAMP], errors="coerce", format="mixed", utc=True)
+    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
 
 
 def score_series(
@@ -339,7 +328,7 @@ def score_series(
 
 
 def score_series_arrays(
-    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None
+    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None, times: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], SeriesState]:
     """``score_series`` as one numpy array per output column (``OUTPUT_COLUMNS``, then the
     history features): for callers that build their own frame, since building pandas
@@ -366,6 +355,7 @@ def score_series_arrays(
         state.value_range,
         state.rows_since_hot,
         state.scale_likelihoods,
+        state.last_alert_at,
     )
     if valid.any():
         scale_wins = []
@@ -415,15 +405,24 @@ def score_series_arrays(
         # A series' first rows have partial windows, so their scores are scored but cannot page:
         # without this every new host would alert on its first row.
         warming = state.rows + np.arange(len(row_score)) < params.warmup_rows
-        alerts, new_state.rows_since_alert, new_state.rows_since_hot = apply_alerts(
+        eligible = np.where(warming, np.nan, row_score)
+        # Times are read only when a row can page: parsing them would weigh on every small request.
+        in_time = params.cooldown_seconds is not None and (eligible >= params.alert_threshold).any()
+        alerts, counts = apply_alerts(
             params.alert_threshold,
             params.cooldown,
-            np.where(warming, np.nan, row_score),
+            eligible,
             state.rows_since_alert,
             params.rearm_after,
             state.rows_since_hot,
             outside if passed is not None and params.range_pages_in_cooldown else None,
+            row_times(frame, times)[valid] if in_time else None,
+            params.cooldown_seconds,
+            state.last_alert_at,
         )
+        new_state.rows_since_alert, new_state.rows_since_hot = counts.rows_since_alert, counts.rows_since_hot
+        if counts.last_alert_at is not None:
+            new_state.last_alert_at = counts.last_alert_at
         new_state.rows = state.rows + int(valid.sum())
         names = params.vector_column_array
         why, share, value, normal = explain(

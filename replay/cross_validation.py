@@ -47,6 +47,8 @@ class LabelledFile:
     spans: list[tuple[int, int]]
     # Seconds between its probationary rows, as train measures its table (training.sampling).
     interval: float | None = None
+    # Each row's time, epoch seconds (NaN where unreadable): a cooldown in time goes by them.
+    times: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -69,9 +71,9 @@ def labelled_files(nab_root: Path) -> list[LabelledFile]:
         label = windows_for(windows, path.parent.name, path.name)
         if label is not None:
             stamps = pd.to_datetime(pd.read_csv(path, usecols=["timestamp"])["timestamp"])
-            trained = stamps.head(probationary_rows(len(stamps)))
-            interval = interval_of_times(trained.to_numpy("datetime64[ns]").astype("int64") / 1e9)
-            found.append(LabelledFile(path.parent.name, path, window_rows(stamps, label), interval))
+            seconds = stamps.to_numpy("datetime64[ns]").astype("int64") / 1e9
+            interval = interval_of_times(seconds[: probationary_rows(len(stamps))])
+            found.append(LabelledFile(path.parent.name, path, window_rows(stamps, label), interval, seconds))
     if not found:
         raise UserError(f"no labelled files under {nab_root / 'data'}")
     return found
@@ -99,7 +101,7 @@ def model_scores(
         threshold_quantile=args.threshold_quantile,
         history=history,
         alert_threshold=1.0,
-        cooldown=0,
+        cooldown=WindowLength(rows=0),
         score="distance",  # the cache holds the distance score: every alert policy starts from it
         likelihood_window=WindowLength(rows=0),
         likelihood_recent=1,
@@ -120,12 +122,18 @@ def model_scores(
     return scores
 
 
-def alerts(scores: np.ndarray, setting: Setting, warmup: int, past_range: np.ndarray | None = None) -> np.ndarray:
-    """The alert policy on a file's scores: past the warm-up, the threshold, then the cooldown,
-    which rows past the series' range page through (as train's models do)."""
+def alerts(
+    scores: np.ndarray, setting: Setting, warmup: int, item: LabelledFile, past_range: np.ndarray | None = None
+) -> np.ndarray:
+    """The alert policy on a file's scores: past the warm-up, the threshold, then the cooldown
+    (in time, by the file's timestamps, or in rows), which rows past the series' range page
+    through (as train's models do)."""
     from replay.nab_benchmark import alert_detector
+    from training.config import parse_cooldown
 
-    detect = alert_detector(setting.cooldown, warmup, setting.rearm_after)
+    cooldown = parse_cooldown(setting.cooldown)
+    rows = cooldown.rows if cooldown.rows is not None else cooldown.rows_at(item.interval)
+    detect = alert_detector(rows, warmup, setting.rearm_after, item.times, cooldown.seconds)
     return detect(scores, setting.alert_threshold, past_range)
 
 
@@ -213,7 +221,7 @@ def score_table(
                     judged[key] = out_of_range(file_scores, *judged[("values", f)], setting.range_tolerance)
                 past_range = judged[key]
                 file_scores = np.where(past_range, 1.0, file_scores)
-            table[s, f] = profile_parts(alerts(file_scores, setting, warmup, past_range), item.spans)
+            table[s, f] = profile_parts(alerts(file_scores, setting, warmup, item, past_range), item.spans)
     return table
 
 
@@ -387,7 +395,11 @@ def parse_args(argv):
     parser.add_argument("--ks", default="7", help="cluster counts to try (each k and span trains per file)")
     parser.add_argument("--spans", default="24", help="history spans to try, rows")
     parser.add_argument("--alert-thresholds", default="0.6,0.65,0.7,0.75,0.8,0.85,0.9", help="alert thresholds to try")
-    parser.add_argument("--cooldowns", default="0,36,72,144,216,288", help="cooldowns to try, rows")
+    parser.add_argument(
+        "--cooldowns",
+        default="0,3h,6h,12h,18h,24h",
+        help="cooldowns to try: durations between rows' timestamps, or rows",
+    )
     parser.add_argument(
         "--likelihood-windows",
         default="1d,4d,14d",
@@ -400,7 +412,7 @@ def parse_args(argv):
         default="0.999,0.9999,0.99999,0.999999,0.9999999,0.99999999,0.999999999",
         help="alert thresholds on the likelihood to try",
     )
-    parser.add_argument("--likelihood-cooldowns", default="0,72,216", help="cooldowns with the likelihood, rows")
+    parser.add_argument("--likelihood-cooldowns", default="0,6h,18h", help="cooldowns with the likelihood")
     parser.add_argument(
         "--range-tolerances",
         default="none,0.02,0.05,0.1",

@@ -14,7 +14,7 @@ class Setting:
     k: int
     span: int
     alert_threshold: float
-    cooldown: int
+    cooldown: str  # rows or a duration between the rows' timestamps (training.config.parse_cooldown)
     score: str = "distance"
     likelihood_window: str = ""  # rows or a duration (training.sampling.parse_window)
     likelihood_recent: int = 1
@@ -29,11 +29,11 @@ class Setting:
         return (self.span, *(int(s) for s in self.scales.split(",") if s))
 
     def label(self) -> str:
-        policy = f"alert {self.alert_threshold:.12g}, cooldown {self.cooldown}"
+        policy = f"alert {self.alert_threshold:.12g}, cooldown {window_text(self.cooldown)}"
         if self.score == "likelihood":
             policy = (
                 f"likelihood over {window_text(self.likelihood_window)} (recent {self.likelihood_recent}), "
-                f"alert {self.alert_threshold:.12g}, cooldown {self.cooldown}"
+                f"alert {self.alert_threshold:.12g}, cooldown {window_text(self.cooldown)}"
             )
         if self.range_tolerance is not None:
             policy += f", range tolerance {self.range_tolerance:g}"
@@ -52,6 +52,13 @@ def windows(text: str) -> list[str]:
     from training.sampling import parse_window
 
     return [parse_window(w).text for w in text.split(",") if w.strip()]
+
+
+def cooldowns(text: str) -> list[str]:
+    """The cooldowns to try, each checked as train checks ``--cooldown``."""
+    from training.config import parse_cooldown
+
+    return [parse_cooldown(c).text for c in text.split(",") if c.strip()]
 
 
 def numbers(text: str, kind=float) -> list:
@@ -86,8 +93,8 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
     )
 
     ks, spans = numbers(args.ks, int), numbers(args.spans, int)
-    thresholds, cooldowns = numbers(args.alert_thresholds), numbers(args.cooldowns, int)
-    settings = [Setting(*combo) for combo in itertools.product(ks, spans, thresholds, cooldowns)]
+    thresholds = numbers(args.alert_thresholds)
+    settings = [Setting(*combo) for combo in itertools.product(ks, spans, thresholds, cooldowns(args.cooldowns))]
     if args.likelihood_windows != "none":
         settings += [
             Setting(k, span, level, cooldown, "likelihood", window, recent)
@@ -95,7 +102,7 @@ def grid_settings(args) -> tuple[list[Setting], int | None]:
                 ks,
                 spans,
                 numbers(args.likelihood_thresholds),
-                numbers(args.likelihood_cooldowns, int),
+                cooldowns(args.likelihood_cooldowns),
                 windows(args.likelihood_windows),
                 numbers(args.likelihood_recents, int),
             )
@@ -144,14 +151,14 @@ def grid_text(args, count: int) -> str:
     """The grid in a sentence, for the report's first line."""
     grid = (
         f"history {args.histories.replace(';', ' or ')}; k {args.ks}; span {args.spans} rows; "
-        f"alert threshold {args.alert_thresholds} on the distance score; cooldown {args.cooldowns} rows"
+        f"alert threshold {args.alert_thresholds} on the distance score; cooldown {args.cooldowns}"
     )
     if args.likelihood_windows != "none":
         grid += (
             f"; and the likelihood score over {args.likelihood_windows} (in time: rows at each file's sampling "
             f"interval; recent mean of "
             f"{args.likelihood_recents}), alert threshold {args.likelihood_thresholds}, cooldown "
-            f"{args.likelihood_cooldowns} rows"
+            f"{args.likelihood_cooldowns} (in time: between the rows' timestamps)"
         )
     grid += f"; each with the range tolerance {args.range_tolerances} and re-armed after {args.rearm_afters} quiet rows"
     if args.scales_options != "none":

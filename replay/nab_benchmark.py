@@ -143,10 +143,17 @@ def history_spec(args):
     return spec_from_args(args)
 
 
-def alert_detector(cooldown: int, warmup: int, rearm_after: int | None = None):
+def alert_detector(
+    cooldown: int,
+    warmup: int,
+    rearm_after: int | None = None,
+    times: np.ndarray | None = None,
+    cooldown_seconds: float | None = None,
+):
     """Detections as the monitor raises alerts: past the warm-up, the threshold, then the
-    cooldown (and re-arming), per file (for harnesses that re-apply the alert policy to raw scores)."""
-    from core.scoring import apply_alerts
+    cooldown (and re-arming), per file (for harnesses that re-apply the alert policy to raw scores).
+    ``times``: the file's rows' epoch seconds, for a cooldown of ``cooldown_seconds``."""
+    from core.alerts import apply_alerts
 
     def detect(scores: np.ndarray, threshold: float, in_cooldown_too: np.ndarray | None = None) -> np.ndarray:
         """``in_cooldown_too``: rows that page within the cooldown as well (past their series' range)."""
@@ -156,7 +163,13 @@ def alert_detector(cooldown: int, warmup: int, rearm_after: int | None = None):
         detections = np.zeros(len(scores), dtype=bool)
         marked = None if in_cooldown_too is None else in_cooldown_too[valid]
         detections[valid] = apply_alerts(
-            threshold, cooldown, eligible, rearm_after=rearm_after, in_cooldown_too=marked
+            threshold,
+            cooldown,
+            eligible,
+            rearm_after=rearm_after,
+            in_cooldown_too=marked,
+            times=None if times is None else times[valid],
+            cooldown_seconds=cooldown_seconds,
         )[0]
         return detections
 
@@ -286,7 +299,7 @@ def run_benchmark(spark, service, args) -> dict[str, float]:
         "history": args.history,
         "span": args.span,
         "alert_threshold": args.alert_threshold,
-        "cooldown": args.cooldown,
+        "cooldown": history_spec(args).cooldown.text,
         "score": args.score,
         "likelihood_window": args.likelihood_window.text,
         "likelihood_recent": args.likelihood_recent,

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from core.alerts import cooldown_text
 from core.cli import add_spark_args, job_parser, optional_text
 from core.comparison import compare, log_table, print_table
 from core.errors import UserError, exit_process, main_guard
@@ -332,7 +333,7 @@ def replay_model(spark, service, loaded, data: DataSet, windows, args, own_run: 
                     "history": ",".join(params.history),
                     "span": params.span,
                     "alert_threshold": params.alert_threshold,
-                    "cooldown": params.cooldown,
+                    "cooldown": cooldown_text(params.cooldown, params.cooldown_seconds),
                     "data_files": names,
                     "data_file_count": len(data.paths),
                     "data_sha256": data.sha256,

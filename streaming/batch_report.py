@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 
+from core.alerts import cooldown_text
 from core.explanation import EXPLANATION_COLUMNS, explanation_text
 
 # Spark, MLflow and matplotlib are imported inside the functions that use them, so that --help,
@@ -45,7 +46,7 @@ def print_batch(batch_id, counts, seconds, shown, model, raised=None) -> None:
         print(
             f"ALERT series {alert.series} at {alert.timestamp}: anomaly score {alert.anomaly_score:.12g} "
             f"(threshold {params.alert_threshold:.12g}; next alert for this series no sooner than "
-            f"{params.cooldown} rows later{rearm}){'; ' + why if why else ''} "
+            f"{cooldown_text(params.cooldown, params.cooldown_seconds)} later{rearm}){'; ' + why if why else ''} "
             f"[{alert.source_file.rsplit('/', 1)[-1]}:{alert.line_number}]",
             flush=True,
         )

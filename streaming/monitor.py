@@ -44,6 +44,7 @@ import signal
 import threading
 import time
 
+from core.alerts import cooldown_text
 from core.csv_input import record_ddl
 from core.errors import UserError, exit_process, main_guard
 from core.paths import to_uri
@@ -196,7 +197,9 @@ class Monitor:
             "history": ",".join(self.tracker.current.params.history),
             "span": self.tracker.current.params.span,
             "alert_threshold": self.tracker.current.params.alert_threshold,
-            "cooldown": self.tracker.current.params.cooldown,
+            "cooldown": cooldown_text(
+                self.tracker.current.params.cooldown, self.tracker.current.params.cooldown_seconds
+            ),
         }.items():
             client.log_param(self.run_id, key, value)
         client.set_tag(self.run_id, "model_version", self.tracker.current.version or "")

@@ -80,10 +80,10 @@ def test_mlflow_run_train_logs_the_run_and_registers_the_model(trained_store, na
         "value,mean,std",
         "24",
         "0.999999999",
-        "216",
+        "18h",
     )
     # the scales as given (mlflow run logged the MLproject default) and the spans they mean
-    assert (params["scales"], params["time_scales"], params["rearm_after"]) == ("auto", "2,288", "24")
+    assert (params["scales"], params["time_scales"], params["rearm_after"]) == ("auto", "2,288", "none")
     assert (params["score"], params["likelihood_window"], params["likelihood_recent"]) == ("likelihood", "14d", "10")
     # 14 days at the NAB table's 5-minute interval
     assert (params["likelihood_window_rows"], params["sampling_interval_seconds"]) == ("4032", "300.0")

@@ -211,7 +211,7 @@ def test_the_nab_benchmark_reproduces_the_scores_on_the_quality_page(spark, mlfl
     run = mlflow_service.client.search_runs(
         [mlflow_service.client.get_experiment_by_name("server-anomaly-nab-benchmark").experiment_id]
     )[0]
-    assert run.data.params["history"] == "value,mean,std" and run.data.params["cooldown"] == "216"
+    assert run.data.params["history"] == "value,mean,std" and run.data.params["cooldown"] == "18h"
     assert (run.data.params["scales"], run.data.params["time_scales"]) == ("auto", "2,288")
     assert run.data.params["range_tolerance"] == "0.05"
     assert run.data.params["score"] == "likelihood" and run.data.params["likelihood_window"] == "14d"

@@ -168,7 +168,7 @@ def test_the_cross_validation_scores_an_ensemble_setting_as_the_core_judges_it()
     scores = {("value,mean,std", 7, span): [rng.uniform(0.2, 0.3, 3000)] for span in (24, 2, 288)}
     scores[("value,mean,std", 7, 2)][0][2000:2010] = 0.9
     item = LabelledFile("realExample", Path("example.csv"), [(1990, 2100)], interval=300.0)
-    single = Setting(7, 24, 0.99999, 72, "likelihood", "1d", 10, None, "value,mean,std", 6)
+    single = Setting(7, 24, 0.99999, "72", "likelihood", "1d", 10, None, "value,mean,std", 6)
     ensemble = replace(single, scales="2,288")
     # when the cross-validation scores both settings
     table = score_table([item], scores, [single, ensemble])
@@ -177,7 +177,7 @@ def test_the_cross_validation_scores_an_ensemble_setting_as_the_core_judges_it()
     # model's own span alone misses
     each = [likelihoods(scores[("value,mean,std", 7, span)][0], 288, 10) for span in (24, 2, 288)]
     each[1:] = [weighed_likelihood(e, span, 24, 10) for e, span in zip(each[1:], (2, 288))]
-    flags = alerts(np.fmax.reduce(each), ensemble, max(287, likelihood_warmup(288)))
+    flags = alerts(np.fmax.reduce(each), ensemble, max(287, likelihood_warmup(288)), item)
     np.testing.assert_array_equal(table[1, 0], profile_parts(flags, item.spans))
     assert flags[2000:2100].any() and table[1, 0, 0, 0] > table[0, 0, 0, 0]
 

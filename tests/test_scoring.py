@@ -205,9 +205,9 @@ def test_alert_suppression_on_worked_cases(scores, threshold, cooldown, expected
 def test_the_cooldown_carries_across_batches():
     scores = np.array([0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.9, 0.1])
     whole = apply_alerts(0.5, 3, scores)[0]
-    first, carried, _ = apply_alerts(0.5, 3, scores[:2])
-    second, carried, _ = apply_alerts(0.5, 3, scores[2:5], carried)
-    third = apply_alerts(0.5, 3, scores[5:], carried)[0]
+    first, carried = apply_alerts(0.5, 3, scores[:2])
+    second, carried = apply_alerts(0.5, 3, scores[2:5], carried.rows_since_alert)
+    third = apply_alerts(0.5, 3, scores[5:], carried.rows_since_alert)[0]
     assert np.concatenate([first, second, third]).tolist() == whole.tolist()
     assert np.flatnonzero(whole).tolist() == [0, 5]
 
@@ -239,8 +239,8 @@ def test_rearming_carries_across_batches_split_anywhere():
     whole = apply_alerts(0.5, 8, scores, rearm_after=2)[0]
     assert np.flatnonzero(whole).tolist() == [0, 5, 10]
     for cut in range(1, len(scores)):
-        first, since_alert, since_hot = apply_alerts(0.5, 8, scores[:cut], rearm_after=2)
-        second = apply_alerts(0.5, 8, scores[cut:], since_alert, 2, since_hot)[0]
+        first, counts = apply_alerts(0.5, 8, scores[:cut], rearm_after=2)
+        second = apply_alerts(0.5, 8, scores[cut:], counts.rows_since_alert, 2, counts.rows_since_hot)[0]
         assert np.concatenate([first, second]).tolist() == whole.tolist(), cut
 
 
@@ -249,11 +249,42 @@ def test_a_row_marked_to_page_in_the_cooldown_too_pages_whenever_it_reaches_the_
     scores = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
     marked = np.array([False, False, True, False, True, False])
     # when alerts are raised
-    alerts, since_alert, _ = apply_alerts(0.5, 10, scores, in_cooldown_too=marked)
+    alerts, counts = apply_alerts(0.5, 10, scores, in_cooldown_too=marked)
     # then the marked rows page within the cooldown and restart it; the others stay quiet
-    assert np.flatnonzero(alerts).tolist() == [0, 2, 4] and since_alert == 1
+    assert np.flatnonzero(alerts).tolist() == [0, 2, 4] and counts.rows_since_alert == 1
     # and a marked row below the threshold does not page
     assert not apply_alerts(0.5, 10, np.array([0.9, 0.1]), in_cooldown_too=np.array([False, True]))[0][1]
+
+
+def test_a_cooldown_in_time_goes_by_the_rows_timestamps_not_their_count():
+    # given a 60 s cooldown, and a series whose rows come every 10 s until a 100 s gap
+    times = np.array([0.0, 10, 20, 30, 130, 140, 150, 210, 220])
+    scores = np.full(len(times), 0.9)
+    # when every row scores at the threshold
+    alerts, counts = apply_alerts(0.5, 1000, scores, times=times, cooldown_seconds=60)
+    # then a row pages once more than 60 s have passed since the last alert, however few rows
+    assert np.flatnonzero(alerts).tolist() == [0, 4, 7] and counts.last_alert_at == 210
+    # and without times the same cooldown counts rows instead (1000 rows: one alert)
+    assert np.flatnonzero(apply_alerts(0.5, 1000, scores, cooldown_seconds=60)[0]).tolist() == [0]
+
+
+def test_a_cooldown_in_time_carries_across_batches_split_anywhere():
+    times = np.array([0.0, 10, 20, 75, 80, 90, 200, 205, 300, 310])
+    scores = np.array([0.9, 0.1, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9])
+    whole = apply_alerts(0.5, 3, scores, times=times, cooldown_seconds=60)[0]
+    assert np.flatnonzero(whole).tolist() == [0, 3, 6, 9]
+    for cut in range(1, len(scores)):
+        first, counts = apply_alerts(0.5, 3, scores[:cut], times=times[:cut], cooldown_seconds=60)
+        second = apply_alerts(
+            0.5,
+            3,
+            scores[cut:],
+            counts.rows_since_alert,
+            times=times[cut:],
+            cooldown_seconds=60,
+            last_alert_at=counts.last_alert_at,
+        )[0]
+        assert np.concatenate([first, second]).tolist() == whole.tolist(), cut
 
 
 def test_a_state_from_before_rearming_counts_quiet_rows_from_its_last_alert():

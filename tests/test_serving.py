@@ -279,7 +279,7 @@ print(json.dumps({{
     # then MLflow asks for no type hints, the optional series input stays optional,
     # and the signature's outputs are exactly predict's columns, warming_up included
     assert not [w for w in seen["warnings"] if "type hint" in w.lower()], seen["warnings"]
-    assert seen["inputs"] == [["cpu", True], ["disk", True], ["network", True], ["series", False]]
+    assert seen["inputs"] == [["cpu", True], ["disk", True], ["network", True], ["series", False], ["timestamp", False]]
     assert seen["outputs"] == seen["columns"] and seen["columns"][-1] == "warming_up"
 
 

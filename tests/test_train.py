@@ -45,7 +45,7 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     assert params["range_tolerance"] == str(config.DEFAULT_RANGE_TOLERANCE)
     assert params["alert_threshold"] == str(config.DEFAULT_ALERT_THRESHOLD)
     assert params["cooldown"] == str(config.DEFAULT_COOLDOWN)
-    assert params["rearm_after"] == str(config.DEFAULT_REARM_AFTER)
+    assert params["rearm_after"] == config.rearm_after_text(config.DEFAULT_REARM_AFTER)
     assert params["features"] == "cpu,disk,network"
     assert params["data_sha256"] == hashlib.sha256(nab_table.read_bytes()).hexdigest()
     assert params["rows"] == str(rows)
@@ -66,16 +66,16 @@ def test_training_run_logs_params_metrics_artifacts_and_a_registered_model(train
     version = client.get_model_version("test-detector", "1")
     assert version.run_id == trained.run_id and trained.model_version == "1"
     info = mlflow.models.get_model_info("models:/test-detector/1")
-    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["cpu", "disk", "network", "series"]
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["cpu", "disk", "network", "series", "timestamp"]
     assert {"is_anomaly", "is_alert", "cpu_mean", "cpu_std"} <= {c["name"] for c in info.signature.outputs.to_dict()}
     assert info.saved_input_example_info is not None
     # the expected label travels inside the model
     loaded = load_params("models:/test-detector/1")
     assert loaded.expected_label == metrics["expected_label"]
-    assert (loaded.history, loaded.span, loaded.cooldown, loaded.range_tolerance, loaded.rearm_after) == (
+    assert (loaded.history, loaded.span, loaded.cooldown_seconds, loaded.range_tolerance, loaded.rearm_after) == (
         list(config.DEFAULT_HISTORY),
         config.DEFAULT_SPAN,
-        config.DEFAULT_COOLDOWN,
+        config.parse_cooldown(config.DEFAULT_COOLDOWN).seconds,
         config.DEFAULT_RANGE_TOLERANCE,
         config.DEFAULT_REARM_AFTER,
     )

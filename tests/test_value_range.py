@@ -191,3 +191,24 @@ def test_a_rearming_series_split_anywhere_alerts_bit_for_bit_as_the_whole(cuts):
     # and the second incident pages inside the first one's cooldown, because the rows between were quiet
     assert whole.loc[300, "is_alert"] and whole.loc[320, "is_alert"]
     assert not score_series(range_model(cooldown=200), frame)[0].loc[320, "is_alert"]
+
+
+@pytest.mark.parametrize("cuts", [[1], [300, 301, 319, 320], [17, 305, 333], list(range(5, 700, 97))])
+def test_a_cooldown_in_time_split_anywhere_alerts_bit_for_bit_as_the_whole(cuts):
+    # given a model with an hour's cooldown (200 rows without times), and two new highs 20 rows apart
+    params = range_model(cooldown=200, cooldown_seconds=3600.0)
+    frame = cpu_series(700)
+    frame.loc[320, "cpu"] = frame.loc[300, "cpu"] + 5
+    # with a row a minute, and two hours of no data between rows 310 and 311 (an outage)
+    seconds = np.arange(len(frame)) * 60.0 + np.where(np.arange(len(frame)) > 310, 7200.0, 0.0)
+    frame["timestamp"] = pd.to_datetime(seconds, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+    whole, _ = score_series(params, frame)
+    # when the series comes in batches, its state stored as JSON between them (a restart's way)
+    parts = scored_in_batches(params, frame, cuts)
+    # then every alert equals the whole series' scoring exactly
+    pd.testing.assert_frame_equal(parts, whole, check_exact=True)
+    # and the second high pages: more than an hour passed since the first, though only 20 rows did
+    assert whole.loc[300, "is_alert"] and whole.loc[320, "is_alert"]
+    # while without the outage the same 20 rows are 20 minutes, inside the cooldown
+    steady = frame.assign(timestamp=pd.to_datetime(np.arange(len(frame)) * 60.0, unit="s", utc=True).astype(str))
+    assert not score_series(params, steady)[0].loc[320, "is_alert"]

@@ -32,8 +32,8 @@ DEFAULT_THRESHOLD_QUANTILE = 0.99
 # likelihoods (each further scale's weighed by how often it draws a fresh recent mean) of the
 # mean of its series' last 10 distances against the same means over the series' last 14 days
 # (rows at the training data's sampling interval), or 1 for a value past the series' range so far
-# by 5% of it; an alert at 0.999999999; then no other alert for the series
-# within 216 rows, unless its last 12 rows scored below that (that incident is over). k and span
+# by 5% of it; an alert at 0.999999999; then no other alert for the series within 18 hours
+# of its timestamps, unless a value passes its range further still. k and span
 # were set on NAB's AWS files; the rest was chosen by leave-one-category-out cross-validation
 # over NAB's six labelled categories (docs/quality.md).
 DEFAULT_HISTORY = ("value", "mean", "std")
@@ -42,12 +42,31 @@ DEFAULT_SCORE_KIND = SCORE_LIKELIHOOD
 DEFAULT_LIKELIHOOD_WINDOW = "14d"
 DEFAULT_LIKELIHOOD_RECENT = 10
 DEFAULT_ALERT_THRESHOLD = 0.999999999
-DEFAULT_COOLDOWN = 216
+# Time between the rows' timestamps, so a series with gaps is not held quiet for longer.
+DEFAULT_COOLDOWN = "18h"
 DEFAULT_RANGE_TOLERANCE: float | None = 0.05
-DEFAULT_REARM_AFTER: int | None = 24
+DEFAULT_REARM_AFTER: int | None = None
 # Further time scales (core/scales.py): spans, in rows, of more KMeans over the same transforms,
 # each judged by its own likelihood: the likelihood score's default (the distance score has none).
 DEFAULT_SCALES: tuple[int, ...] = (2, 288)
+
+
+def parse_cooldown(text) -> WindowLength:
+    """``--cooldown``: whole rows (0 for none), or a duration such as 18h between rows' timestamps."""
+    text = str(text).strip()
+    if text.isdigit():
+        return WindowLength(rows=int(text), text=text)
+    try:
+        return parse_window(text)
+    except UserError:
+        raise UserError(
+            f"cooldown: expected a whole number of rows or a duration such as 18h, 90min or 2d; got {text!r}"
+        ) from None
+
+
+def cooldown_text(cooldown: WindowLength) -> str:
+    """A cooldown as an operator reads it: '18h' or '216 rows'."""
+    return cooldown.text if cooldown.rows is None or cooldown.seconds is not None else f"{cooldown.rows} rows"
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,9 @@ class HistorySpec:
     history: tuple[str, ...] = DEFAULT_HISTORY
     span: int = DEFAULT_SPAN
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD
-    cooldown: int = DEFAULT_COOLDOWN
+    # Rows, or a duration: time between the rows' timestamps (and rows at the training data's
+    # sampling interval for rows without times).
+    cooldown: WindowLength = parse_cooldown(DEFAULT_COOLDOWN)
     score_kind: str = DEFAULT_SCORE_KIND
     # Rows, or a duration that fit_model turns into rows at its training data's sampling interval.
     likelihood_window: WindowLength = parse_window(DEFAULT_LIKELIHOOD_WINDOW)
@@ -82,17 +103,36 @@ class HistorySpec:
         own = warmup_rows(self.history, self.span, self.score_kind, self.likelihood_window.rows_at(None))
         return max([own] + [tail_rows(list(self.history), span) for span in self.scales])
 
+    @property
+    def measures_interval(self) -> bool:
+        """Whether a window given in time needs the training data's sampling interval."""
+        return self.cooldown.rows is None or (
+            self.likelihood_window.rows is None and self.score_kind == SCORE_LIKELIHOOD
+        )
+
     def at_interval(self, interval_seconds: float | None) -> HistorySpec:
-        """These settings with the likelihood window in rows at data sampled every ``interval_seconds``
-        (a score without the likelihood has no use for the window, and gets 0 rows)."""
-        if self.likelihood_window.rows is not None:
-            return self
-        rows = self.likelihood_window.rows_at(interval_seconds) if self.score_kind == SCORE_LIKELIHOOD else 0
-        return replace(self, likelihood_window=WindowLength(rows=rows, text=self.likelihood_window.text))
+        """These settings with the likelihood window and the cooldown in rows at data sampled every
+        ``interval_seconds`` (a score without the likelihood has no use for the window, and gets 0
+        rows; a cooldown in time keeps its seconds, which rows with timestamps go by)."""
+        spec = self
+        if spec.likelihood_window.rows is None:
+            rows = spec.likelihood_window.rows_at(interval_seconds) if spec.score_kind == SCORE_LIKELIHOOD else 0
+            spec = replace(spec, likelihood_window=WindowLength(rows=rows, text=spec.likelihood_window.text))
+        if spec.cooldown.rows is None:
+            if interval_seconds is None or not interval_seconds > 0:
+                raise UserError(
+                    f"a cooldown of {spec.cooldown.text} needs the training data's timestamps, for rows that "
+                    "come without times, and they give no interval: give the cooldown in rows instead (e.g. 216)"
+                )
+            rows = spec.cooldown.rows_at(interval_seconds)
+            spec = replace(spec, cooldown=WindowLength(rows, spec.cooldown.seconds, spec.cooldown.text))
+        return spec
 
 
 # The original model: each row's own values, its distance as the score, an alert per anomalous row.
-ORIGINAL_SPEC = HistorySpec(("value",), 1, 0.5, 0, SCORE_DISTANCE, WindowLength(rows=0), 1, None, None, ())
+ORIGINAL_SPEC = HistorySpec(
+    ("value",), 1, 0.5, WindowLength(rows=0, text="0"), SCORE_DISTANCE, WindowLength(rows=0), 1, None, None, ()
+)
 
 
 def spec_from_args(args) -> HistorySpec:
@@ -101,7 +141,7 @@ def spec_from_args(args) -> HistorySpec:
         parse_history(args.history),
         args.span,
         args.alert_threshold,
-        args.cooldown,
+        args.cooldown if isinstance(args.cooldown, WindowLength) else parse_cooldown(args.cooldown),
         args.score,
         args.likelihood_window,
         args.likelihood_recent,
@@ -200,7 +240,10 @@ def add_model_settings(parser, leave_out: tuple[str, ...] = ()) -> None:
             type=float, default=DEFAULT_ALERT_THRESHOLD, help="anomaly score at which a row raises an alert"
         ),
         "cooldown": dict(
-            type=int, default=DEFAULT_COOLDOWN, help="rows of a series after an alert during which it raises no other"
+            type=parse_cooldown,
+            default=parse_cooldown(DEFAULT_COOLDOWN),
+            help="how long after an alert a series raises no other: a duration between its rows' timestamps "
+            "(18h, 90min; rows at the training data's sampling interval where rows carry no time) or rows (216)",
         ),
         "score": dict(
             default=DEFAULT_SCORE_KIND,

@@ -85,7 +85,8 @@ def params_from_fit(
         history=list(spec.history),
         span=spec.span,
         alert_threshold=spec.alert_threshold,
-        cooldown=spec.cooldown,
+        cooldown=spec.cooldown.rows_at(None),
+        cooldown_seconds=spec.cooldown.seconds,
         score_kind=spec.score_kind,
         likelihood_window=spec.likelihood_window.rows_at(None),
         likelihood_recent=spec.likelihood_recent,
@@ -137,7 +138,7 @@ def fit_model(
         moments = moments_from_row(list(features), table.agg(*moment_expressions(list(features))).first())
     with ThreadPoolExecutor(max_workers=1 + len(spec.scales), thread_name_prefix="train-beside") as pool:
         # Their own Spark jobs, run beside the fit: only the parameters made after the fit need them.
-        measuring = spec.likelihood_window.rows is None and spec.score_kind == SCORE_LIKELIHOOD
+        measuring = spec.measures_interval
         if measuring and TIMESTAMP not in table.columns:
             in_rows(spec, None)  # no time to measure: the clear error before a fit, not after
         interval_job = pool.submit(sampling_interval_seconds, table, series) if measuring else None
@@ -249,7 +250,7 @@ def train(spark, service, args) -> TrainResult:
     spec = spec_from_args(args)
     try:
         check_rule(args.rule)
-        check_alert_policy(spec.span, spec.cooldown, spec.rearm_after)
+        check_alert_policy(spec.span, spec.cooldown.rows or 0, spec.rearm_after)
         window = spec.likelihood_window.rows  # a duration is checked once fit_model has it in rows
         check_score(spec.score_kind, spec.likelihood_recent if window is None else window, spec.likelihood_recent)
         if spec.scales and spec.score_kind != SCORE_LIKELIHOOD:
@@ -297,7 +298,7 @@ def train(spark, service, args) -> TrainResult:
                 "history": ",".join(spec.history),
                 "span": spec.span,
                 "alert_threshold": spec.alert_threshold,
-                "cooldown": spec.cooldown,
+                "cooldown": spec.cooldown.text,
                 "score": spec.score_kind,
                 "likelihood_window": spec.likelihood_window.text,
                 "likelihood_recent": spec.likelihood_recent,
@@ -335,6 +336,8 @@ def train(spark, service, args) -> TrainResult:
             {
                 "kmeans_method": fitted_kmeans.method,
                 "likelihood_window_rows": params.likelihood_window,
+                # what the cooldown counts for rows that come without times
+                "cooldown_rows": params.cooldown,
                 "sampling_interval_seconds": "" if fitted.sampling_interval is None else fitted.sampling_interval,
             }
         )
@@ -425,6 +428,7 @@ def _log_summary(summary: pd.DataFrame, params: ModelParams) -> None:
                     "span": params.span,
                     "alert_threshold": params.alert_threshold,
                     "cooldown": params.cooldown,
+                    "cooldown_seconds": params.cooldown_seconds,
                     "score": params.score_kind,
                     "likelihood_window": params.likelihood_window,
                     "likelihood_recent": params.likelihood_recent,
