@@ -55,14 +55,14 @@ def apply_alerts(
         rearmed = rearm_after is not None and (hot is None or i - hot - 1 >= rearm_after)
         if last is None:
             over = True
-        elif in_time and np.isfinite(times[i]) and last_alert_at is not None and np.isfinite(last_alert_at):
+        elif in_time and np.isfinite(times[i]) and last_alert_at is not None:
             over = times[i] - last_alert_at > cooldown_seconds
         else:  # no time to measure by (a row or a state without one): the cooldown in rows
             over = i - last > cooldown
         if over or rearmed or (in_cooldown_too is not None and in_cooldown_too[i]):
             alerts[i] = True
             last = int(i)
-            last_alert_at = float(times[i]) if in_time else None
+            last_alert_at = float(times[i]) if in_time and np.isfinite(times[i]) else None
         hot = int(i)
     # Counts after these rows; the last alert (or hot row) may lie in an earlier batch.
     return alerts, AlertCounts(

@@ -302,10 +302,9 @@ def score_records(
             quarantined.append(valid[late])
             late_reasons = [f"late: older than this series' latest scored row ({state.last_time})"] * int(late.sum())
             valid, stamps = valid[~late], stamps[~late]
-    seconds = None
-    if params.cooldown_seconds is not None:  # the times are parsed already: the cooldown reads them
-        seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-    scored, new_state = score_series_arrays(params, valid, state, seconds)
+    scored, new_state = score_series_arrays(
+        params, valid, state, stamps
+    )  # parsed already: a cooldown in time reads them
     if len(valid):
         new_state.last_time = stamps.max().isoformat()
     # One frame built from whole columns: setting columns one by one on pandas frames (and

@@ -304,14 +304,13 @@ class SeriesState:
         return cls(**json.loads(text)) if text else cls()
 
 
-def row_times(frame: pd.DataFrame, times: np.ndarray | None = None) -> np.ndarray:
-    """Each row's time in epoch seconds (NaN where unknown): ``times`` if given, else the frame's
-    timestamps, read as UTC; all NaN for rows without a timestamp column."""
-    if times is not None:
-        return np.asarray(times, dtype=float)
-    if TIMESTAMP not in frame.columns:
-        return np.full(len(frame), np.nan)
-    stamps = pd.to_datetime(frame[TIMESTAMP], errors="coerce", format="mixed", utc=True)
+def row_times(frame: pd.DataFrame, stamps: pd.Series | None = None) -> np.ndarray:
+    """Each row's time in epoch seconds (NaN where unknown): from ``stamps`` (the rows' times,
+    parsed as UTC) if given, else from the frame's timestamps; all NaN without a timestamp column."""
+    if stamps is None:
+        if TIMESTAMP not in frame.columns:
+            return np.full(len(frame), np.nan)
+        stamps = pd.to_datetime(frame[TIMESTAMP], errors="coerce", format="mixed", utc=True)
     return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -328,11 +327,12 @@ def score_series(
 
 
 def score_series_arrays(
-    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None, times: np.ndarray | None = None
+    params: ModelParams, frame: pd.DataFrame, state: SeriesState | None = None, stamps: pd.Series | None = None
 ) -> tuple[dict[str, np.ndarray], SeriesState]:
     """``score_series`` as one numpy array per output column (``OUTPUT_COLUMNS``, then the
     history features): for callers that build their own frame, since building pandas
-    frames column by column was most of scoring a 100-row file."""
+    frames column by column was most of scoring a 100-row file. ``stamps``: the rows' times,
+    parsed as UTC, when the caller has them (else a cooldown in time reads the frame's)."""
     state = state or SeriesState()
     values, reasons = validity(params, frame)
     n = len(frame)
@@ -416,13 +416,12 @@ def score_series_arrays(
             params.rearm_after,
             state.rows_since_hot,
             outside if passed is not None and params.range_pages_in_cooldown else None,
-            row_times(frame, times)[valid] if in_time else None,
+            row_times(frame, stamps)[valid] if in_time else None,
             params.cooldown_seconds,
             state.last_alert_at,
         )
         new_state.rows_since_alert, new_state.rows_since_hot = counts.rows_since_alert, counts.rows_since_hot
-        if counts.last_alert_at is not None:
-            new_state.last_alert_at = counts.last_alert_at
+        new_state.last_alert_at = counts.last_alert_at
         new_state.rows = state.rows + int(valid.sum())
         names = params.vector_column_array
         why, share, value, normal = explain(

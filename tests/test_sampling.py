@@ -88,16 +88,22 @@ def hourly_table(spark, rows: int = 400, with_time: bool = True):
 def test_train_turns_a_window_in_time_into_rows_of_its_training_data(spark):
     from training.train import fit_model
 
-    def fitted(table, window: str):
-        spec = config.HistorySpec(likelihood_window=parse_window(window))
+    def fitted(table, window: str, cooldown: str = config.DEFAULT_COOLDOWN):
+        spec = config.HistorySpec(likelihood_window=parse_window(window), cooldown=config.parse_cooldown(cooldown))
         return fit_model(table, ["value"], 3, 42, 20, "distance", 0.99, spec)
 
     # given hourly training data, train's default window of 14 days is 336 of its rows
     model = fitted(hourly_table(spark), config.DEFAULT_LIKELIHOOD_WINDOW)
     assert (model.params.likelihood_window, model.sampling_interval) == (336, 3600.0)
-    # a window in rows stays as given, and needs no interval
-    model = fitted(hourly_table(spark), "4032")
+    # and its cooldown of 18 hours keeps its seconds, and is 18 rows for rows without times
+    assert (model.params.cooldown_seconds, model.params.cooldown) == (18 * 3600.0, 18)
+    # a window and a cooldown in rows stay as given, and need no interval
+    model = fitted(hourly_table(spark), "4032", "216")
     assert (model.params.likelihood_window, model.sampling_interval) == (4032, None)
+    assert (model.params.cooldown_seconds, model.params.cooldown) == (None, 216)
+    # a cooldown in time without timestamps to measure is a clear error too
+    with pytest.raises(UserError, match="give the cooldown in rows instead"):
+        fitted(hourly_table(spark, with_time=False), "4032")
     # a duration without timestamps to measure is a clear error, as is one shorter than the recent mean
     with pytest.raises(UserError, match="give the window in rows instead"):
         fitted(hourly_table(spark, with_time=False), "14d")
@@ -134,5 +140,8 @@ def test_a_spec_in_time_has_no_rows_until_it_meets_its_data():
     # the daily time scale's 288 rows make the warm-up; the likelihood's own is 49 rows
     assert spec.at_interval(300).warmup_rows == 287
     assert config.HistorySpec(scales=()).at_interval(300).warmup_rows == 49
-    # a distance score has no use for the window, and needs no timestamps
-    assert config.HistorySpec(score_kind="distance").at_interval(None).likelihood_window.rows == 0
+    # a distance score has no use for the window, and with a cooldown in rows needs no timestamps
+    in_rows = config.HistorySpec(score_kind="distance", cooldown=config.parse_cooldown("216"))
+    assert in_rows.at_interval(None).likelihood_window.rows == 0
+    # a cooldown in time keeps its seconds and gets its rows at the data's interval
+    assert spec.at_interval(300).cooldown == WindowLength(rows=216, seconds=18 * 3600.0, text="18h")
