@@ -279,7 +279,7 @@ def test_history_features_and_alerts_in_the_stream_equal_batch_scoring_across_ba
     # files at once as a batch job does, each series from its first row
     params = second.monitor.active.params
     assert params.uses_history and params.cooldown > 0 and params.range_tolerance is not None
-    assert params.rearm_after is not None  # its state (rows since the last hot row) crosses the restart too
+    assert params.cooldown_seconds is not None  # its state (the last alert's time) crosses the restart too
     expected = score_files(params, [(str(tmp_path / "in" / f"part-{i}.csv"), files[i].encode()) for i in range(4)])
     got = read_output(second.output, "scored")
     assert len(got) == len(expected) == 4 * (150 + 150)
