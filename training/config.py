@@ -64,11 +64,6 @@ def parse_cooldown(text) -> WindowLength:
         ) from None
 
 
-def cooldown_text(cooldown: WindowLength) -> str:
-    """A cooldown as an operator reads it: '18h' or '216 rows'."""
-    return cooldown.text if cooldown.rows is None or cooldown.seconds is not None else f"{cooldown.rows} rows"
-
-
 @dataclass(frozen=True)
 class HistorySpec:
     """The history features and the alert policy: training params that travel in the model."""
