@@ -183,6 +183,35 @@ def test_the_sweep_rate_by_rate_and_the_bounds_on_its_ratio_are_written_from_the
     assert report.sweep_markdown({"rows": [{**row, "rungs": None}]}) == []
 
 
+def test_the_latency_goal_at_the_rate_sustained_before_nab_work_is_read_from_every_sweep_there():
+    # given sweeps at the rate the monitor sustained before #35 (19,200 files/min)
+    def goal_line(*sweeps):
+        rungs = [
+            {"stream": "monitor", "sweep": i, "rate": 19_200, "p50": p50, "kept_up": kept}
+            for i, (p50, kept) in enumerate(sweeps, start=1)
+        ]
+        row = {
+            "figure": "monitor sustained without backlog (rates tried 19200/min): files/min",
+            "rungs": rungs + [{"stream": "monitor", "sweep": 1, "rate": 38_400, "p50": 1.0, "kept_up": True}],
+            "rung_streams": ["monitor", "no-scoring stream"],
+            "ratio": None,
+        }
+        (line,) = [x for x in report.goals_markdown({"rows": [row]}) if x.startswith("| monitor p50 latency at 19,200")]
+        return line
+
+    # when the goals are read, then the median of the sweeps' p50 there is the figure, held to 4 s
+    assert goal_line((3.3, True), (3.9, True), (3.4, True)).endswith(
+        "| 3.40 s, median of 3 sweep(s) (kept up in 3) | at most window + 1 s = 4 s | yes |"
+    )
+    assert goal_line((4.1, True), (4.3, True), (3.4, True)).endswith("| no |")
+    # and a sweep that fell behind there misses the goal whatever the median
+    assert goal_line((3.3, True), (3.5, False), (3.4, True)).endswith(
+        "(kept up in 2) | at most window + 1 s = 4 s | no |"
+    )
+    # and a report without the sweep's rates has no such line
+    assert not any("19,200" in x for x in report.goals_markdown({"rows": []}))
+
+
 def test_the_paced_sweep_counts_rows_quarantined_as_late_and_stops_at_any_other_quarantine(spark, tmp_path):
     # given a monitor output, written by the monitor's own sink, whose batch quarantined two rows
     # as late (a file a listing missed, come a batch later)
@@ -226,7 +255,9 @@ def test_the_monitor_batch_profile_times_batches_of_exactly_the_files_renamed_in
     # then each batch held exactly those files, with Spark's timings of it, and the steady one is summarised
     assert result.returncode == 0, result.stderr[-3000:]
     batches = [line for line in result.stdout.splitlines() if line.startswith("timed batch ")]
-    assert len(batches) == 2 and all(": 30 files, addBatch " in line for line in batches), result.stdout
+    assert len(batches) == 2 and all(": 30 files; ms: addBatch " in line for line in batches), result.stdout
+    # and the phases outside addBatch (listing, planning, the logs) are there to see too
+    assert all(" latestOffset " in line and " triggerExecution " in line for line in batches), result.stdout
     assert "steady batches (1 of 2" in result.stdout
 
 
