@@ -20,6 +20,16 @@ def fmt(value) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+LATENCY_GOAL_SECONDS = 4.0  # the monitor's window, 3 s, + 1 s
+LATENCY_GOAL_TEXT = f"at most window + 1 s = {LATENCY_GOAL_SECONDS:g} s"
+SUSTAINED = "monitor sustained without backlog ("
+
+
+def sweep_row(report: dict) -> dict | None:
+    """The sustained-rate row that carries the paced sweep's rates, or None (older runs)."""
+    return next((r for r in report["rows"] if r["figure"].startswith(SUSTAINED) and r.get("rungs")), None)
+
+
 # The goals of the speed issue, checked against the figures they are about.
 # (figure prefix, what is compared, goal text, value from the row, test)
 GOALS = [
@@ -66,9 +76,9 @@ GOALS = [
     (
         "monitor latency at",
         "monitor p50 latency at the highest rate kept up with, window 3 s",
-        "at most window + 1 s = 4 s",
+        LATENCY_GOAL_TEXT,
         lambda r: r["ours"]["median"] if r["figure"].endswith("p50") else None,
-        lambda v: v <= 4,
+        lambda v: v <= LATENCY_GOAL_SECONDS,
         "{:.2f} s",
     ),
     (
@@ -93,21 +103,20 @@ GOALS = [
 # The rate the monitor sustained when the NAB-quality issue (#35) asked that its speed hold: the
 # performance page of 3ec1f1e, the last full run before that work. Its latency goal is read there.
 RATE_SUSTAINED_BEFORE_NAB_WORK = 19_200
-LATENCY_GOAL_SECONDS = 4.0  # window 3 s + 1 s
 
 
 def latency_goal_at_earlier_rate(report: dict) -> str | None:
     """The goal line for the monitor's p50 latency at the rate it sustained before #35, from the
     paced sweep's rates: met only if every sweep kept up there and the sweeps' median p50 is
     within the goal. None for a report without the sweep's rates."""
-    found = [r for r in report["rows"] if r["figure"].startswith(SUSTAINED) and r.get("rungs")]
-    if not found:
+    sweep = sweep_row(report)
+    if sweep is None:
         return None
     rate = RATE_SUSTAINED_BEFORE_NAB_WORK
     what = f"monitor p50 latency at {rate:,} files/min (the rate it sustained before #35), window 3 s"
-    target = f"at most window + 1 s = {LATENCY_GOAL_SECONDS:g} s"
-    ours = found[0]["rung_streams"][0]
-    at = [r for r in found[0]["rungs"] if r["stream"] == ours and r["rate"] == rate]
+    target = LATENCY_GOAL_TEXT
+    ours = sweep["rung_streams"][0]
+    at = [r for r in sweep["rungs"] if r["stream"] == ours and r["rate"] == rate]
     if not at:
         return f"| {what} | not reached in this run | {target} | - |"
     p50 = statistics.median(r["p50"] for r in at)
@@ -148,9 +157,6 @@ def goals_markdown(report: dict) -> list[str]:
     return lines
 
 
-SUSTAINED = "monitor sustained without backlog ("
-
-
 def _held_and_lost(rungs: list[dict], stream: str) -> tuple[float | None, float | None]:
     """A stream's highest rate kept up with in every sweep, and its lowest rate some sweep fell
     behind at (None when none did): its sustained rate lies between them."""
@@ -166,10 +172,10 @@ def _held_and_lost(rungs: list[dict], stream: str) -> tuple[float | None, float 
 def sweep_markdown(report: dict) -> list[str]:
     """The paced sweep rate by rate, and the bounds it puts on the sustained ratio; nothing for
     a report without the sweep's rates (older runs)."""
-    found = [r for r in report["rows"] if r["figure"].startswith(SUSTAINED) and r.get("rungs")]
-    if not found:
+    sweep = sweep_row(report)
+    if sweep is None:
         return []
-    rungs, (ours, baseline) = found[0]["rungs"], found[0]["rung_streams"]
+    rungs, (ours, baseline) = sweep["rungs"], sweep["rung_streams"]
     lines = [
         "The paced sweep rate by rate: in how many of the sweeps that reached a rate the stream kept "
         "up, and the range of their p50 latencies (rename to committed batch):",
